@@ -1,0 +1,83 @@
+"""Metric definitions shared by every evaluation (DESIGN.md §2-§4).
+
+Ranking metrics use *expected* tie-breaking: when the target ties with other
+candidates, it is credited with its expected value under a uniformly random
+order of the tied group. Constant scores therefore give exactly 1/n for HR@1,
+the random baseline's definition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _rank_range(scores: Sequence[float], target: int) -> tuple[int, int]:
+    s = np.asarray(scores, dtype=float)
+    t = s[target]
+    greater = int(np.sum(s > t))
+    ties = int(np.sum(s == t)) - 1
+    return greater, ties
+
+
+def hit_at_k(scores: Sequence[float], target: int, k: int) -> float:
+    """P(target in top k) with ties broken uniformly at random."""
+    greater, ties = _rank_range(scores, target)
+    return float(min(max((k - greater) / (ties + 1), 0.0), 1.0))
+
+
+def ndcg_at_k(scores: Sequence[float], target: int, k: int) -> float:
+    greater, ties = _rank_range(scores, target)
+    ranks = range(greater + 1, greater + ties + 2)
+    return float(np.mean([1.0 / math.log2(r + 1) if r <= k else 0.0 for r in ranks]))
+
+
+def ranking_metrics(score_lists: Sequence[Sequence[float]], targets: Sequence[int]) -> dict[str, float]:
+    """HR@1, HR@5, HR@10, NDCG@5, NDCG@10 averaged over test cases."""
+    if not len(targets):
+        return {}
+    out = {}
+    for k in (1, 5, 10):
+        out[f"hr@{k}"] = float(np.mean([hit_at_k(s, t, k) for s, t in zip(score_lists, targets)]))
+    for k in (5, 10):
+        out[f"ndcg@{k}"] = float(np.mean([ndcg_at_k(s, t, k) for s, t in zip(score_lists, targets)]))
+    return out
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve via the rank-sum statistic (ties count one half); NaN if one class is absent."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def detection_metrics(flagged: Sequence[bool], labels: Sequence[bool],
+                      scores: Sequence[float] | None = None) -> dict[str, float]:
+    """Precision, recall, F1, false-positive rate (and ROC-AUC when scores are given)."""
+    f = np.asarray(flagged, dtype=bool)
+    y = np.asarray(labels, dtype=bool)
+    tp, fp = int(np.sum(f & y)), int(np.sum(f & ~y))
+    fn, tn = int(np.sum(~f & y)), int(np.sum(~f & ~y))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    out = {"precision": precision, "recall": recall, "f1": f1, "fpr": fp / (fp + tn) if fp + tn else 0.0,
+           "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    if scores is not None:
+        out["auc"] = roc_auc(scores, labels)
+    return out

@@ -1,0 +1,287 @@
+"""The one DuckDB database: schema, reads and writes. All SQL of the project lives here.
+
+Connections are short-lived: each operation opens the file, runs in a
+transaction and closes it, so the dashboard and the CLI can take turns on the
+same file. When another process holds it for longer than `lock_timeout_s`, a
+`StoreError` says so in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from .errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name VARCHAR PRIMARY KEY, source VARCHAR, kind VARCHAR,
+    n_users BIGINT, n_items BIGINT, n_interactions BIGINT,
+    notes VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS items (
+    dataset VARCHAR, item_id VARCHAR, title VARCHAR, extra VARCHAR);
+CREATE TABLE IF NOT EXISTS interactions (
+    dataset VARCHAR, user_id VARCHAR, item_id VARCHAR, ts BIGINT, rating DOUBLE);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, kind VARCHAR, dataset VARCHAR, status VARCHAR,
+    config VARCHAR, seed BIGINT, versions VARCHAR, progress DOUBLE, message VARCHAR,
+    error VARCHAR, result VARCHAR, timings VARCHAR,
+    created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id VARCHAR, model VARCHAR, name VARCHAR, value DOUBLE);
+CREATE TABLE IF NOT EXISTS train_log (
+    run_id VARCHAR, phase VARCHAR, step BIGINT, total BIGINT, loss DOUBLE,
+    tokens_per_s DOUBLE, logged_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS recommendations (
+    run_id VARCHAR, model VARCHAR, variant VARCHAR, user_id VARCHAR, rank INTEGER,
+    item_id VARCHAR, title VARCHAR, score DOUBLE, is_attack_item BOOLEAN, is_target BOOLEAN);
+CREATE TABLE IF NOT EXISTS poison_records (
+    run_id VARCHAR, kind VARCHAR, item_id VARCHAR, title VARCHAR, user_id VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS scans (
+    scan_id VARCHAR PRIMARY KEY, run_id VARCHAR, source VARCHAR, method VARCHAR,
+    threshold DOUBLE, n_items BIGINT, n_flagged BIGINT, metrics VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS scan_results (
+    scan_id VARCHAR, item_id VARCHAR, title VARCHAR, score DOUBLE, flagged BOOLEAN,
+    method VARCHAR, span VARCHAR, label BOOLEAN);
+CREATE TABLE IF NOT EXISTS trigger_sets (
+    name VARCHAR PRIMARY KEY, triggers VARCHAR, created_at TIMESTAMP);
+CREATE INDEX IF NOT EXISTS items_ds ON items(dataset);
+CREATE INDEX IF NOT EXISTS inter_ds ON interactions(dataset);
+CREATE INDEX IF NOT EXISTS recs_run ON recommendations(run_id);
+CREATE INDEX IF NOT EXISTS scanres_scan ON scan_results(scan_id);
+"""
+
+# Tables whose rows belong to one run; removed together when a run is deleted or fails.
+RUN_TABLES = ("metrics", "train_log", "recommendations", "poison_records")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+class Store:
+    """Access to the BadRec DuckDB file.
+
+    Args:
+        path (`Path`): the database file; created with its schema on first use.
+        lock_timeout_s (`float`): how long to wait for another process's lock.
+    """
+
+    def __init__(self, path: Path | str, lock_timeout_s: float = 10.0):
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._lock = threading.RLock()
+        self._schema_ready = False
+
+    # -- connection ---------------------------------------------------------
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise StoreError(f"cannot open database {self.path}: {exc}".splitlines()[0]) from exc
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"database {self.path} is locked by another process (is the dashboard or another "
+                        "command writing to it?); wait for it or set BADREC_HOME to another folder"
+                    ) from exc
+                time.sleep(0.1)
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot open database {self.path}: {exc}".splitlines()[0]) from exc
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation; with `write`, one transaction that rolls back on error."""
+        with self._lock:
+            con = self._open(read_only=False)
+            try:
+                if not self._schema_ready:
+                    con.execute(SCHEMA)
+                    self._schema_ready = True
+                if not write:
+                    yield con
+                    return
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                raise StoreError(f"database error: {exc}".splitlines()[0]) from exc
+            finally:
+                con.close()
+
+    def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
+        with self.connect() as con:
+            row = con.execute(sql, params or []).fetchone()
+            return None if row is None else row[0]
+
+    # -- datasets -----------------------------------------------------------
+    def save_dataset(self, name: str, source: str, kind: str, items: pd.DataFrame,
+                     interactions: pd.DataFrame, notes: list[str]) -> None:
+        """Replace a dataset with these rows in one transaction (nothing half-written)."""
+        items_df = items.assign(dataset=name)
+        if "extra" not in items_df:
+            items_df["extra"] = None
+        items_df = items_df[["dataset", "item_id", "title", "extra"]]
+        inter_df = interactions.assign(dataset=name)[["dataset", "user_id", "item_id", "ts", "rating"]]
+        n_users = int(inter_df["user_id"].nunique()) if len(inter_df) else 0
+        with self.connect(write=True) as con:
+            for table in ("items", "interactions", "datasets"):
+                key = "name" if table == "datasets" else "dataset"
+                con.execute(f"DELETE FROM {table} WHERE {key} = ?", [name])
+            con.register("items_df", items_df)
+            con.execute("INSERT INTO items SELECT * FROM items_df")
+            con.register("inter_df", inter_df)
+            con.execute("INSERT INTO interactions SELECT * FROM inter_df")
+            con.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, source, kind, n_users, len(items_df), len(inter_df), _json(notes), now()],
+            )
+
+    def list_datasets(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM datasets ORDER BY name")
+
+    def dataset_row(self, name: str) -> dict | None:
+        df = self.query("SELECT * FROM datasets WHERE name = ?", [name])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def load_items(self, name: str) -> pd.DataFrame:
+        return self.query("SELECT item_id, title, extra FROM items WHERE dataset = ? ORDER BY rowid", [name])
+
+    def load_interactions(self, name: str) -> pd.DataFrame:
+        return self.query(
+            "SELECT user_id, item_id, ts, rating FROM interactions WHERE dataset = ? ORDER BY rowid", [name]
+        )
+
+    def delete_dataset(self, name: str) -> None:
+        with self.connect(write=True) as con:
+            for table in ("items", "interactions"):
+                con.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])
+            con.execute("DELETE FROM datasets WHERE name = ?", [name])
+
+    # -- runs ---------------------------------------------------------------
+    def create_run(self, run_id: str, kind: str, dataset: str, config: dict, seed: int,
+                   versions: dict, status: str = "queued") -> None:
+        with self.connect(write=True) as con:
+            con.execute(
+                "INSERT INTO runs (run_id, kind, dataset, status, config, seed, versions, progress, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                [run_id, kind, dataset, status, _json(config), seed, _json(versions), now()],
+            )
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run; dicts and lists are stored as JSON."""
+        allowed = {"status", "progress", "message", "error", "result", "timings", "started_at", "finished_at"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values = [_json(v) if isinstance(v, (dict, list)) else v for v in fields.values()]
+        with self.connect(write=True) as con:
+            con.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", [*values, run_id])
+
+    def finish_run(self, run_id: str, result: dict, timings: dict, metrics: dict[str, dict[str, float]],
+                   tables: dict[str, pd.DataFrame] | None = None) -> None:
+        """Write a run's metrics, per-row tables and final status in one transaction."""
+        rows = [(run_id, model, name, float(v)) for model, vals in metrics.items()
+                for name, v in vals.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        with self.connect(write=True) as con:
+            if rows:
+                con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", rows)
+            for table, df in (tables or {}).items():
+                if table not in RUN_TABLES and table not in ("scan_results",):
+                    raise ValueError(f"not a run table: {table}")
+                if len(df):
+                    con.register("_rows", df)
+                    cols = ", ".join(df.columns)
+                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
+                    con.unregister("_rows")
+            con.execute(
+                "UPDATE runs SET status = 'done', progress = 1, result = ?, timings = ?, finished_at = ?,"
+                " message = 'done' WHERE run_id = ?",
+                [_json(result), _json(timings), now(), run_id],
+            )
+
+    def fail_run(self, run_id: str, error: str, status: str = "failed") -> None:
+        """Mark a run failed or cancelled and remove any rows it wrote."""
+        with self.connect(write=True) as con:
+            for table in RUN_TABLES:
+                if table != "train_log":
+                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE run_id = ?",
+                [status, error, now(), run_id],
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.connect(write=True) as con:
+            for table in RUN_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+
+    def get_run(self, run_id: str) -> dict | None:
+        df = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if df.empty:
+            return None
+        row = df.iloc[0].to_dict()
+        for key in ("config", "versions", "result", "timings"):
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+        return row
+
+    def list_runs(self, kind: str | None = None) -> pd.DataFrame:
+        if kind:
+            return self.query("SELECT * FROM runs WHERE kind = ? ORDER BY created_at DESC", [kind])
+        return self.query("SELECT * FROM runs ORDER BY created_at DESC")
+
+    def mark_stale_runs(self) -> int:
+        """Runs left 'running' or 'queued' by a process that died are marked failed."""
+        with self.connect(write=True) as con:
+            n = con.execute(
+                "SELECT count(*) FROM runs WHERE status IN ('running', 'queued')").fetchone()[0]
+            con.execute(
+                "UPDATE runs SET status = 'failed', error = 'interrupted: the process running it stopped',"
+                " finished_at = ? WHERE status IN ('running', 'queued')", [now()])
+        return int(n)
+
+    def log_train(self, run_id: str, phase: str, step: int, total: int, loss: float,
+                  tokens_per_s: float) -> None:
+        with self.connect(write=True) as con:
+            con.execute("INSERT INTO train_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [run_id, phase, step, total, loss, tokens_per_s, now()])
+
+    def run_metrics(self, run_id: str) -> pd.DataFrame:
+        return self.query("SELECT model, name, value FROM metrics WHERE run_id = ? ORDER BY model, name", [run_id])
+
+    # -- trigger sets --------------------------------------------------------
+    def save_trigger_set(self, name: str, triggers: list[dict]) -> None:
+        with self.connect(write=True) as con:
+            con.execute("DELETE FROM trigger_sets WHERE name = ?", [name])
+            con.execute("INSERT INTO trigger_sets VALUES (?, ?, ?)", [name, _json(triggers), now()])
+
+    def trigger_sets(self) -> dict[str, list[dict]]:
+        df = self.query("SELECT name, triggers FROM trigger_sets ORDER BY name")
+        return {r.name: json.loads(r.triggers) for r in df.itertuples()}
