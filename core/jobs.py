@@ -1,0 +1,193 @@
+"""Background jobs (DESIGN.md §6): one worker thread, a queue, progress and status in the store.
+
+Training and scanning take minutes on a small CPU, so the dashboard hands them
+to a `JobManager`: one worker thread runs one job at a time (two trainings at
+once would only fight for the cores), the rest wait in a queue. All state a
+page needs lives in the store's `runs` row (status, progress, message with
+counts and ETA, error), so a reloaded page or a second browser session sees
+the same thing. The manager itself only holds the queue and the cancel events;
+the page layer keeps one per process (Streamlit's `cache_resource`).
+
+A job is a function `fn(progress, run_id) -> dict | None`. It reports through
+`progress.update(done, total, message)`, which also raises `Cancelled` once the
+user pressed cancel. When it returns, the run is finished with its result
+(unless the function already finished the run itself); when it raises, the run
+is marked failed (or cancelled) through `Store.fail_run`, which removes any rows
+it wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import BadRecError
+from .progress import Cancelled, Progress, format_eta
+from .store import Store, now
+from .versions import versions
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[Progress, str], "dict | None"]
+ACTIVE = ("queued", "running")
+
+
+class StoreProgress(Progress):
+    """Writes progress to the run's row, at most every `min_interval_s` (the UI polls it)."""
+
+    def __init__(self, store: Store, run_id: str, cancel: threading.Event, min_interval_s: float = 0.5):
+        super().__init__(cancel)
+        self.store = store
+        self.run_id = run_id
+        self.min_interval_s = min_interval_s
+        self._last_write = 0.0
+        self._last_text = ""
+
+    def emit(self, done, total, message, eta):
+        finished = total is not None and done >= total
+        moment = time.monotonic()
+        if moment - self._last_write < self.min_interval_s and not finished and message == self._last_text:
+            return
+        self._last_write, self._last_text = moment, message
+        text = describe(done, total, message, eta)
+        fraction = min(max(done / total, 0.0), 1.0) if total else None
+        fields = {"message": text} if fraction is None else {"message": text, "progress": fraction}
+        self.store.update_run(self.run_id, **fields)
+
+
+def describe(done: float, total: float | None, message: str, eta: float | None) -> str:
+    """One line for the UI: 'message · 12/40 · ETA 01:05'."""
+    if not total:
+        return message
+    return f"{message} · {int(done)}/{int(total)} · ETA {format_eta(eta)}"
+
+
+@dataclass
+class Job:
+    """A queued or running job as the manager sees it."""
+
+    run_id: str
+    kind: str
+    fn: JobFn
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    """Runs jobs one at a time in a background thread; status goes to the store.
+
+    Creating a manager marks runs that an earlier, dead process left 'queued'
+    or 'running' as failed: no thread of this process can be running them.
+
+    Args:
+        store (`Store`): where runs are recorded.
+        min_interval_s (`float`): the shortest gap between two progress writes of a job.
+    """
+
+    def __init__(self, store: Store, min_interval_s: float = 0.5):
+        self.store = store
+        self.min_interval_s = min_interval_s
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self.stale_marked = store.mark_stale_runs()
+        self._thread = threading.Thread(target=self._work, name="badrec-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, dataset: str, config: dict, fn: JobFn, seed: int = 0,
+               run_id: str | None = None) -> str:
+        """Queue a job; its run row exists (status 'queued') when this returns.
+
+        Returns:
+            `str`: the run id.
+        """
+        run_id = run_id or new_run_id(kind)
+        self.store.create_run(run_id, kind, dataset, config, seed, versions(), status="queued")
+        self.store.update_run(run_id, message="waiting in the queue")
+        job = Job(run_id, kind, fn)
+        with self._lock:
+            self._jobs[run_id] = job
+        self._queue.put(job)
+        return run_id
+
+    def cancel(self, run_id: str) -> bool:
+        """Ask a queued or running job to stop; False when this process does not run it."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is None:
+            return False
+        job.cancel.set()
+        return True
+
+    def is_active(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._jobs
+
+    def active_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict | None:
+        """Block until a job ends (for tests and scripts); returns the run row."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is not None and not job.done.wait(timeout):
+            raise TimeoutError(f"job {run_id} still running after {timeout} s")
+        return self.store.get_run(run_id)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel everything and stop the worker thread."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # -- worker ---------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            except Exception:  # the store itself failed; keep the worker alive for the next job
+                log.exception("job %s could not be recorded", job.run_id)
+            finally:
+                with self._lock:
+                    self._jobs.pop(job.run_id, None)
+                job.done.set()
+
+    def _run(self, job: Job) -> None:
+        if job.cancel.is_set():
+            self.store.fail_run(job.run_id, "cancelled before it started", status="cancelled")
+            return
+        started = time.monotonic()
+        self.store.update_run(job.run_id, status="running", started_at=now(), message="starting")
+        progress = StoreProgress(self.store, job.run_id, job.cancel, self.min_interval_s)
+        try:
+            result = job.fn(progress, job.run_id)
+        except Cancelled:
+            self.store.fail_run(job.run_id, "cancelled by the user", status="cancelled")
+            return
+        except BadRecError as exc:
+            self.store.fail_run(job.run_id, str(exc))
+            return
+        except Exception as exc:  # a crash in any job must end as a failed run, never a stuck one
+            log.exception("job %s crashed", job.run_id)
+            self.store.fail_run(job.run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        row = self.store.get_run(job.run_id)
+        if row is not None and row["status"] != "done":
+            self.store.finish_run(job.run_id, result or {}, {"seconds": round(time.monotonic() - started, 3)}, {})
+
+
+def new_run_id(kind: str) -> str:
+    """Sortable, unique and readable: kind-YYYYmmdd-HHMMSS-xxxx."""
+    return f"{kind}-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
