@@ -1,0 +1,164 @@
+"""Plotly figure builders for the dashboard and the reports: pure functions, data in, figure out.
+
+Every builder takes plain frames or arrays (from `core` functions or DuckDB)
+and returns a `plotly.graph_objects.Figure`; nothing here reads the store.
+Titles are passed to plotly as data (it escapes text in hover labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+ACCENT = "#B3261E"
+NEUTRAL = "#52606D"
+LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=45), height=340,
+              font=dict(family="Helvetica, Arial, sans-serif", size=12))
+
+
+def _fig(title: str, x: str, y: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, **LAYOUT)
+    return fig
+
+
+def dataset_counts(info: dict) -> go.Figure:
+    """Users, items and interactions of a dataset as bars (log scale: they differ by orders)."""
+    keys = [("n_users", "users"), ("n_items", "items"), ("n_interactions", "interactions")]
+    names = [label for key, label in keys if info.get(key)]
+    values = [info[key] for key, _ in keys if info.get(key)]
+    fig = _fig(f"{info.get('name', 'dataset')}: size", "", "count (log)")
+    fig.add_bar(x=names, y=values, marker_color=NEUTRAL, text=[f"{v:,}" for v in values], textposition="outside")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def seq_length_histogram(lengths: Sequence[int], min_interactions: int | None = None) -> go.Figure:
+    """Interactions per user; a dashed line marks the protocol's minimum."""
+    fig = _fig("Sequence length per user", "interactions per user", "users")
+    fig.add_histogram(x=np.asarray(lengths), nbinsx=60, marker_color=NEUTRAL, name="users")
+    if min_interactions:
+        fig.add_vline(x=min_interactions, line_dash="dash", line_color=ACCENT,
+                      annotation_text=f"min {min_interactions}")
+    return fig
+
+
+def popularity_tail(counts: Sequence[int]) -> go.Figure:
+    """Interactions per item in decreasing order: the long tail an attacker's items usually sit in."""
+    c = np.sort(np.asarray(counts))[::-1]
+    fig = _fig("Item popularity (long tail)", "item rank", "interactions (log)")
+    fig.add_scatter(x=np.arange(1, len(c) + 1), y=np.maximum(c, 1), mode="lines", line_color=NEUTRAL,
+                    name="interactions")
+    fig.update_yaxes(type="log")
+    if len(c):
+        share = c[: max(1, len(c) // 5)].sum() / max(c.sum(), 1)
+        fig.add_annotation(x=0.98, y=0.95, xref="paper", yref="paper", showarrow=False, xanchor="right",
+                           text=f"top 20% of items: {share:.0%} of interactions")
+    return fig
+
+
+def loss_curve(log: pd.DataFrame) -> go.Figure:
+    """Training loss per step, one line per phase (columns phase, step, loss)."""
+    fig = _fig("Training loss", "step", "loss")
+    for phase, part in log.sort_values("step").groupby("phase", sort=False):
+        fig.add_scatter(x=part["step"], y=part["loss"], mode="lines", name=str(phase))
+    return fig
+
+
+def asr_vs_rho(df: pd.DataFrame, metric: str = "asr") -> go.Figure:
+    """ASR (or another metric) against the poisoning ratio ρ across runs.
+
+    Args:
+        df (`pd.DataFrame`): columns `poison_ratio`, `value`, `series` (a label: victim/model/trigger level),
+            optionally `run_id` for the hover text.
+    """
+    fig = _fig(f"{metric} vs poisoning ratio ρ", "ρ (poisoned / all training samples)", metric)
+    for series, part in df.sort_values("poison_ratio").groupby("series", sort=True):
+        hover = part["run_id"] if "run_id" in part else None
+        fig.add_scatter(x=part["poison_ratio"], y=part["value"], mode="lines+markers", name=str(series),
+                        text=hover, hovertemplate="ρ=%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def metrics_bars(metrics: pd.DataFrame, names: Sequence[str] = ("hr@1", "hr@5", "ndcg@5", "asr")) -> go.Figure:
+    """One run's metrics per model side by side (columns model, name, value)."""
+    sub = metrics[metrics["name"].isin(names)]
+    fig = _fig("Metrics by model", "", "value")
+    for model, part in sub.groupby("model", sort=True):
+        fig.add_bar(x=part["name"], y=part["value"], name=str(model))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def score_histogram(scores: Sequence[float], labels: Sequence[bool] | None = None,
+                    threshold: float | None = None) -> go.Figure:
+    """Scanner scores; split by ground truth when it exists, the threshold as a line."""
+    s = np.asarray(scores, dtype=float)
+    fig = _fig("Scanner score distribution", "score (P(poisoned))", "items")
+    if labels is None:
+        fig.add_histogram(x=s, nbinsx=50, marker_color=NEUTRAL, name="items")
+    else:
+        y = np.asarray(labels, dtype=bool)
+        fig.add_histogram(x=s[~y], nbinsx=50, marker_color=NEUTRAL, name="clean", opacity=0.75)
+        fig.add_histogram(x=s[y], nbinsx=50, marker_color=ACCENT, name="poisoned", opacity=0.75)
+        fig.update_layout(barmode="overlay")
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color="#1F2933", annotation_text=f"threshold {threshold:g}")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def _sorted_counts(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Cumulative TP/FP at each distinct threshold, from the highest score down."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.diff(s) != 0, True]  # the last index of each run of equal scores
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(~y)[last]
+    return s[last], tp, fp, int(y.sum()), int((~y).sum())
+
+
+def roc_points(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
+    """False- and true-positive rates at every threshold (from (0,0) to (1,1))."""
+    thr, tp, fp, n_pos, n_neg = _sorted_counts(scores, labels)
+    fpr = np.r_[0.0, fp / n_neg] if n_neg else np.r_[0.0, np.zeros(len(fp))]
+    tpr = np.r_[0.0, tp / n_pos] if n_pos else np.r_[0.0, np.zeros(len(tp))]
+    return pd.DataFrame({"threshold": np.r_[np.inf, thr], "fpr": fpr, "tpr": tpr})
+
+
+def pr_points(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
+    """Precision and recall at every threshold, highest threshold first."""
+    thr, tp, fp, n_pos, _ = _sorted_counts(scores, labels)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / n_pos if n_pos else np.zeros(len(tp))
+    return pd.DataFrame({"threshold": thr, "precision": precision, "recall": recall})
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[bool], auc: float | None = None) -> go.Figure:
+    pts = roc_points(scores, labels)
+    title = "ROC curve" + (f" (AUC {auc:.3f})" if auc is not None and not np.isnan(auc) else "")
+    fig = _fig(title, "false-positive rate", "true-positive rate")
+    fig.add_scatter(x=pts["fpr"], y=pts["tpr"], mode="lines", line_color=ACCENT, name="scanner")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#9AA5B1"), name="chance")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def pr_curve(scores: Sequence[float], labels: Sequence[bool]) -> go.Figure:
+    pts = pr_points(scores, labels)
+    base = float(np.mean(np.asarray(labels, dtype=bool))) if len(labels) else 0.0
+    fig = _fig("Precision-recall curve", "recall", "precision")
+    fig.add_scatter(x=pts["recall"], y=pts["precision"], mode="lines", line_color=ACCENT, name="scanner",
+                    line_shape="hv")
+    fig.add_hline(y=base, line_dash="dot", line_color="#9AA5B1", annotation_text=f"base rate {base:.3f}")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
