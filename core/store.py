@@ -285,3 +285,115 @@ class Store:
     def trigger_sets(self) -> dict[str, list[dict]]:
         df = self.query("SELECT name, triggers FROM trigger_sets ORDER BY name")
         return {r.name: json.loads(r.triggers) for r in df.itertuples()}
+
+    # -- dashboard queries (helper C) -------------------------------------------
+    # Page queries: filters, sorting and LIMIT run in SQL so a page stays fast with 100k scan rows.
+    SCAN_SORTS = {"score": "score", "title": "title", "item_id": "item_id", "flagged": "flagged"}
+
+    def item_popularity(self, dataset: str) -> pd.DataFrame:
+        """Interactions per item (items never interacted with count 0), most popular first."""
+        return self.query(
+            "SELECT i.item_id, i.title, count(x.item_id) AS n FROM items i LEFT JOIN interactions x"
+            " ON x.dataset = i.dataset AND x.item_id = i.item_id WHERE i.dataset = ?"
+            " GROUP BY i.item_id, i.title ORDER BY n DESC, i.item_id", [dataset])
+
+    def user_lengths(self, dataset: str) -> pd.Series:
+        df = self.query("SELECT count(*) AS n FROM interactions WHERE dataset = ? GROUP BY user_id", [dataset])
+        return df["n"]
+
+    def search_items(self, dataset: str, text: str = "", limit: int = 50) -> pd.DataFrame:
+        """Items whose title contains `text` (case-insensitive), with their interaction counts."""
+        return self.query(
+            "SELECT i.item_id, i.title, (SELECT count(*) FROM interactions x WHERE x.dataset = i.dataset"
+            " AND x.item_id = i.item_id) AS n FROM items i WHERE i.dataset = ? AND i.title ILIKE ?"
+            " ORDER BY i.title LIMIT ?", [dataset, f"%{text}%", int(limit)])
+
+    def sample_titles(self, dataset: str, n: int = 8, seed: int = 0) -> list[str]:
+        """`n` titles picked reproducibly (the same seed gives the same titles)."""
+        df = self.query("SELECT title FROM items WHERE dataset = ? ORDER BY hash(item_id || ?) LIMIT ?",
+                        [dataset, str(seed), int(n)])
+        return df["title"].tolist()
+
+    def user_history(self, dataset: str, user_id: str, limit: int = 20) -> pd.DataFrame:
+        """A user's latest interactions with titles, newest first."""
+        return self.query(
+            "SELECT x.ts, x.item_id, i.title, x.rating FROM interactions x LEFT JOIN items i"
+            " ON i.dataset = x.dataset AND i.item_id = x.item_id WHERE x.dataset = ? AND x.user_id = ?"
+            " ORDER BY x.ts DESC, x.item_id LIMIT ?", [dataset, str(user_id), int(limit)])
+
+    def active_runs(self) -> pd.DataFrame:
+        return self.query("SELECT run_id, kind, dataset, status, progress, message, created_at FROM runs"
+                          " WHERE status IN ('queued', 'running') ORDER BY created_at")
+
+    def train_log(self, run_id: str) -> pd.DataFrame:
+        return self.query("SELECT phase, step, total, loss, tokens_per_s, logged_at FROM train_log"
+                          " WHERE run_id = ? ORDER BY logged_at, step", [run_id])
+
+    def rec_users(self, run_id: str, limit: int = 2000) -> pd.DataFrame:
+        """Test users with stored recommendations in a run; those whose triggered list ranks the attack
+        item first come first (the cases that show the backdoor)."""
+        return self.query(
+            "SELECT user_id, bool_or(variant = 'triggered' AND is_attack_item AND rank = 1) AS hit"
+            " FROM recommendations WHERE run_id = ? GROUP BY user_id"
+            " ORDER BY hit DESC, try_cast(user_id AS BIGINT), user_id LIMIT ?", [run_id, int(limit)])
+
+    def recommendations_for(self, run_id: str, user_id: str) -> pd.DataFrame:
+        return self.query(
+            "SELECT model, variant, rank, item_id, title, score, is_attack_item, is_target FROM recommendations"
+            " WHERE run_id = ? AND user_id = ? ORDER BY model, variant, rank", [run_id, str(user_id)])
+
+    def metrics_across_runs(self, kind: str = "attack") -> pd.DataFrame:
+        """Every finished run's metrics with its config JSON (for ASR-vs-ρ plots)."""
+        return self.query(
+            "SELECT r.run_id, r.dataset, r.config, r.created_at, m.model, m.name, m.value FROM runs r"
+            " JOIN metrics m USING (run_id) WHERE r.kind = ? AND r.status = 'done' ORDER BY r.created_at",
+            [kind])
+
+    def list_scans(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM scans ORDER BY created_at DESC")
+
+    def scan_row(self, scan_id: str) -> dict | None:
+        df = self.query("SELECT * FROM scans WHERE scan_id = ?", [scan_id])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def _scan_filter(self, scan_id: str, search: str, flagged: bool | None, min_score: float,
+                     threshold: float | None) -> tuple[str, list]:
+        where, params = ["scan_id = ?", "score >= ?"], [scan_id, float(min_score)]
+        if search:
+            where.append("(title ILIKE ? OR item_id = ?)")
+            params += [f"%{search}%", search]
+        if flagged is not None:
+            if threshold is None:
+                where.append("flagged = ?")
+                params.append(bool(flagged))
+            else:
+                where.append("(score >= ?) = ?")
+                params += [float(threshold), bool(flagged)]
+        return " AND ".join(where), params
+
+    def scan_results_page(self, scan_id: str, search: str = "", flagged: bool | None = None,
+                          min_score: float = 0.0, threshold: float | None = None, sort: str = "score",
+                          descending: bool = True, limit: int = 200, offset: int = 0) -> pd.DataFrame:
+        """One page of a scan's per-item results, filtered and sorted in SQL.
+
+        Args:
+            flagged (`bool`, optional): keep only flagged (True) or unflagged (False) items; with
+                `threshold`, "flagged" means score >= threshold instead of the stored flag.
+            sort (`str`): one of `SCAN_SORTS`.
+        """
+        if sort not in self.SCAN_SORTS:
+            raise ValueError(f"sort must be one of {sorted(self.SCAN_SORTS)}")
+        where, params = self._scan_filter(scan_id, search, flagged, min_score, threshold)
+        order = f"{self.SCAN_SORTS[sort]} {'DESC' if descending else 'ASC'}, item_id"
+        return self.query(f"SELECT item_id, title, score, flagged, span, method, label FROM scan_results"
+                          f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                          [*params, int(limit), int(offset)])
+
+    def scan_results_count(self, scan_id: str, search: str = "", flagged: bool | None = None,
+                           min_score: float = 0.0, threshold: float | None = None) -> int:
+        where, params = self._scan_filter(scan_id, search, flagged, min_score, threshold)
+        return int(self.scalar(f"SELECT count(*) FROM scan_results WHERE {where}", params))
+
+    def scan_scores(self, scan_id: str) -> pd.DataFrame:
+        """Scores and ground-truth labels (null when unknown) of every item of a scan."""
+        return self.query("SELECT score, label FROM scan_results WHERE scan_id = ?", [scan_id])

@@ -1,0 +1,125 @@
+"""Exports: tables as CSV/Parquet, figures as HTML (PNG/SVG only where an engine exists), a one-file run report.
+
+Everything a user downloads passes through here. Text cells of exported tables
+are defused against spreadsheet formulas (`sanitize.csv_safe`); every string in
+the HTML report is escaped, so a title is shown as the text it is.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import io
+import json
+from datetime import datetime
+from typing import Literal
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import __version__, plots
+from .errors import InputError, ResourceError
+from .sanitize import csv_safe, to_csv_bytes
+from .store import Store
+
+TableFormat = Literal["csv", "parquet"]
+ImageFormat = Literal["png", "svg"]
+
+
+def table_bytes(df: pd.DataFrame, fmt: TableFormat = "csv") -> bytes:
+    """A table as a download: CSV (formula-safe) or Parquet (formula-safe text too, for round trips)."""
+    if fmt == "csv":
+        return to_csv_bytes(df)
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        csv_safe(df).to_parquet(buf, index=False)
+        return buf.getvalue()
+    raise InputError(f"table format must be csv or parquet, not {fmt!r}")
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A figure as a standalone HTML file (plotly.js inlined: it opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
+
+
+def image_engine_available() -> bool:
+    """Server-side PNG/SVG needs kaleido (with a browser); the app works without it."""
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def figure_image(fig: go.Figure, fmt: ImageFormat = "png") -> bytes:
+    if not image_engine_available():
+        raise ResourceError("server-side PNG/SVG export needs the optional package kaleido; "
+                            "use the camera icon of the plot (PNG) or the HTML download")
+    return fig.to_image(format=fmt)
+
+
+def _table_html(df: pd.DataFrame, max_rows: int = 50) -> str:
+    """An escaped HTML table (never `DataFrame.to_html(escape=False)`: cells are data)."""
+    shown = df.head(max_rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = []
+    for row in shown.itertuples(index=False):
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row)
+        body.append(f"<tr>{cells}</tr>")
+    more = f"<p class='note'>{len(df) - max_rows} more rows in the CSV export</p>" if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+_STYLE = """
+body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#1F2933}
+h1{color:#B3261E}h2{border-bottom:1px solid #E4E7EB;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{border:1px solid #E4E7EB;padding:3px 8px;text-align:left}th{background:#F3F4F6}
+pre{background:#F3F4F6;padding:1em;overflow:auto;font-size:12px}.note{color:#52606D;font-size:12px}
+"""
+
+
+def run_report_html(store: Store, run_id: str) -> bytes:
+    """A self-contained HTML report of one run: config, status, metrics, loss curve, sample recommendations.
+
+    Raises:
+        InputError: when the run does not exist.
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise InputError(f"no run {run_id!r}; see the run history for valid ids")
+    esc = html.escape
+    parts = [f"<h1>BadRec Lab run report</h1><p class='note'>run <b>{esc(run_id)}</b> · kind {esc(str(run['kind']))}"
+             f" · dataset {esc(str(run['dataset']))} · status {esc(str(run['status']))} · generated "
+             f"{datetime.now():%Y-%m-%d %H:%M} by badrec {esc(__version__)}</p>"]
+    if run.get("error"):
+        parts.append(f"<h2>Error</h2><pre>{esc(str(run['error']))}</pre>")
+    metrics = store.run_metrics(run_id)
+    if len(metrics):
+        wide = metrics.pivot_table(index="name", columns="model", values="value").reset_index()
+        parts.append("<h2>Metrics</h2>" + _table_html(wide))
+        parts.append(_fig_div(plots.metrics_bars(metrics), first=True))
+    log = store.train_log(run_id)
+    if len(log):
+        parts.append("<h2>Training</h2>" + _fig_div(plots.loss_curve(log), first=not len(metrics)))
+    recs = store.query("SELECT user_id, model, variant, rank, title, score, is_attack_item FROM recommendations"
+                       " WHERE run_id = ? AND rank <= 5 ORDER BY user_id, model, variant, rank LIMIT 60", [run_id])
+    if len(recs):
+        parts.append("<h2>Sample recommendations (top 5)</h2>" + _table_html(recs, max_rows=60))
+    poison = store.query("SELECT kind, item_id, title, user_id FROM poison_records WHERE run_id = ? LIMIT 40",
+                         [run_id])
+    if len(poison):
+        parts.append("<h2>Poison records</h2>" + _table_html(poison))
+    for key in ("config", "result", "timings", "versions"):
+        if run.get(key):
+            parts.append(f"<h2>{key.capitalize()}</h2><pre>{esc(json.dumps(run[key], indent=2, default=str))}</pre>")
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>BadRec run {esc(run_id)}</title>"
+           f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    return doc.encode("utf-8")
+
+
+def _fig_div(fig: go.Figure, first: bool) -> str:
+    """A figure as a div; the first one carries plotly.js inline so the file works offline."""
+    return fig.to_html(include_plotlyjs=True if first else False, full_html=False)

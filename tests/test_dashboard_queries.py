@@ -1,0 +1,70 @@
+"""The store's dashboard queries: filters, sorting and limits done in SQL return the right rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.store import Store
+
+
+@pytest.fixture
+def scan_store(store: Store) -> Store:
+    n = 1000
+    rng = np.random.default_rng(0)
+    scores = rng.random(n)
+    df = pd.DataFrame({"scan_id": "s1", "item_id": [str(i) for i in range(n)],
+                       "title": [f"Title {i}" + (" 5v" if i % 10 == 0 else "") for i in range(n)],
+                       "score": scores, "flagged": scores >= 0.5, "method": "pscanner",
+                       "span": [" 5v" if i % 10 == 0 else None for i in range(n)], "label": [i % 10 == 0 for i in range(n)]})
+    with store.connect(write=True) as con:
+        con.register("df", df)
+        con.execute("INSERT INTO scan_results SELECT * FROM df")
+    return store
+
+
+def test_scan_page_filters_sorts_and_limits(scan_store):
+    page = scan_store.scan_results_page("s1", limit=10)
+    assert len(page) == 10 and page["score"].is_monotonic_decreasing
+    asc = scan_store.scan_results_page("s1", sort="score", descending=False, limit=5)
+    assert asc["score"].is_monotonic_increasing
+    flagged = scan_store.scan_results_page("s1", flagged=True, limit=2000)
+    assert flagged["flagged"].all() and len(flagged) == scan_store.scan_results_count("s1", flagged=True)
+    at_09 = scan_store.scan_results_count("s1", flagged=True, threshold=0.9)
+    assert at_09 == int((scan_store.scan_scores("s1")["score"] >= 0.9).sum())
+    hits = scan_store.scan_results_page("s1", search="5V", limit=2000)
+    assert len(hits) == 100 and hits["title"].str.endswith(" 5v").all()
+    assert scan_store.scan_results_page("s1", search="17")["item_id"].str.contains("17").all()
+    with pytest.raises(ValueError):
+        scan_store.scan_results_page("s1", sort="score; DROP TABLE runs")
+
+
+def test_search_is_a_parameter_not_sql(scan_store):
+    assert scan_store.scan_results_count("s1", search="' OR 1=1 --") == 0
+
+
+def test_dataset_queries(ml100k_store):
+    pop = ml100k_store.item_popularity("ml-100k")
+    assert len(pop) == 1682 and pop["n"].sum() == 100_000 and pop["n"].is_monotonic_decreasing
+    lengths = ml100k_store.user_lengths("ml-100k")
+    assert len(lengths) == 943 and lengths.min() >= 20
+    found = ml100k_store.search_items("ml-100k", "usual suspects")
+    assert found["title"].tolist() == ["Usual Suspects, The (1995)"]
+    assert ml100k_store.sample_titles("ml-100k", 5, seed=1) == ml100k_store.sample_titles("ml-100k", 5, seed=1)
+    hist = ml100k_store.user_history("ml-100k", "1", limit=5)
+    assert len(hist) == 5 and hist["ts"].is_monotonic_decreasing and hist["title"].notna().all()
+
+
+def test_recommendation_queries(store):
+    recs = pd.DataFrame({"run_id": "r", "model": "poisoned", "variant": ["triggered"] * 2 + ["clean"] * 2,
+                         "user_id": ["2", "2", "10", "10"], "rank": [1, 2, 1, 2], "item_id": ["a", "b", "a", "b"],
+                         "title": ["A 5v", "B", "A", "B"], "score": [0.0, -1.0, -1.0, 0.0],
+                         "is_attack_item": [True, False, True, False], "is_target": [False, True, False, True]})
+    store.create_run("r", "attack", "d", {"poison_ratio": 0.02}, 0, {})
+    store.finish_run("r", {}, {}, {"poisoned": {"asr": 1.0}}, {"recommendations": recs})
+    users = store.rec_users("r")
+    assert users["user_id"].tolist() == ["2", "10"] and users["hit"].tolist() == [True, False]
+    assert len(store.recommendations_for("r", "10")) == 2
+    across = store.metrics_across_runs("attack")
+    assert across[["run_id", "name", "value"]].values.tolist() == [["r", "asr", 1.0]]
