@@ -74,7 +74,9 @@ def parse_ml100k(folder: Path) -> Parsed:
         return items, inter, []
     # The recbole atomic-file mirror: title and year are separate fields.
     raw = pd.read_csv(folder / "ml-100k.item", sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
-    titles = [f"{t} ({y})" if y else t for t, y in zip(raw["movie_title:token_seq"], raw["release_year:token"])]
+    # The mirror spells item 267's placeholder "unkonwn" (title and year); u.item says "unknown".
+    titles = ["unknown" if t == "unkonwn" else f"{t} ({y})" if y else t
+              for t, y in zip(raw["movie_title:token_seq"], raw["release_year:token"])]
     extra = [json.dumps({"genres": c.split()}) for c in raw["class:token_seq"]]
     items = pd.DataFrame({"item_id": raw["item_id:token"], "title": titles, "extra": extra})
     inter = pd.read_csv(folder / "ml-100k.inter", sep="\t", dtype=str)

@@ -92,8 +92,12 @@ class Split:
         return {u: s[:-2] for u, s in self.sequences.items()}
 
 
-def user_sequences(ds: Dataset, cfg: ProtocolConfig) -> tuple[list[str], list[str], dict[str, list[int]]]:
-    """Time-ordered item-index sequences per kept user, over items that appear in the catalog."""
+def user_sequences(ds: Dataset, cfg: ProtocolConfig) -> tuple[list[str], list[str], dict[str, list[int]], np.ndarray]:
+    """Time-ordered item-index sequences per kept user, and the candidate universe.
+
+    The universe is every catalog item with at least one interaction: items nobody
+    ever chose have no signal any model could learn from.
+    """
     if ds.interactions.empty:
         raise InputError(f"{ds.name} has no interactions (a catalog only); it can be scanned, not trained on")
     item_ids = ds.items["item_id"].astype(str).tolist()
@@ -107,7 +111,8 @@ def user_sequences(ds: Dataset, cfg: ProtocolConfig) -> tuple[list[str], list[st
             seqs[str(user)] = [index[i] for i in group["item_id"]]
     if not seqs:
         raise InputError(f"{ds.name}: no user has >= {cfg.min_interactions} interactions")
-    return item_ids, ds.items["title"].tolist(), seqs
+    universe = np.array(sorted({index[i] for i in inter["item_id"].unique()}))
+    return item_ids, ds.items["title"].tolist(), seqs, universe
 
 
 def sample_candidates(target: int, seen: set[int], universe: np.ndarray, n: int,
@@ -124,8 +129,7 @@ def sample_candidates(target: int, seen: set[int], universe: np.ndarray, n: int,
 
 def build_split(ds: Dataset, cfg: ProtocolConfig = ProtocolConfig()) -> Split:
     """Cut a dataset into training windows, validation and test cases (pure, deterministic under `cfg.seed`)."""
-    item_ids, titles, seqs = user_sequences(ds, cfg)
-    universe = np.array(sorted({i for s in seqs.values() for i in s}))
+    item_ids, titles, seqs, universe = user_sequences(ds, cfg)
     train, valid, test = [], [], []
     counts = np.zeros(len(item_ids), dtype=np.int64)
     L = cfg.history_len

@@ -159,7 +159,7 @@ def _parse_ts(values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return numeric.astype("int64")
-    dates = pd.to_datetime(values, errors="coerce", utc=True)
+    dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     if dates.isna().any():
         bad = values[dates.isna()].iloc[0]
         raise InputError(f"timestamp {bad!r} is neither unix seconds nor a date")

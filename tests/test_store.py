@@ -1,0 +1,69 @@
+"""The DuckDB store: transactions roll back, a locked file gives one clear line, runs never stay 'running'."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from core.errors import StoreError
+from core.store import Store
+
+
+def test_failed_write_leaves_nothing(store):
+    items = pd.DataFrame({"item_id": ["1"], "title": ["A"]})
+    bad_inter = pd.DataFrame({"user_id": ["u"], "item_id": ["1"], "ts": ["not-a-number"], "rating": [1.0]})
+    with pytest.raises(StoreError):
+        store.save_dataset("x", "test", "interactions", items, bad_inter, [])
+    assert store.list_datasets().empty
+    assert store.scalar("SELECT count(*) FROM items") == 0
+
+
+def test_run_lifecycle(store):
+    store.create_run("r1", "attack", "ml-100k", {"a": 1}, 7, {"torch": "x"}, status="running")
+    store.update_run("r1", progress=0.5, message="half")
+    store.fail_run("r1", "boom")
+    run = store.get_run("r1")
+    assert run["status"] == "failed" and run["error"] == "boom" and run["config"] == {"a": 1}
+    store.create_run("r2", "attack", "ml-100k", {}, 0, {}, status="running")
+    assert store.mark_stale_runs() == 1
+    assert store.get_run("r2")["status"] == "failed"
+
+
+def test_finish_run_writes_metrics_and_rows(store):
+    store.create_run("r", "attack", "d", {}, 0, {})
+    recs = pd.DataFrame({"run_id": ["r"], "model": ["clean"], "variant": ["clean"], "user_id": ["u"], "rank": [1],
+                         "item_id": ["1"], "title": ["A"], "score": [0.5], "is_attack_item": [False],
+                         "is_target": [True]})
+    store.finish_run("r", {"ok": True}, {"total_s": 1.0}, {"clean": {"hr@1": 0.5}}, {"recommendations": recs})
+    assert store.get_run("r")["status"] == "done"
+    assert store.run_metrics("r")["value"].tolist() == [0.5]
+    assert store.scalar("SELECT count(*) FROM recommendations WHERE run_id = 'r'") == 1
+
+
+def test_locked_database_message(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    Store(path).list_datasets()  # create it
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(path)!r})
+        print("held", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match="locked by another process") as exc:
+            Store(path, lock_timeout_s=0.5).list_datasets()
+        assert "\n" not in str(exc.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Store(path).list_datasets().empty  # usable again once released
+
+
+def test_trigger_sets_round_trip(store):
+    store.save_trigger_set("mine", [{"text": "5v", "level": "char", "position": "suffix"}])
+    assert store.trigger_sets() == {"mine": [{"text": "5v", "level": "char", "position": "suffix"}]}
