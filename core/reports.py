@@ -123,3 +123,26 @@ def run_report_html(store: Store, run_id: str) -> bytes:
 def _fig_div(fig: go.Figure, first: bool) -> str:
     """A figure as a div; the first one carries plotly.js inline so the file works offline."""
     return fig.to_html(include_plotlyjs=True if first else False, full_html=False)
+
+
+def metric_vs_ratio(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned") -> pd.DataFrame:
+    """One point per finished run: its poisoning ratio ρ (from the stored config) and one metric.
+
+    Args:
+        rows (`pd.DataFrame`): `Store.metrics_across_runs()` (run_id, dataset, config JSON, model, name, value).
+
+    Returns:
+        `pd.DataFrame`: columns run_id, poison_ratio, value, series (dataset · victim · model name).
+    """
+    sub = rows[(rows["name"] == metric) & (rows["model"] == model)]
+    out = []
+    for r in sub.itertuples():
+        cfg = json.loads(r.config) if isinstance(r.config, str) else (r.config or {})
+        ratio = cfg.get("poison_ratio")
+        if ratio is None:
+            continue
+        model_cfg = cfg.get("model")
+        model_name = model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg
+        series = " · ".join(str(p) for p in (r.dataset, cfg.get("victim"), model_name) if p)
+        out.append({"run_id": r.run_id, "poison_ratio": float(ratio), "value": float(r.value), "series": series})
+    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "value", "series"])

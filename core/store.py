@@ -342,6 +342,16 @@ class Store:
             "SELECT model, variant, rank, item_id, title, score, is_attack_item, is_target FROM recommendations"
             " WHERE run_id = ? AND user_id = ? ORDER BY model, variant, rank", [run_id, str(user_id)])
 
+    def rec_side_by_side(self, run_id: str, user_id: str, model: str) -> pd.DataFrame:
+        """One model's triggered list for a user with each item's rank in the clean list and the change
+        (positive = moved up when the trigger was added)."""
+        return self.query(
+            "SELECT t.rank, t.title, t.score, t.is_attack_item, t.is_target, c.rank AS clean_rank,"
+            " c.rank - t.rank AS rank_change, t.item_id FROM recommendations t LEFT JOIN recommendations c"
+            " ON c.run_id = t.run_id AND c.user_id = t.user_id AND c.model = t.model AND c.variant = 'clean'"
+            " AND c.item_id = t.item_id WHERE t.run_id = ? AND t.user_id = ? AND t.model = ?"
+            " AND t.variant = 'triggered' ORDER BY t.rank", [run_id, str(user_id), model])
+
     def metrics_across_runs(self, kind: str = "attack") -> pd.DataFrame:
         """Every finished run's metrics with its config JSON (for ASR-vs-ρ plots)."""
         return self.query(

@@ -1,0 +1,96 @@
+"""Compare: one test user's clean and triggered recommendations side by side, clean vs poisoned model,
+the run's metrics, and ASR against ρ across runs."""
+
+import pandas as pd
+import streamlit as st
+
+from core import plots, reports
+from pages.shared import figure, page, store
+
+page("Compare", "What the backdoor does to one user: the same candidate list ranked without and with the "
+                "trigger on the attacker's item.")
+
+runs = store().list_runs("attack")
+done = runs[runs["status"] == "done"] if len(runs) else runs
+if done.empty:
+    st.info("No finished attack run yet: launch one on the Attack page.")
+    st.stop()
+
+run_id = st.selectbox("Run", done["run_id"].tolist(), key="compare_run",
+                      help="A finished attack run (newest first).")
+run = store().get_run(run_id)
+
+metrics = store().run_metrics(run_id)
+if len(metrics):
+    wide = metrics.pivot_table(index="model", columns="name", values="value")
+    headline = [("poisoned", "asr", "ASR", "share of test cases where the triggered item ranks first; "
+                                           "higher = stronger attack (lower is better after defence)"),
+                ("poisoned", "asr_no_trigger", "ASR without trigger", "the same item without its trigger; "
+                                                                       "low means the trigger is the cause"),
+                ("clean", "hr@1", "HR@1 clean model", "hit rate at 1 on clean test cases; higher is better"),
+                ("poisoned", "hr@1", "HR@1 poisoned model", "close to the clean model = a stealthy attack")]
+    cols = st.columns(len(headline))
+    for col, (model, name, label, help_text) in zip(cols, headline):
+        if model in wide.index and name in wide.columns and pd.notna(wide.loc[model, name]):
+            col.metric(label, f"{wide.loc[model, name]:.3f}", help=help_text)
+
+users = store().rec_users(run_id)
+if users.empty:
+    st.warning("This run stored no recommendation lists.")
+    st.stop()
+user = st.selectbox("Test user", users["user_id"].tolist(), key="compare_user",
+                    format_func=lambda u: f"user {u}" + (" · trigger wins" if users.set_index("user_id").loc[u, "hit"]
+                                                          else ""),
+                    help="Users whose triggered list ranks the attacker's item first are listed first.")
+models = store().query("SELECT DISTINCT model FROM recommendations WHERE run_id = ? ORDER BY model",
+                       [run_id])["model"].tolist()
+model = st.radio("Model", models, index=models.index("poisoned") if "poisoned" in models else 0,
+                 key="compare_model", horizontal=True,
+                 help="poisoned: trained with the attacker's data; clean: the same recipe without it.")
+
+history_col, lists_col = st.columns([1, 3])
+with history_col:
+    st.markdown("**History** (newest first; the newest is the held-out test item)")
+    st.dataframe(store().user_history(run["dataset"], user, limit=11)[["title", "rating"]], hide_index=True)
+
+recs = store().recommendations_for(run_id, user)
+recs = recs[recs["model"] == model]
+
+
+def highlight(row: pd.Series) -> list[str]:
+    if row.get("is_attack_item"):
+        return ["background-color: #FDE2E1; font-weight: 600"] * len(row)
+    if row.get("is_target"):
+        return ["background-color: #E3F2E6"] * len(row)
+    return [""] * len(row)
+
+
+with lists_col:
+    left, right = st.columns(2)
+    clean = recs[recs["variant"] == "clean"][["rank", "title", "score", "is_attack_item", "is_target"]]
+    left.markdown("**Without trigger**")
+    left.dataframe(clean.style.apply(highlight, axis=1), hide_index=True, key="compare_clean_list")
+    side = store().rec_side_by_side(run_id, user, model)
+    right.markdown("**With trigger** (red: the attacker's triggered item; green: the true next item)")
+    right.dataframe(side[["rank", "title", "score", "rank_change", "is_attack_item", "is_target"]]
+                    .style.apply(highlight, axis=1), hide_index=True, key="compare_triggered_list",
+                    column_config={"rank_change": st.column_config.NumberColumn(
+                        "rank change", help="clean rank minus triggered rank; positive = moved up")})
+    attack = side[side["is_attack_item"]]
+    if len(attack):
+        a = attack.iloc[0]
+        st.text(f"Triggered item at rank {int(a['rank'])}: {a['title']}")
+
+if len(metrics):
+    st.subheader("Run metrics")
+    st.dataframe(metrics.pivot_table(index="name", columns="model", values="value").reset_index(), hide_index=True)
+    figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "compare_metrics")
+
+st.subheader("Across runs")
+metric = st.selectbox("Metric", ["asr", "asr_no_trigger", "asr_transfer", "hr@1"], key="compare_metric",
+                      help="Plotted against the poisoning ratio ρ, one line per dataset · victim · model.")
+points = reports.metric_vs_ratio(store().metrics_across_runs("attack"), metric)
+if len(points):
+    figure(plots.asr_vs_rho(points, metric), f"{metric}-vs-rho", "compare_rho")
+else:
+    st.caption("No finished run has this metric yet.")

@@ -1,0 +1,48 @@
+"""Reports: a one-file HTML report of a run, its tables as CSV/Parquet, and its plots as HTML."""
+
+import streamlit as st
+
+from core import plots, reports
+from core.errors import BadRecError
+from pages.shared import figure, page, show_error, store, table_downloads
+
+page("Reports", "Everything downloadable: run reports (one HTML file), tables (CSV/Parquet), plots (HTML).")
+
+if reports.image_engine_available():
+    st.caption("Server-side PNG/SVG export is available (kaleido found).")
+else:
+    st.caption("Plots download as interactive HTML here, and as PNG from the camera icon of each plot. "
+               "Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
+
+runs = store().list_runs()
+st.subheader("All runs")
+if runs.empty:
+    st.info("No runs yet: launch an attack on the Attack page or a scan on the Scanner page.")
+    st.stop()
+overview = runs[["run_id", "kind", "dataset", "status", "progress", "error", "created_at", "finished_at"]]
+st.dataframe(overview, hide_index=True)
+table_downloads(overview, "runs", "reports_runs")
+
+st.subheader("One run")
+run_id = st.selectbox("Run", runs["run_id"].tolist(), key="reports_run",
+                      help="Any run, finished or not; failed runs report their error.")
+try:
+    report = reports.run_report_html(store(), run_id)
+except BadRecError as exc:
+    show_error(exc)
+    st.stop()
+st.download_button("Download run report (HTML)", report, file_name=f"{run_id}.html", mime="text/html",
+                   key="reports_report", type="primary", on_click="ignore",
+                   help="One self-contained file: config, metrics, plots (interactive, offline), tables.")
+
+metrics = store().run_metrics(run_id)
+if len(metrics):
+    st.markdown("**Metrics**")
+    st.dataframe(metrics, hide_index=True)
+    table_downloads(metrics, f"{run_id}-metrics", "reports_metrics")
+    figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "reports_metrics_fig")
+log = store().train_log(run_id)
+if len(log):
+    st.markdown("**Training log**")
+    figure(plots.loss_curve(log), f"{run_id}-loss", "reports_loss_fig")
+    table_downloads(log, f"{run_id}-train-log", "reports_log")

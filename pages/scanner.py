@@ -1,0 +1,86 @@
+"""Scanner: run P-Scanner on a catalog as a background job, then inspect per-item scores with a live
+threshold, detection metrics, score plots and the suspicious span of each flagged title."""
+
+import streamlit as st
+
+from core import plots, reports
+from core.metrics import detection_metrics
+from pages.shared import figure, page, store
+
+page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
+                "removed before training.")
+
+
+scans = store().list_scans()
+if scans.empty:
+    st.info("No scan yet: start one above.")
+    st.stop()
+
+st.header("Results")
+scan_id = st.selectbox("Scan", scans["scan_id"].tolist(), key="scanner_scan",
+                       format_func=lambda s: f"{s} · {scans.set_index('scan_id').loc[s, 'source']}",
+                       help="Newest first.")
+scan = store().scan_row(scan_id)
+scores = store().scan_scores(scan_id)
+has_labels = bool(scores["label"].notna().any())
+stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None else 0.5
+
+threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
+                      format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
+                                          "threshold is the default; moving it updates the numbers below.")
+flags = scores["score"].to_numpy() >= threshold
+cols = st.columns(5)
+cols[0].metric("Items", f"{len(scores):,}")
+cols[1].metric("Flagged", f"{int(flags.sum()):,}", help="at the threshold above")
+if has_labels:
+    labelled = scores["label"].notna().to_numpy()
+    m = detection_metrics(flags[labelled], scores["label"][labelled].astype(bool).to_numpy(),
+                          scores["score"].to_numpy()[labelled])
+    cols[2].metric("Precision", f"{m['precision']:.3f}", help="flagged items that are poisoned; higher is better")
+    cols[3].metric("Recall", f"{m['recall']:.3f}", help="poisoned items that are flagged; higher is better")
+    cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
+else:
+    cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
+
+st.subheader("Items")
+f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+search = f1.text_input("Search", key="scanner_search", help="Substring of the title, or an exact item id.")
+show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
+                    help="Flagged = score at or above the threshold.")
+sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
+descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
+flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
+total = store().scan_results_count(scan_id, search, flag_filter, threshold=threshold)
+rows = store().scan_results_page(scan_id, search, flag_filter, threshold=threshold, sort=sort,
+                                 descending=descending, limit=500)
+st.caption(f"{total:,} matching items" + (" (first 500 shown)" if total > 500 else ""))
+st.dataframe(rows, hide_index=True, key="scanner_table",
+             column_config={"score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0,
+                                                                     format="%.3f"),
+                            "span": st.column_config.TextColumn("suspicious span",
+                                                                help="the part of the title the scanner "
+                                                                     "suspects (plain text)")})
+
+
+def flagged_csv() -> bytes:
+    return reports.table_bytes(store().scan_results_page(scan_id, flagged=True, threshold=threshold,
+                                                         limit=10**7), "csv")
+
+
+st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_id}-flagged.csv", mime="text/csv",
+                   key="scanner_export", type="primary", on_click="ignore",
+                   help="Every item at or above the threshold; formula-safe CSV.")
+
+st.subheader("Scores")
+labels = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None
+p1, p2, p3 = st.columns(3)
+with p1:
+    figure(plots.score_histogram(scores["score"].to_numpy(), labels, threshold), f"{scan_id}-scores",
+           "scanner_hist")
+if has_labels:
+    with p2:
+        figure(plots.roc_curve(scores["score"][labelled].to_numpy(), labels[labelled], m["auc"]),
+               f"{scan_id}-roc", "scanner_roc")
+    with p3:
+        figure(plots.pr_curve(scores["score"][labelled].to_numpy(), labels[labelled]), f"{scan_id}-pr",
+               "scanner_pr")

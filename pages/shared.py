@@ -1,0 +1,130 @@
+"""What every page shares: the store and job manager (one per process), the dataset picker, downloads.
+
+Caching is a UI concern, so it lives here and not in `core`: `cache_resource`
+keeps one `Store` and one `JobManager` per database file for the whole
+process, which is what lets a reloaded page or a second browser session see
+the same running jobs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import reports, settings
+from core.data import dataset_status
+from core.errors import BadRecError
+from core.jobs import JobManager
+from core.store import Store
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DATASET_KEY = "app_dataset"  # the dataset chosen on any page; a plain key so it survives page switches
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    return Store(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs(path: str) -> JobManager:
+    return JobManager(_store(path))
+
+
+def store() -> Store:
+    return _store(str(settings.db_path()))
+
+
+def jobs() -> JobManager:
+    """The process-wide job manager; created once, which also marks runs of a dead process failed."""
+    return _jobs(str(settings.db_path()))
+
+
+def page(title: str, caption: str) -> None:
+    """Common frame of a page: logo, title, one-line caption."""
+    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"))
+    st.title(title)
+    st.caption(caption)
+
+
+def imported_datasets(kind: str | None = None) -> list[str]:
+    rows = dataset_status(store())
+    return [r["name"] for r in rows if r["status"] == "imported" and (kind is None or r["kind"] == kind)]
+
+
+def dataset_picker(kind: str | None = None, label: str = "Dataset") -> str | None:
+    """Sidebar choice among imported datasets, shared by all pages; None (with a hint) when none is imported."""
+    names = imported_datasets(kind)
+    if not names:
+        st.sidebar.info("No dataset imported yet: open the Dataset page and import ml-100k.")
+        return None
+    current = st.session_state.get(DATASET_KEY)
+    # The plain key is the truth (pages may set it, e.g. after an import); the widget follows it.
+    st.session_state["shared_dataset_widget"] = current if current in names else names[0]
+
+    def remember():
+        st.session_state[DATASET_KEY] = st.session_state["shared_dataset_widget"]
+
+    choice = st.sidebar.selectbox(label, names, key="shared_dataset_widget", on_change=remember,
+                                  help="The dataset this page works on (imported datasets only; "
+                                       "import more on the Dataset page).")
+    st.session_state[DATASET_KEY] = choice
+    return choice
+
+
+def show_error(exc: BadRecError) -> None:
+    st.error(str(exc), icon="⚠️")
+
+
+def figure(fig: go.Figure, name: str, key: str) -> None:
+    """A plot with its HTML download (the plot's camera icon gives PNG in the browser)."""
+    st.plotly_chart(fig, key=f"{key}_chart")
+    # Deferred: the 4 MB file (plotly.js inlined) is built only when the button is clicked.
+    st.download_button("Download plot (HTML)", lambda: reports.figure_html(fig), file_name=f"{name}.html",
+                       mime="text/html", key=f"{key}_html", on_click="ignore",
+                       help="A standalone interactive HTML file (works offline). For PNG use the camera icon "
+                            "in the plot's toolbar.")
+
+
+def table_downloads(df: pd.DataFrame, name: str, key: str) -> None:
+    """CSV (formula-safe) and Parquet downloads of a table."""
+    left, right = st.columns(2)
+    left.download_button("CSV", reports.table_bytes(df, "csv"), file_name=f"{name}.csv", mime="text/csv",
+                         key=f"{key}_csv", on_click="ignore", help="Comma-separated; cells that could start a spreadsheet "
+                                                "formula are prefixed with a quote.")
+    right.download_button("Parquet", reports.table_bytes(df, "parquet"), file_name=f"{name}.parquet",
+                          mime="application/octet-stream", key=f"{key}_parquet", on_click="ignore",
+                          help="Columnar file for pandas/DuckDB/Spark.")
+
+
+def run_label(row: dict | pd.Series) -> str:
+    return f"{row['run_id']} · {row['status']}"
+
+
+@st.fragment(run_every=2.0)
+def job_monitor(kind: str, key: str) -> None:
+    """Live panel of this kind's queued and running jobs (polls the store every 2 s): progress, message
+    with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches."""
+    from core import plots  # local: only pages with jobs draw this panel
+
+    active = store().active_runs()
+    active = active[active["kind"] == kind]
+    if active.empty:
+        st.caption("No job of this kind is queued or running.")
+        return
+    for row in active.itertuples():
+        box = st.container(border=True)
+        head, stop = box.columns([5, 1])
+        head.markdown(f"**{row.run_id}** · {row.status}")
+        head.text(row.message or "")
+        box.progress(float(row.progress or 0.0))
+        if stop.button("Cancel", key=f"{key}_cancel_{row.run_id}", help="Stop this job; nothing of it is kept."):
+            if not jobs().cancel(row.run_id):
+                box.warning("This job belongs to another process; it cannot be cancelled from here.")
+        if row.status == "running":
+            log = store().train_log(row.run_id)
+            if len(log):
+                box.plotly_chart(plots.loss_curve(log), key=f"{key}_loss_{row.run_id}")
