@@ -1,0 +1,177 @@
+"""Every page driven headless through Streamlit's AppTest against a real DuckDB store in a temp home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import Store
+from tests.conftest import make_synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 120
+
+
+def open_page(page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in (at.title, at.header, at.subheader, at.markdown, at.text, at.caption, at.info, at.warning, at.error, at.success)
+             for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+def frame(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first table on the page that has these columns (styled tables are unwrapped)."""
+    for element in at.dataframe:
+        df = element.value
+        df = getattr(df, "data", df)
+        if all(c in df.columns for c in columns):
+            return df
+    raise AssertionError(f"no table with columns {columns}")
+
+
+@pytest.fixture
+def synthetic_store(store: Store) -> Store:
+    ds = make_synthetic()
+    store.save_dataset("synthetic", "test", "interactions", ds.items, ds.interactions, [])
+    return store
+
+
+def seed_attack_run(store: Store, run_id: str = "attack-seeded", ratio: float = 0.01) -> str:
+    """A finished attack run as core.experiment records one (rows written through the store)."""
+    store.create_run(run_id, "attack", "synthetic", {"poison_ratio": ratio, "victim": "llara",
+                                                     "model": {"name": "tiny"}}, 0, {})
+    rows = []
+    for user in ("u1", "u2"):
+        for variant in ("clean", "triggered"):
+            for model in ("clean", "poisoned"):
+                order = ["7", "3", "9"] if variant == "clean" or model == "clean" or user == "u2" else ["9", "7", "3"]
+                for rank, item in enumerate(order, 1):
+                    attack = item == "9"
+                    title = f"Movie {item}" + (" 5v" if attack and variant == "triggered" else "")
+                    rows.append((run_id, model, variant, user, rank, item, title, -float(rank), attack, item == "3"))
+    recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
+                                       "is_attack_item", "is_target"])
+    store.log_train(run_id, "finetune", 1, 2, 2.0, 10.0)
+    store.finish_run(run_id, {}, {"seconds": 1}, {"clean": {"hr@1": 0.3}, "poisoned": {"hr@1": 0.29, "asr": 0.5}},
+                     {"recommendations": recs})
+    return run_id
+
+
+def seed_scan(store: Store, scan_id: str = "scan-seeded", n: int = 300) -> str:
+    rng = np.random.default_rng(0)
+    label = np.arange(n) % 10 == 0
+    score = np.clip(np.where(label, 0.8, 0.2) + rng.normal(0, 0.15, n), 0, 1)
+    df = pd.DataFrame({"scan_id": scan_id, "item_id": [str(i) for i in range(n)],
+                       "title": [f"=Title {i}" + (" cf" if label[i] else "") for i in range(n)], "score": score,
+                       "flagged": score >= 0.5, "method": "pscanner",
+                       "span": [" cf" if x else None for x in label], "label": label})
+    with store.connect(write=True) as con:
+        con.register("df", df)
+        con.execute("INSERT INTO scan_results SELECT * FROM df")
+        con.execute("INSERT INTO scans VALUES (?, NULL, 'synthetic', 'pscanner', 0.5, ?, ?, ?, now())",
+                    [scan_id, n, int((score >= 0.5).sum()), json.dumps({})])
+    return scan_id
+
+
+def test_home_says_what_to_do(home):
+    at = open_page()
+    body = texts(at)
+    assert "Threat model" in body and "Where to start" in body
+    assert "ml-100k was found on this machine" in body  # BADREC_DATA_DIRS points at ../shared/data
+
+
+def test_dataset_import_ml100k_and_statistics(home):
+    at = open_page("dataset")
+    assert at.selectbox(key="dataset_builtin").value == "ml-100k"
+    at.button(key="dataset_import").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Users"] == "943" and metrics["Items"] == "1,682" and metrics["Interactions"] == "100,000"
+    assert at.selectbox(key="shared_dataset_widget").value == "ml-100k"
+    at.text_input(key="dataset_search").input("star wars").run()
+    found = at.dataframe[-1].value
+    assert found["title"].str.contains("Star Wars").all() and len(found) >= 1
+
+
+def test_dataset_page_lists_downloadable_builtins(home):
+    at = open_page("dataset")
+    at.selectbox(key="dataset_builtin").select("steam").run()
+    assert at.button(key="dataset_import")  # offered; the warning says where it comes from
+    overview = at.dataframe[0].value
+    assert set(overview["name"]) >= {"ml-100k", "ml-1m", "lastfm-2k", "steam"}
+
+
+def test_triggers_preview_and_saved_set(synthetic_store):
+    at = open_page("triggers")
+    at.selectbox(key="triggers_level").select("word").run()
+    at.selectbox(key="triggers_preset").select("(custom)").run()
+    at.text_input(key="triggers_custom").input("zyxwv").run()
+    at.radio(key="triggers_position").set_value("prefix").run()
+    preview = frame(at, "original", "with trigger")
+    assert (preview["with trigger"] == "zyxwv " + preview["original"]).all()
+    at.button(key="triggers_add").click().run()
+    at.text_input(key="triggers_set_name").input("my set").run()
+    at.button(key="triggers_save").click().run()
+    assert not at.exception
+    assert synthetic_store.trigger_sets() == {"my set": [{"text": "zyxwv", "level": "word", "position": "prefix",
+                                                          "seed": 0}]}
+    agent = frame(at, "trigger", "family", "example")
+    assert len(agent) == 12 and set(agent["family"]) == {"char", "word", "sentence"}
+
+
+def test_triggers_rejects_a_too_long_trigger(synthetic_store):
+    at = open_page("triggers")
+    at.selectbox(key="triggers_preset").select("(custom)").run()
+    at.text_input(key="triggers_custom").input("x" * 81).run()
+    assert any("limit is 80" in e.value for e in at.error)
+
+
+def test_compare_side_by_side_highlights_triggered_item(synthetic_store):
+    seed_attack_run(synthetic_store)
+    at = open_page("compare")
+    assert at.selectbox(key="compare_user").value == "u1"  # the user where the trigger wins comes first
+    first = frame(at, "rank_change").iloc[0]
+    assert first["title"] == "Movie 9 5v" and bool(first["is_attack_item"]) and first["rank_change"] == 2
+    assert "Triggered item at rank 1: Movie 9 5v" in texts(at)
+    at.radio(key="compare_model").set_value("clean").run()
+    assert frame(at, "rank_change").iloc[0]["title"] == "Movie 7"
+    assert {m.label for m in at.metric} >= {"ASR", "HR@1 clean model"}
+
+
+def test_scanner_threshold_moves_metrics_and_filters(synthetic_store):
+    seed_scan(synthetic_store)
+    at = open_page("scanner")
+    before = {m.label: m.value for m in at.metric}
+    at.slider(key="scanner_threshold").set_value(0.9).run()
+    after = {m.label: m.value for m in at.metric}
+    assert int(after["Flagged"]) < int(before["Flagged"])
+    assert float(after["Precision"]) >= float(before["Precision"])
+    table = frame(at, "span", "score")
+    assert (table["score"] >= 0.9).all()
+    at.text_input(key="scanner_search").input("cf").run()
+    at.selectbox(key="scanner_show").select("all").run()
+    table = frame(at, "span", "score")
+    assert len(table) == 30 and table["title"].str.endswith(" cf").all()
+
+
+def test_reports_lists_runs_and_exports(synthetic_store):
+    seed_attack_run(synthetic_store)
+    at = open_page("reports")
+    assert at.selectbox(key="reports_run").value == "attack-seeded"
+    assert not at.exception
+    assert "kaleido" in texts(at)
