@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -407,3 +407,42 @@ class Store:
     def scan_scores(self, scan_id: str) -> pd.DataFrame:
         """Scores and ground-truth labels (null when unknown) of every item of a scan."""
         return self.query("SELECT score, label FROM scan_results WHERE scan_id = ?", [scan_id])
+
+    # -- scans (helper B) ----------------------------------------------------------
+    SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label")
+
+    def write_scan(self, chunks: Iterable[pd.DataFrame], finish: Callable[[], list[dict]]) -> None:
+        """Stream a scan's per-item rows into `scan_results`, then its `scans` rows, in one transaction.
+
+        Args:
+            chunks (`Iterable[pd.DataFrame]`): frames with `SCAN_RESULT_COLS`, produced while scoring, so
+                only one chunk is in memory at a time.
+            finish (`Callable[[], list[dict]]`): called after the last chunk; returns the `scans` rows
+                (scan_id, run_id, source, method, threshold, n_items, n_flagged, metrics).
+
+        A failure anywhere (scoring included) rolls everything back: nothing half-written.
+        """
+        cols = ", ".join(self.SCAN_RESULT_COLS)
+        with self.connect(write=True) as con:
+            for df in chunks:
+                if len(df):
+                    con.register("_scan_rows", df[list(self.SCAN_RESULT_COLS)])
+                    con.execute(f"INSERT INTO scan_results ({cols}) SELECT {cols} FROM _scan_rows")
+                    con.unregister("_scan_rows")
+            for row in finish():
+                con.execute(
+                    "INSERT INTO scans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row["scan_id"], row.get("run_id"), row["source"], row["method"], row.get("threshold"),
+                     int(row["n_items"]), int(row["n_flagged"]), _json(row.get("metrics")), now()])
+
+    def scan_results(self, scan_id: str) -> pd.DataFrame:
+        """Every per-item row of one scan (one method), in item order of the scan."""
+        return self.query("SELECT item_id, title, score, flagged, span, label FROM scan_results"
+                          " WHERE scan_id = ? ORDER BY rowid", [scan_id])
+
+    def delete_scan(self, scan_id: str) -> None:
+        """A scan and its baseline scans (`<scan_id>.<method>`)."""
+        with self.connect(write=True) as con:
+            for table in ("scan_results", "scans"):
+                con.execute(f"DELETE FROM {table} WHERE scan_id = ? OR starts_with(scan_id, ?)",
+                            [scan_id, scan_id + "."])
