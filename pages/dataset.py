@@ -19,6 +19,7 @@ STATUS_TEXT = {"imported": "imported (ready)", "available": "found on this machi
 rows = dataset_status(store())
 overview = pd.DataFrame(rows)[["name", "status", "kind", "n_users", "n_items", "n_interactions", "terms"]]
 overview["status"] = overview["status"].map(STATUS_TEXT)
+overview = overview.astype({c: "Int64" for c in ("n_users", "n_items", "n_interactions")})
 st.dataframe(overview, hide_index=True, column_config={"terms": st.column_config.TextColumn("terms", width="large")})
 
 builtin_tab, upload_tab = st.tabs(["Built-in dataset", "Upload a file"])

@@ -45,7 +45,7 @@ def jobs() -> JobManager:
 
 def page(title: str, caption: str) -> None:
     """Common frame of a page: logo, title, one-line caption."""
-    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"))
+    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
     st.title(title)
     st.caption(caption)
 
