@@ -96,21 +96,31 @@ def metrics_bars(metrics: pd.DataFrame, names: Sequence[str] = ("hr@1", "hr@5", 
 
 
 def score_histogram(scores: Sequence[float], labels: Sequence[bool] | None = None,
-                    threshold: float | None = None) -> go.Figure:
-    """Scanner scores; split by ground truth when it exists, the threshold as a line."""
+                    threshold: float | None = None, bins: int = 50) -> go.Figure:
+    """Scanner scores in fixed bins over [0, 1] (counted here, so 100k items stay a small figure); split by
+    ground truth when it exists, the threshold as a line."""
     s = np.asarray(scores, dtype=float)
-    fig = _fig("Scanner score distribution", "score (P(poisoned))", "items")
-    if labels is None:
-        fig.add_histogram(x=s, nbinsx=50, marker_color=NEUTRAL, name="items")
-    else:
-        y = np.asarray(labels, dtype=bool)
-        fig.add_histogram(x=s[~y], nbinsx=50, marker_color=NEUTRAL, name="clean", opacity=0.75)
-        fig.add_histogram(x=s[y], nbinsx=50, marker_color=ACCENT, name="poisoned", opacity=0.75)
-        fig.update_layout(barmode="overlay")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = _fig("Scanner score distribution", "score (P(poisoned))", "items (log)")
+    groups = [("items", s, NEUTRAL)] if labels is None else [
+        ("clean", s[~np.asarray(labels, dtype=bool)], NEUTRAL), ("poisoned", s[np.asarray(labels, dtype=bool)], ACCENT)]
+    for name, values, color in groups:
+        counts, _ = np.histogram(np.clip(values, 0.0, 1.0), bins=edges)
+        fig.add_bar(x=centers, y=counts, width=1.0 / bins, name=name, marker_color=color, opacity=0.75)
+    fig.update_layout(barmode="overlay", bargap=0)
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", line_color="#1F2933", annotation_text=f"threshold {threshold:g}")
     fig.update_yaxes(type="log")
     return fig
+
+
+def _thin(df: pd.DataFrame, max_points: int = 2000) -> pd.DataFrame:
+    """At most `max_points` rows, first and last kept: a curve over 100k thresholds stays a small figure."""
+    if len(df) <= max_points:
+        return df
+    idx = np.unique(np.r_[np.linspace(0, len(df) - 1, max_points).astype(int), len(df) - 1])
+    return df.iloc[idx]
 
 
 def _sorted_counts(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -142,7 +152,7 @@ def pr_points(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
 
 
 def roc_curve(scores: Sequence[float], labels: Sequence[bool], auc: float | None = None) -> go.Figure:
-    pts = roc_points(scores, labels)
+    pts = _thin(roc_points(scores, labels))
     title = "ROC curve" + (f" (AUC {auc:.3f})" if auc is not None and not np.isnan(auc) else "")
     fig = _fig(title, "false-positive rate", "true-positive rate")
     fig.add_scatter(x=pts["fpr"], y=pts["tpr"], mode="lines", line_color=ACCENT, name="scanner")
@@ -153,7 +163,7 @@ def roc_curve(scores: Sequence[float], labels: Sequence[bool], auc: float | None
 
 
 def pr_curve(scores: Sequence[float], labels: Sequence[bool]) -> go.Figure:
-    pts = pr_points(scores, labels)
+    pts = _thin(pr_points(scores, labels))
     base = float(np.mean(np.asarray(labels, dtype=bool))) if len(labels) else 0.0
     fig = _fig("Precision-recall curve", "recall", "precision")
     fig.add_scatter(x=pts["recall"], y=pts["precision"], mode="lines", line_color=ACCENT, name="scanner",

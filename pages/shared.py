@@ -31,7 +31,8 @@ def _store(path: str) -> Store:
 
 @st.cache_resource(show_spinner=False)
 def _jobs(path: str) -> JobManager:
-    return JobManager(_store(path))
+    # Its own Store (own lock): a job holding a long write transaction must not block the pages' reads.
+    return JobManager(Store(path))
 
 
 def store() -> Store:

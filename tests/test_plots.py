@@ -49,7 +49,7 @@ def test_score_histogram_splits_by_label_and_marks_threshold(scored):
     fig = plots.score_histogram(scores, labels, threshold=0.5)
     names = [t.name for t in fig.data]
     assert names == ["clean", "poisoned"]
-    assert len(fig.data[1].x) == int(labels.sum())
+    assert sum(fig.data[1].y) == int(labels.sum()) and sum(fig.data[0].y) == int((~labels).sum())
     assert any(s.x0 == 0.5 for s in fig.layout.shapes)
     assert [t.name for t in plots.score_histogram(scores).data] == ["items"]
 
@@ -86,3 +86,11 @@ def test_metrics_bars_group_by_model():
     fig = plots.metrics_bars(m)
     assert [t.name for t in fig.data] == ["clean", "poisoned"]
     assert list(fig.data[0].x) == ["hr@1"]
+
+
+def test_large_inputs_make_small_figures():
+    rng = np.random.default_rng(1)
+    scores, labels = rng.random(100_000), rng.random(100_000) < 0.01
+    assert len(plots.roc_curve(scores, labels).data[0].x) <= 2001
+    assert len(plots.pr_curve(scores, labels).data[0].x) <= 2001
+    assert len(plots.score_histogram(scores, labels).data[0].x) == 50
