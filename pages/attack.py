@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import BadRecError
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger
-from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store
+from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
 
 ENGINE_MISSING = None
 try:
@@ -86,9 +86,10 @@ elif submitted:
                            fake_users=fake, target_items=tuple(targets), seed=int(seed),
                            model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
                                              lora_r=int(lora_r), lora_alpha=int(lora_alpha)))
-        manager = jobs()
-        run_id = manager.submit("attack", dataset, cfg.to_dict(),
-                                lambda progress, rid: run_attack(manager.store, cfg, progress, rid), seed=int(seed))
+        job_store = jobs().store
+        run_id = submit_job("attack", dataset, cfg.to_dict(),
+                            lambda progress, rid: run_attack(job_store, cfg, progress, rid), "attack_monitor",
+                            seed=int(seed))
     except BadRecError as exc:
         show_error(exc)
     else:

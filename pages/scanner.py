@@ -3,13 +3,76 @@ threshold, detection metrics, score plots and the suspicious span of each flagge
 
 import streamlit as st
 
-from core import plots, reports
+from core import plots, reports, settings
+from core.defend import ScanConfig, run_scan
+from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
-from pages.shared import figure, page, store
+from core.scanner import ScannerConfig
+from pages.shared import figure, imported_datasets, job_monitor, jobs, page, show_error, store, submit_job
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
 
+
+st.header("Run a scan")
+with st.container(border=True):
+    source = st.radio("What to scan", ["dataset", "run", "catalog"], key="scanner_source", horizontal=True,
+                      format_func={"dataset": "a dataset in the store", "run": "an attack run's poisoned catalog",
+                                   "catalog": "an uploaded catalog file"}.get,
+                      help="A run's catalog carries its ground truth (which titles were poisoned), so precision "
+                           "and recall can be measured.")
+    datasets = imported_datasets()
+    done_runs = store().list_runs("attack")
+    done_runs = done_runs[done_runs["status"] == "done"]["run_id"].tolist() if len(done_runs) else []
+    s1, s2 = st.columns(2)
+    dataset = s1.selectbox("Dataset (domain)", datasets, key="scanner_dataset",
+                           help="The catalog to scan, or for a file/run the domain whose clean titles the scanner "
+                                "trains on.") if datasets else None
+    run_id = s2.selectbox("Attack run", done_runs, key="scanner_run", disabled=source != "run",
+                          help="Finished attack runs.") if done_runs else None
+    upload = st.file_uploader("Catalog file", type=["csv", "tsv", "txt", "parquet", "jsonl", "ndjson"],
+                              key="scanner_upload", disabled=source != "catalog",
+                              help="item id + title columns, optionally is_poisoned (0/1) as ground truth.")
+    m1, m2, m3, m4 = st.columns(4)
+    model = m1.selectbox("Scanner model", ["mini", "tiny"], key="scanner_model",
+                         help="mini: a 0.7M-parameter LM built here in seconds; tiny: the project's domain LM.")
+    target_fpr = m2.number_input("Target false-positive rate", 0.001, 0.4, 0.01, 0.001, format="%.3f",
+                                 key="scanner_fpr", help="The threshold flags about this share of clean titles.")
+    rounds = m3.number_input("Adversarial rounds", 0, 10, 2, key="scanner_rounds",
+                             help="Rounds where the augmentation agent adds triggers the scanner missed.")
+    methods = m4.multiselect("Baselines", ["tokenstats", "onion", "ensemble"], default=["tokenstats"],
+                             key="scanner_methods", help="Compared in the same scan (each gets its own scan id).")
+    with st.expander("Advanced (size of the scanner's training)"):
+        a1, a2, a3 = st.columns(3)
+        epochs = a1.number_input("Epochs", 1, 20, 3, key="scanner_epochs", help="Training passes of round 0.")
+        n_triggers = a2.number_input("Synthetic triggers", 3, 5000, 600, key="scanner_triggers",
+                                     help="Triggers made by the agent for round 0.")
+        max_titles = a3.number_input("Max training titles", 50, 100_000, 4000, key="scanner_max_titles",
+                                     help="Titles sampled to train on (fewer = faster, e.g. 200 for a smoke test).")
+    if st.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
+        try:
+            catalog_path = None
+            if source == "catalog":
+                if upload is None:
+                    raise InputError("choose a catalog file to upload first")
+                folder = settings.home() / "uploads"
+                folder.mkdir(parents=True, exist_ok=True)
+                catalog_path = str(folder / f"{upload.file_id}-{upload.name}".replace("/", "_"))
+                with open(catalog_path, "wb") as fh:
+                    fh.write(upload.getvalue())
+            cfg = ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
+                             run_id=run_id if source == "run" else None, methods=("scanner", *methods),
+                             scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
+                                                   epochs=int(epochs), n_triggers=int(n_triggers),
+                                                   max_titles=int(max_titles)))
+            job_store = jobs().store
+            job_id = submit_job("scan", dataset or "", cfg.to_dict(),
+                                lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")
+        except BadRecError as exc:
+            show_error(exc)
+        else:
+            st.success(f"Queued {job_id}.")
+    job_monitor("scan", "scanner_monitor")
 
 scans = store().list_scans()
 if scans.empty:

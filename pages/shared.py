@@ -47,6 +47,7 @@ def jobs() -> JobManager:
 def page(title: str, caption: str) -> None:
     """Common frame of a page: logo, title, one-line caption."""
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
+    jobs()  # the first page view of a process starts the job manager (and fails runs left by a dead one)
     st.title(title)
     st.caption(caption)
 
@@ -105,14 +106,37 @@ def run_label(row: dict | pd.Series) -> str:
     return f"{row['run_id']} · {row['status']}"
 
 
+def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed: int = 0) -> str:
+    """Queue a job and let this session's monitor panel watch it (so the page refreshes when it ends)."""
+    run_id = jobs().submit(kind, dataset, config, fn, seed=seed)
+    st.session_state.setdefault(f"{monitor_key}_watched", set()).add(run_id)
+    return run_id
+
+
 @st.fragment(run_every=2.0)
 def job_monitor(kind: str, key: str) -> None:
     """Live panel of this kind's queued and running jobs (polls the store every 2 s): progress, message
-    with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches."""
+    with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches. When a job this
+    session watched ends, its outcome is noted and the whole page reruns to show the new results."""
     from core import plots  # local: only pages with jobs draw this panel
 
+    watched = st.session_state.setdefault(f"{key}_watched", set())
+    notes = st.session_state.setdefault(f"{key}_notes", [])
     active = store().active_runs()
     active = active[active["kind"] == kind]
+    ended = watched - set(active["run_id"])
+    for run_id in sorted(ended):
+        row = store().get_run(run_id) or {"status": "deleted", "error": None}
+        notes.append((run_id, row["status"], row.get("error")))
+    watched.clear()
+    watched.update(active["run_id"])
+    for run_id, status, error in notes[-3:]:
+        if status == "done":
+            st.success(f"{run_id} finished.")
+        else:
+            st.error(f"{run_id} {status}: {error}")
+    if ended:
+        st.rerun(scope="app")
     if active.empty:
         st.caption("No job of this kind is queued or running.")
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,32 @@ def test_reports_lists_runs_and_exports(synthetic_store):
     assert at.selectbox(key="reports_run").value == "attack-seeded"
     assert not at.exception
     assert "kaleido" in texts(at)
+
+
+def wait_jobs(store: Store, timeout: float = 300) -> None:
+    """Poll the store (as the page's live panel does) until no job is queued or running."""
+    deadline = time.monotonic() + timeout
+    while len(store.active_runs()):
+        assert time.monotonic() < deadline, "job did not finish in time"
+        time.sleep(0.5)
+
+
+def test_scanner_runs_a_tiny_scan_job(synthetic_store):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("dataset").run()
+    at.number_input(key="scanner_rounds").set_value(0)
+    at.multiselect(key="scanner_methods").set_value([])
+    at.number_input(key="scanner_epochs").set_value(1)
+    at.number_input(key="scanner_triggers").set_value(12)
+    at.number_input(key="scanner_max_titles").set_value(50).run()
+    at.button(key="scanner_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    wait_jobs(synthetic_store)
+    job = synthetic_store.list_runs("scan").iloc[0]
+    assert job["status"] == "done", job["error"]
+    at.run()
+    scan_id = json.loads(job["result"])["scan_id"]
+    assert at.selectbox(key="scanner_scan").value == scan_id
+    assert {m.label: m.value for m in at.metric}["Items"] == "60"
+    at.selectbox(key="scanner_show").select("all").run()
+    assert len(frame(at, "span", "score")) == 60
