@@ -3,8 +3,7 @@
 import streamlit as st
 
 from core import plots, reports
-from core.errors import BadRecError
-from pages.shared import figure, page, show_error, store, table_downloads
+from pages.shared import figure, page, store, table_downloads
 
 page("Reports", "Everything downloadable: run reports (one HTML file), tables (CSV/Parquet), plots (HTML).")
 
@@ -13,6 +12,21 @@ if reports.image_engine_available():
 else:
     st.caption("Plots download as interactive HTML here, and as PNG from the camera icon of each plot. "
                "Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
+
+scans = store().list_scans()
+if len(scans):
+    st.subheader("Scans")
+    st.dataframe(scans, hide_index=True)
+    scan_id = st.selectbox("Scan", scans["scan_id"].tolist(), key="reports_scan",
+                           help="Its per-item results (all items, with score, flag, span and label).")
+    left, right = st.columns(2)
+    left.download_button("Scan results (CSV)", lambda: reports.table_bytes(store().scan_results(scan_id), "csv"),
+                         file_name=f"{scan_id}.csv", mime="text/csv", key="reports_scan_csv", on_click="ignore",
+                         help="Formula-safe CSV of every scored item.")
+    right.download_button("Scan results (Parquet)",
+                          lambda: reports.table_bytes(store().scan_results(scan_id), "parquet"),
+                          file_name=f"{scan_id}.parquet", mime="application/octet-stream",
+                          key="reports_scan_parquet", on_click="ignore", help="The same table as Parquet.")
 
 runs = store().list_runs()
 st.subheader("All runs")
@@ -23,15 +37,15 @@ overview = runs[["run_id", "kind", "dataset", "status", "progress", "error", "cr
 st.dataframe(overview, hide_index=True)
 table_downloads(overview, "runs", "reports_runs")
 
+points = reports.metric_vs_ratio(store().metrics_across_runs("attack"), "asr")
+if len(points):
+    figure(plots.asr_vs_rho(points), "asr-vs-rho", "reports_rho")
+    table_downloads(points, "asr-vs-rho", "reports_rho_table")
+
 st.subheader("One run")
 run_id = st.selectbox("Run", runs["run_id"].tolist(), key="reports_run",
                       help="Any run, finished or not; failed runs report their error.")
-try:
-    report = reports.run_report_html(store(), run_id)
-except BadRecError as exc:
-    show_error(exc)
-    st.stop()
-st.download_button("Download run report (HTML)", report, file_name=f"{run_id}.html", mime="text/html",
+st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id), file_name=f"{run_id}.html", mime="text/html",
                    key="reports_report", type="primary", on_click="ignore",
                    help="One self-contained file: config, metrics, plots (interactive, offline), tables.")
 

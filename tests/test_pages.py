@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -43,6 +44,31 @@ def frame(at: AppTest, *columns: str) -> pd.DataFrame:
         if all(c in df.columns for c in columns):
             return df
     raise AssertionError(f"no table with columns {columns}")
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """Deferred download callables by file id, recorded as Streamlit registers them (AppTest's runtime
+    is torn down after each run, so the button's data is fetched through this record)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    recorded: dict = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data_callable, *args, **kwargs):
+        file_id = original(self, data_callable, *args, **kwargs)
+        recorded[file_id] = data_callable
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return recorded
+
+
+def download(at: AppTest, downloads: dict, key: str) -> bytes:
+    """The bytes a click on the download button `key` would deliver."""
+    button = next(b for b in at.get("download_button") if b.key == key)
+    data = downloads[button.proto.deferred_file_id]()
+    return data.encode() if isinstance(data, str) else data
 
 
 @pytest.fixture
@@ -170,12 +196,52 @@ def test_scanner_threshold_moves_metrics_and_filters(synthetic_store):
     assert len(table) == 30 and table["title"].str.endswith(" cf").all()
 
 
-def test_reports_lists_runs_and_exports(synthetic_store):
+def test_reports_lists_runs_and_exports(synthetic_store, downloads):
     seed_attack_run(synthetic_store)
+    seed_scan(synthetic_store)
     at = open_page("reports")
     assert at.selectbox(key="reports_run").value == "attack-seeded"
-    assert not at.exception
     assert "kaleido" in texts(at)
+    report = download(at, downloads, "reports_report").decode()
+    assert "attack-seeded" in report and "Plotly.newPlot" in report
+    metrics = pd.read_csv(io.BytesIO(download(at, downloads, "reports_metrics_csv")))
+    assert set(metrics["name"]) == {"hr@1", "asr"}
+    scan = pd.read_parquet(io.BytesIO(download(at, downloads, "reports_scan_parquet")))
+    assert len(scan) == 300 and scan["title"].str.startswith("'=Title").all()  # formula-safe
+    assert b"<html" in download(at, downloads, "reports_loss_fig_html")[:300]
+
+
+def test_scanner_exports_flagged_items_at_the_threshold(synthetic_store, downloads):
+    seed_scan(synthetic_store)
+    at = open_page("scanner")
+    at.slider(key="scanner_threshold").set_value(0.7).run()
+    exported = pd.read_csv(io.BytesIO(download(at, downloads, "scanner_export")))
+    assert len(exported) == int({m.label: m.value for m in at.metric}["Flagged"])
+    assert (exported["score"] >= 0.7).all() and exported["title"].str.startswith("'=").all()
+
+
+def test_dataset_upload_with_mapping_imports_catalog(home):
+    at = open_page("dataset")
+    raw = b"sku,name,poisoned\n1,Alpha (1999),0\n2,=cmd|' /C calc'!A0,0\n3,Gamma 5v,1\n"
+    at.file_uploader(key="dataset_upload").upload("shop.csv", raw, "text/csv").run()
+    at.selectbox(key="dataset_map_item_id").select("sku")
+    at.selectbox(key="dataset_map_title").select("name")
+    at.selectbox(key="dataset_map_label").select("poisoned")
+    at.text_input(key="dataset_upload_name").input("shop")
+    at.button[[b.label for b in at.button].index("Import")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("start with = + - or @" in w.value for w in at.warning)
+    assert "Imported as shop." in texts(at)
+    store = Store(home / "badrec.duckdb")
+    assert store.load_items("shop")["title"].tolist()[1] == "=cmd|' /C calc'!A0"  # stored verbatim, as text
+
+
+def test_dataset_bad_upload_shows_error_and_writes_nothing(home):
+    at = open_page("dataset")
+    at.file_uploader(key="dataset_upload").upload("bad.csv", b"id,title\n1,A\n1,B\n", "text/csv").run()
+    at.button[[b.label for b in at.button].index("Import")].click().run()
+    assert any("conflicting titles" in e.value for e in at.error)
+    assert Store(home / "badrec.duckdb").list_datasets().empty
 
 
 def wait_jobs(store: Store, timeout: float = 300) -> None:
