@@ -352,6 +352,14 @@ class Store:
             " AND c.item_id = t.item_id WHERE t.run_id = ? AND t.user_id = ? AND t.model = ?"
             " AND t.variant = 'triggered' ORDER BY t.rank", [run_id, str(user_id), model])
 
+    def attack_item_ranks(self, run_id: str, user_id: str) -> pd.DataFrame:
+        """Where the attacker's item ranks for one user: one row per model, one column per variant."""
+        return self.query(
+            "SELECT model, min(rank) FILTER (variant = 'clean') AS without_trigger,"
+            " min(rank) FILTER (variant = 'triggered') AS with_trigger FROM recommendations"
+            " WHERE run_id = ? AND user_id = ? AND is_attack_item GROUP BY model ORDER BY model",
+            [run_id, str(user_id)])
+
     def metrics_across_runs(self, kind: str = "attack") -> pd.DataFrame:
         """Every finished run's metrics with its config JSON (for ASR-vs-ρ plots)."""
         return self.query(

@@ -80,6 +80,8 @@ with lists_col:
     if len(attack):
         a = attack.iloc[0]
         st.text(f"Triggered item at rank {int(a['rank'])}: {a['title']}")
+    st.markdown("**The attacker's item for this user, clean vs poisoned model** (rank; 1 = recommended first)")
+    st.dataframe(store().attack_item_ranks(run_id, user), hide_index=True)
 
 if len(metrics):
     st.subheader("Run metrics")
