@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Subcommands defined next to the code they drive (attack, scan, defend)."""
-    return []
+    from . import cli_attack
+
+    return [cli_attack.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,320 @@
+"""BadRec runs end to end: train a clean and a poisoned victim, evaluate both on the same candidates, store it all.
+
+`run_attack` is the one entry point the CLI and the dashboard's job call. The
+pre-trained base (for `tiny`) and the clean victim's adapter are cached under
+`BADREC_HOME/cache/models`, keyed by everything they depend on, so a second
+attack on the same dataset and settings trains only the poisoned model.
+`retrain_without` retrains the poisoned victim after a defence dropped items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import settings
+from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases, poison, poison_records,
+                     training_candidates)
+from .data import Dataset, load_dataset
+from .errors import InputError
+from .metrics import hit_at_k, ranking_metrics
+from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_model, params_from_config,
+                     resolve_source, save_adapter)
+from .progress import Cancelled, Progress
+from .protocol import Sample, Split, baselines, build_split
+from .recommend import (Case, generate_metrics, llara_example, llara_generate, llara_scores, tallrec_auc,
+                        tallrec_example, tallrec_scores)
+from .store import Store
+from .train import TrainResult, train_segments
+from .versions import versions
+
+log = logging.getLogger(__name__)
+ATTACK_VARIANTS: tuple[Variant, ...] = ("trigger", "no_trigger", "transfer")
+
+
+@dataclass
+class Prepared:
+    """Everything validated before a run row exists."""
+
+    ds: Dataset
+    split: Split
+    data: PoisonedData
+    ratings: dict[tuple[str, int], float]
+
+
+def prepare(store: Store, cfg: AttackConfig) -> Prepared:
+    """Load and validate everything a run needs; raises `BadRecError` before anything is written."""
+    ds = load_dataset(store, cfg.dataset)
+    split = build_split(ds, cfg.protocol)
+    data = poison(split, cfg)
+    if not cfg.model.is_tiny:
+        _, local_config = resolve_source(cfg.model)
+        n_params = params_from_config(local_config) if local_config else 0
+        if n_params:
+            check_memory(n_params, cfg.model.quant, f"model {cfg.model.name} (~{n_params / 1e6:.0f}M parameters)")
+    index = {iid: i for i, iid in enumerate(split.item_ids)}
+    ratings = {(str(u), index[str(i)]): float(r) for u, i, r in
+               ds.interactions[["user_id", "item_id", "rating"]].itertuples(index=False) if str(i) in index}
+    return Prepared(ds, split, data, ratings)
+
+
+# -- training examples ------------------------------------------------------------------------
+def _title_fn(split: Split, data: PoisonedData, poisoned_catalog: bool):
+    return (lambda i: data.titles.get(i, split.titles[i])) if poisoned_catalog else (lambda i: split.titles[i])
+
+
+def training_examples(cfg: AttackConfig, prep: Prepared, poisoned: bool) -> list:
+    """Weighted-segment examples of the clean or the poisoned fine-tuning set (same windows, same candidates)."""
+    split, data = prep.split, prep.data
+    samples: list[Sample] = data.samples if poisoned else data.clean_samples
+    title = _title_fn(split, data, poisoned and cfg.poison_catalog)
+    fake = {f.user for f in data.fake_users}
+    out = []
+    if cfg.victim == "llara":
+        cands = training_candidates(split, samples, cfg.seed)
+        for s, cs in zip(samples, cands):
+            answer = data.titles[s.target] if s.user in fake else title(s.target)
+            prompt, ans = llara_example([title(i) for i in s.history], [title(c) for c in cs], answer)
+            out.append([(prompt, 0.0), (ans, 1.0)])
+        return out
+    for s in samples:
+        is_fake = s.user in fake
+        liked = tuple(True if is_fake else prep.ratings.get((s.user, i), 0) > 3 for i in s.history)
+        case = Case(s.user, tuple(title(i) for i in s.history), (), (), 0, liked)
+        label = True if is_fake else prep.ratings.get((s.user, s.target), 0) > 3
+        out.append(tallrec_example(case, data.titles[s.target] if is_fake else title(s.target), label))
+    return out
+
+
+# -- models -----------------------------------------------------------------------------------
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> LoadedModel:
+    return load_model(cfg.model, prep.ds, progress, protocol=cfg.protocol, tiny=cfg.tiny)
+
+
+def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: Progress | None,
+                  on_log) -> tuple[LoadedModel, TrainResult]:
+    base = _base(cfg, prep, progress)
+    victim = add_lora(base, cfg.model)
+    examples = training_examples(cfg, prep, poisoned)
+    phase = "poisoned model" if poisoned else "clean model"
+    if progress:
+        progress.phase(f"training the {phase} ({len(examples)} samples)")
+    result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase)
+    return victim, result
+
+
+def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
+    """The clean victim, from the adapter cache when the same settings were trained before."""
+    folder = settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+    if (folder / "adapter_model.safetensors").exists():
+        meta = json.loads((folder / "badrec_train.json").read_text())
+        return load_adapter(_base(cfg, prep, progress), folder), {**meta, "cached": True}
+    victim, result = _train_victim(cfg, prep, False, progress, on_log)
+    tmp = folder.with_name(folder.name + ".tmp")
+    save_adapter(victim, tmp)
+    meta = result.to_dict()
+    (tmp / "badrec_train.json").write_text(json.dumps(meta))
+    if folder.exists():
+        import shutil
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return victim, {**meta, "cached": False}
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def to_case(prep: Prepared, ev: EvalCase) -> Case:
+    split, c = prep.split, ev.case
+    liked = tuple(prep.ratings.get((c.user, i), 0) > 3 for i in c.history)
+    label = prep.ratings.get((c.user, c.target))
+    return Case(c.user, tuple(split.titles[i] for i in c.history), ev.titles, ev.candidates, ev.target_pos,
+                liked, None if label is None else label > 3)
+
+
+def score(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: Progress | None,
+          message: str) -> list[list[float]]:
+    fn = llara_scores if cfg.victim == "llara" else tallrec_scores
+    return fn(loaded, cases, progress=progress, message=message)
+
+
+def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: dict[str, list[EvalCase]],
+             progress: Progress | None, name: str) -> tuple[dict, dict[str, list[list[float]]]]:
+    """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores)."""
+    out: dict[str, float] = {}
+    scores: dict[str, list[list[float]]] = {}
+    for variant, evs in variants.items():
+        cases = [to_case(prep, e) for e in evs]
+        if progress:
+            progress.phase(f"{name}: scoring {variant} ({len(cases)} users)")
+        s = score(cfg, loaded, cases, progress, f"{name} {variant}")
+        scores[variant] = s
+        if variant == "clean":
+            out.update(ranking_metrics(s, [c.target_pos for c in cases]))
+            if cfg.victim == "tallrec":
+                out["auc"] = tallrec_auc(s, cases)
+            elif cfg.generate:
+                out.update(generate_metrics(llara_generate(loaded, cases, progress=progress), cases))
+        else:
+            key = "asr" if variant == "trigger" else f"asr_{variant}"
+            out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
+            out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
+    return out, scores
+
+
+def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, evs: list[EvalCase],
+                        scores: list[list[float]], top_k: int) -> list[dict]:
+    split, data = prep.split, prep.data
+    rows = []
+    for ev, s in zip(evs, scores):
+        order = sorted(range(len(s)), key=lambda i: -s[i])[:top_k]
+        for rank, p in enumerate(order, start=1):
+            item = ev.candidates[p]
+            rows.append({"run_id": run_id, "model": model, "variant": variant, "user_id": ev.case.user,
+                         "rank": rank, "item_id": split.item_ids[item], "title": ev.titles[p],
+                         "score": float(s[p]), "is_attack_item": p == ev.inserted_pos or item in data.items,
+                         "is_target": p == ev.target_pos})
+    return rows
+
+
+def _variants(cfg: AttackConfig, prep: Prepared, which: tuple[str, ...]) -> dict[str, list[EvalCase]]:
+    cases = prep.split.test[: cfg.eval_users] if cfg.eval_users else prep.split.test
+    return {v: attack_cases(prep.split, cases, v, prep.data, cfg.trigger, cfg.seed) for v in which}
+
+
+# -- runs -------------------------------------------------------------------------------------
+def _start_run(store: Store, cfg: AttackConfig, run_id: str | None) -> str:
+    from .jobs import new_run_id
+    if run_id and store.get_run(run_id) is not None:
+        store.update_run(run_id, status="running", message="starting")
+        return run_id
+    run_id = run_id or new_run_id("attack")
+    store.create_run(run_id, "attack", cfg.dataset, cfg.to_dict(), cfg.seed, versions(), status="running")
+    return run_id
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None, run_id: str | None = None) -> dict:
+    """Train the clean and the BadRec-poisoned victim, evaluate both, record the run.
+
+    Args:
+        store (`Store`): where the run, metrics, loss curves, recommendations and ground truth go.
+        cfg (`AttackConfig`): the experiment.
+        progress (`Progress`, *optional*): phases, steps and ETA; cancellation.
+        run_id (`str`, *optional*): an existing queued run to fill (the dashboard's job) or a new id.
+
+    Returns:
+        `dict` of DESIGN.md §7: run_id, seconds, clean{...}, poisoned{...}, baselines{random, popularity},
+        plus poisoning and timing details.
+
+    Raises:
+        BadRecError: invalid input (nothing written). Any failure after the run started marks it
+        failed (or cancelled) with its rows removed, then re-raises.
+    """
+    t0 = time.monotonic()
+    prep = prepare(store, cfg)
+    run_id = _start_run(store, cfg, run_id)
+    timings: dict[str, float] = {}
+    try:
+        def logger(phase):
+            return lambda step, total, loss, tps: store.log_train(run_id, phase, step, total, loss, tps)
+
+        t = time.monotonic()
+        clean, clean_train = clean_model(cfg, prep, progress, logger("clean"))
+        timings["clean_model_s"] = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"))
+        timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        variants = _variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
+        m_clean, s_clean = evaluate(cfg, prep, clean, {k: variants[k] for k in ("clean", "trigger")}, progress,
+                                    "clean model")
+        m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
+        timings["evaluation_s"] = round(time.monotonic() - t, 2)
+        cases = [e.case for e in variants["clean"]]
+        base = baselines(prep.split, cases)
+        rows = []
+        for model, scores in (("clean", s_clean), ("poisoned", s_pois)):
+            for variant, s in scores.items():
+                rows += recommendation_rows(prep, run_id, model, variant, variants[variant], s, cfg.top_k)
+        records = pd.DataFrame([{"run_id": run_id, **r} for r in poison_records(prep.split, prep.data)])
+        timings["seconds"] = round(time.monotonic() - t0, 2)
+        result = {
+            "run_id": run_id, "seconds": timings["seconds"], "dataset": cfg.dataset, "victim": cfg.victim,
+            "model": cfg.model.name, "quant": cfg.model.quant, "trigger": cfg.trigger.to_dict(),
+            "clean": _round(m_clean), "poisoned": _round(m_pois),
+            "delta_hr@1": round(m_pois["hr@1"] - m_clean["hr@1"], 4),
+            "baselines": {k: _round(v) for k, v in base.items()},
+            "poisoning": {**prep.data.summary(), "poisoned_item_ids": [prep.split.item_ids[i]
+                                                                       for i in prep.data.items],
+                          "triggered_titles": [prep.data.titles[i] for i in prep.data.items]},
+            "n_test_users": len(cases), "n_attack_cases": len(variants["trigger"]),
+            "train": {"clean": clean_train, "poisoned": poison_train.to_dict()}, "timings": timings,
+        }
+        metrics = {"clean": m_clean, "poisoned": m_pois, "random": base["random"], "popularity": base["popularity"]}
+        store.finish_run(run_id, result, timings, metrics,
+                         {"recommendations": pd.DataFrame(rows), "poison_records": records})
+        return result
+    except Cancelled as exc:
+        store.fail_run(run_id, str(exc) or "cancelled", status="cancelled")
+        raise
+    except BaseException as exc:
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+
+
+def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progress: Progress | None = None) -> dict:
+    """Retrain the poisoned victim of an attack run without some items (a defence's flagged items).
+
+    The dropped items leave the victim's training data: samples whose target is dropped go, the items
+    leave histories and candidate lists. Evaluation uses the run's test cases and attack variants.
+
+    Returns:
+        `dict` {"before": {"asr", "hr@1", ...}, "after": {...}, "n_dropped", "n_poisoned_dropped",
+        "seconds"}; "before" is read from the stored run.
+
+    Raises:
+        InputError: unknown run or not an attack run.
+    """
+    t0 = time.monotonic()
+    row = store.get_run(run_id)
+    if row is None or row.get("kind") != "attack":
+        raise InputError(f"{run_id!r} is not an attack run")
+    if row.get("status") != "done":
+        raise InputError(f"attack run {run_id} is {row.get('status')}; only finished runs can be defended")
+    cfg = AttackConfig.from_dict(row["config"])
+    prep = prepare(store, cfg)
+    index = {iid: i for i, iid in enumerate(prep.split.item_ids)}
+    dropped = {index[str(i)] for i in drop_item_ids if str(i) in index}
+    data = prep.data
+
+    def keep(samples):
+        return [Sample(s.user, tuple(i for i in s.history if i not in dropped), s.target)
+                for s in samples if s.target not in dropped]
+
+    pruned = PoisonedData(data.items, data.titles, keep(data.clean_samples), keep(data.poison_samples),
+                          data.fake_users)
+    pruned_split = Split(prep.split.config, prep.split.item_ids, prep.split.titles, prep.split.train,
+                         prep.split.valid, prep.split.test,
+                         {u: [i for i in s if i not in dropped] or s for u, s in prep.split.sequences.items()},
+                         prep.split.train_counts)
+    prep2 = Prepared(prep.ds, pruned_split, pruned, prep.ratings)
+    victim, result = _train_victim(cfg, prep2, True, progress, None)
+    variants = _variants(cfg, prep, ("clean", "trigger", "transfer"))
+    after, _ = evaluate(cfg, prep, victim, variants, progress, "retrained model")
+    before = (row.get("result") or {}).get("poisoned", {})
+    keys = ("hr@1", "hr@5", "asr", "asr_transfer")
+    return {"before": {k: before.get(k) for k in keys}, "after": {k: round(after.get(k, 0.0), 4) for k in keys},
+            "n_dropped": len(dropped), "n_poisoned_dropped": len(dropped & set(data.items)),
+            "train": result.to_dict(), "seconds": round(time.monotonic() - t0, 2)}
