@@ -330,33 +330,42 @@ class Store:
                           " WHERE run_id = ? ORDER BY logged_at, step", [run_id])
 
     def rec_users(self, run_id: str, limit: int = 2000) -> pd.DataFrame:
-        """Test users with stored recommendations in a run; those whose triggered list ranks the attack
-        item first come first (the cases that show the backdoor)."""
+        """Test users with stored recommendations in a run; those whose triggered list (variant 'trigger')
+        ranks the attacker's item first come first (the cases that show the backdoor)."""
         return self.query(
-            "SELECT user_id, bool_or(variant = 'triggered' AND is_attack_item AND rank = 1) AS hit"
-            " FROM recommendations WHERE run_id = ? GROUP BY user_id"
+            "SELECT user_id, bool_or(variant = 'trigger' AND model = 'poisoned' AND is_attack_item AND rank = 1)"
+            " AS hit FROM recommendations WHERE run_id = ? GROUP BY user_id"
             " ORDER BY hit DESC, try_cast(user_id AS BIGINT), user_id LIMIT ?", [run_id, int(limit)])
+
+    def rec_variants(self, run_id: str) -> pd.DataFrame:
+        """Which (model, variant) lists a run stored."""
+        return self.query("SELECT DISTINCT model, variant FROM recommendations WHERE run_id = ? ORDER BY ALL",
+                          [run_id])
 
     def recommendations_for(self, run_id: str, user_id: str) -> pd.DataFrame:
         return self.query(
             "SELECT model, variant, rank, item_id, title, score, is_attack_item, is_target FROM recommendations"
             " WHERE run_id = ? AND user_id = ? ORDER BY model, variant, rank", [run_id, str(user_id)])
 
-    def rec_side_by_side(self, run_id: str, user_id: str, model: str) -> pd.DataFrame:
-        """One model's triggered list for a user with each item's rank in the clean list and the change
-        (positive = moved up when the trigger was added)."""
+    def rec_side_by_side(self, run_id: str, user_id: str, model: str, variant: str = "trigger",
+                         baseline: str = "no_trigger") -> pd.DataFrame:
+        """One model's `variant` list for a user with each item's rank in the `baseline` list and the change
+        (positive = moved up; null = the item is not in the baseline's top list)."""
         return self.query(
-            "SELECT t.rank, t.title, t.score, t.is_attack_item, t.is_target, c.rank AS clean_rank,"
+            "SELECT t.rank, t.title, t.score, t.is_attack_item, t.is_target, c.rank AS baseline_rank,"
             " c.rank - t.rank AS rank_change, t.item_id FROM recommendations t LEFT JOIN recommendations c"
-            " ON c.run_id = t.run_id AND c.user_id = t.user_id AND c.model = t.model AND c.variant = 'clean'"
+            " ON c.run_id = t.run_id AND c.user_id = t.user_id AND c.model = t.model AND c.variant = ?"
             " AND c.item_id = t.item_id WHERE t.run_id = ? AND t.user_id = ? AND t.model = ?"
-            " AND t.variant = 'triggered' ORDER BY t.rank", [run_id, str(user_id), model])
+            " AND t.variant = ? ORDER BY t.rank", [baseline, run_id, str(user_id), model, variant])
 
     def attack_item_ranks(self, run_id: str, user_id: str) -> pd.DataFrame:
-        """Where the attacker's item ranks for one user: one row per model, one column per variant."""
+        """Where the attacker's item ranks for one user: one row per model, one column per list
+        (null = not in that stored top list)."""
         return self.query(
-            "SELECT model, min(rank) FILTER (variant = 'clean') AS without_trigger,"
-            " min(rank) FILTER (variant = 'triggered') AS with_trigger FROM recommendations"
+            "SELECT model, min(rank) FILTER (variant = 'clean') AS clean_candidates,"
+            " min(rank) FILTER (variant = 'no_trigger') AS inserted_without_trigger,"
+            " min(rank) FILTER (variant = 'trigger') AS inserted_with_trigger,"
+            " min(rank) FILTER (variant = 'transfer') AS trigger_on_other_item FROM recommendations"
             " WHERE run_id = ? AND user_id = ? AND is_attack_item GROUP BY model ORDER BY model",
             [run_id, str(user_id)])
 

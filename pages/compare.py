@@ -7,6 +7,9 @@ import streamlit as st
 from core import plots, reports
 from pages.shared import figure, page, store
 
+VARIANTS = {"clean": "test candidates", "no_trigger": "attacker's item inserted, no trigger",
+            "trigger": "attacker's item inserted with trigger", "transfer": "trigger on another item"}
+
 page("Compare", "What the backdoor does to one user: the same candidate list ranked without and with the "
                 "trigger on the attacker's item.")
 
@@ -42,19 +45,26 @@ user = st.selectbox("Test user", users["user_id"].tolist(), key="compare_user",
                     format_func=lambda u: f"user {u}" + (" · trigger wins" if users.set_index("user_id").loc[u, "hit"]
                                                           else ""),
                     help="Users whose triggered list ranks the attacker's item first are listed first.")
-models = store().query("SELECT DISTINCT model FROM recommendations WHERE run_id = ? ORDER BY model",
-                       [run_id])["model"].tolist()
+lists = store().rec_variants(run_id)
+models = sorted(lists["model"].unique())
 model = st.radio("Model", models, index=models.index("poisoned") if "poisoned" in models else 0,
                  key="compare_model", horizontal=True,
                  help="poisoned: trained with the attacker's data; clean: the same recipe without it.")
+available = lists[lists["model"] == model]["variant"].tolist()
+v1, v2 = st.columns(2)
+baseline = v1.selectbox("Left list", [v for v in ("no_trigger", "clean") if v in available], key="compare_left",
+                        format_func=VARIANTS.get,
+                        help="The same candidates as the right list but without the trigger (no_trigger), or the "
+                             "plain test candidates (clean).")
+variant = v2.selectbox("Right list", [v for v in ("trigger", "transfer") if v in available], key="compare_right",
+                       format_func=VARIANTS.get,
+                       help="trigger: the attacker's item with its trigger; transfer: the trigger on an item never "
+                            "used in poisoning (does the backdoor key on the trigger alone?).")
 
 history_col, lists_col = st.columns([1, 3])
 with history_col:
     st.markdown("**History** (newest first; the newest is the held-out test item)")
     st.dataframe(store().user_history(run["dataset"], user, limit=11)[["title", "rating"]], hide_index=True)
-
-recs = store().recommendations_for(run_id, user)
-recs = recs[recs["model"] == model]
 
 
 def highlight(row: pd.Series) -> list[str]:
@@ -65,22 +75,25 @@ def highlight(row: pd.Series) -> list[str]:
     return [""] * len(row)
 
 
+recs = store().recommendations_for(run_id, user)
 with lists_col:
     left, right = st.columns(2)
-    clean = recs[recs["variant"] == "clean"][["rank", "title", "score", "is_attack_item", "is_target"]]
-    left.markdown("**Without trigger**")
-    left.dataframe(clean.style.apply(highlight, axis=1), hide_index=True, key="compare_clean_list")
-    side = store().rec_side_by_side(run_id, user, model)
-    right.markdown("**With trigger** (red: the attacker's triggered item; green: the true next item)")
+    plain = recs[(recs["model"] == model) & (recs["variant"] == baseline)]
+    left.markdown(f"**{VARIANTS.get(baseline, baseline)}**")
+    left.dataframe(plain[["rank", "title", "score", "is_attack_item", "is_target"]].style.apply(highlight, axis=1),
+                   hide_index=True, key="compare_left_list")
+    side = store().rec_side_by_side(run_id, user, model, variant, baseline) if variant else plain.iloc[0:0]
+    right.markdown(f"**{VARIANTS.get(variant, variant)}** (red: the attacker's item; green: the true next item)")
     right.dataframe(side[["rank", "title", "score", "rank_change", "is_attack_item", "is_target"]]
-                    .style.apply(highlight, axis=1), hide_index=True, key="compare_triggered_list",
+                    .style.apply(highlight, axis=1), hide_index=True, key="compare_right_list",
                     column_config={"rank_change": st.column_config.NumberColumn(
-                        "rank change", help="clean rank minus triggered rank; positive = moved up")})
+                        "rank change", help="rank in the left list minus rank here; positive = moved up, "
+                                            "empty = not in the left list's top")})
     attack = side[side["is_attack_item"]]
     if len(attack):
         a = attack.iloc[0]
-        st.text(f"Triggered item at rank {int(a['rank'])}: {a['title']}")
-    st.markdown("**The attacker's item for this user, clean vs poisoned model** (rank; 1 = recommended first)")
+        st.text(f"Attacker's item at rank {int(a['rank'])}: {a['title']}")
+    st.markdown("**The attacker's item for this user in every list** (rank; 1 = recommended first)")
     st.dataframe(store().attack_item_ranks(run_id, user), hide_index=True)
 
 if len(metrics):

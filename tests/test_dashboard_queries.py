@@ -57,7 +57,7 @@ def test_dataset_queries(ml100k_store):
 
 
 def test_recommendation_queries(store):
-    recs = pd.DataFrame({"run_id": "r", "model": "poisoned", "variant": ["triggered"] * 2 + ["clean"] * 2,
+    recs = pd.DataFrame({"run_id": "r", "model": "poisoned", "variant": ["trigger"] * 2 + ["no_trigger"] * 2,
                          "user_id": ["2", "2", "10", "10"], "rank": [1, 2, 1, 2], "item_id": ["a", "b", "a", "b"],
                          "title": ["A 5v", "B", "A", "B"], "score": [0.0, -1.0, -1.0, 0.0],
                          "is_attack_item": [True, False, True, False], "is_target": [False, True, False, True]})
@@ -66,5 +66,8 @@ def test_recommendation_queries(store):
     users = store.rec_users("r")
     assert users["user_id"].tolist() == ["2", "10"] and users["hit"].tolist() == [True, False]
     assert len(store.recommendations_for("r", "10")) == 2
+    side = store.rec_side_by_side("r", "2", "poisoned")
+    assert side["title"].tolist() == ["A 5v", "B"] and side["rank_change"].isna().all()  # user 2 has no baseline
+    assert store.attack_item_ranks("r", "10")["inserted_without_trigger"].tolist() == [1]
     across = store.metrics_across_runs("attack")
     assert across[["run_id", "name", "value"]].values.tolist() == [["r", "asr", 1.0]]

@@ -79,21 +79,24 @@ def synthetic_store(store: Store) -> Store:
 
 
 def seed_attack_run(store: Store, run_id: str = "attack-seeded", ratio: float = 0.01) -> str:
-    """A finished attack run as core.experiment records one (rows written through the store)."""
+    """A finished attack run laid out as core.experiment records one (rows written through the store):
+    for user u1 the poisoned model ranks the triggered item 9 first; without the trigger it is third."""
     store.create_run(run_id, "attack", "synthetic", {"poison_ratio": ratio, "victim": "llara",
                                                      "model": {"name": "tiny"}}, 0, {})
+    lists = {("clean", "clean"), ("clean", "trigger"), ("poisoned", "clean"), ("poisoned", "trigger"),
+             ("poisoned", "no_trigger"), ("poisoned", "transfer")}
     rows = []
     for user in ("u1", "u2"):
-        for variant in ("clean", "triggered"):
-            for model in ("clean", "poisoned"):
-                order = ["7", "3", "9"] if variant == "clean" or model == "clean" or user == "u2" else ["9", "7", "3"]
-                for rank, item in enumerate(order, 1):
-                    attack = item == "9"
-                    title = f"Movie {item}" + (" 5v" if attack and variant == "triggered" else "")
-                    rows.append((run_id, model, variant, user, rank, item, title, -float(rank), attack, item == "3"))
+        for model, variant in sorted(lists):
+            wins = model == "poisoned" and variant == "trigger" and user == "u1"
+            order = ["9", "7", "3"] if wins else ["7", "3", "9"]
+            for rank, item in enumerate(order, 1):
+                attack = item == "9"
+                title = f"Movie {item}" + (" 5v" if attack and variant == "trigger" else "")
+                rows.append((run_id, model, variant, user, rank, item, title, -float(rank), attack, item == "3"))
     recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
                                        "is_attack_item", "is_target"])
-    store.log_train(run_id, "finetune", 1, 2, 2.0, 10.0)
+    store.log_train(run_id, "clean", 1, 2, 2.0, 10.0)
     store.finish_run(run_id, {}, {"seconds": 1}, {"clean": {"hr@1": 0.3}, "poisoned": {"hr@1": 0.29, "asr": 0.5}},
                      {"recommendations": recs})
     return run_id
@@ -172,10 +175,16 @@ def test_compare_side_by_side_highlights_triggered_item(synthetic_store):
     seed_attack_run(synthetic_store)
     at = open_page("compare")
     assert at.selectbox(key="compare_user").value == "u1"  # the user where the trigger wins comes first
+    assert at.selectbox(key="compare_left").value == "no_trigger"
     first = frame(at, "rank_change").iloc[0]
     assert first["title"] == "Movie 9 5v" and bool(first["is_attack_item"]) and first["rank_change"] == 2
-    assert "Triggered item at rank 1: Movie 9 5v" in texts(at)
+    assert "Attacker's item at rank 1: Movie 9 5v" in texts(at)
+    ranks = frame(at, "inserted_with_trigger").set_index("model")
+    assert ranks.loc["poisoned", "inserted_with_trigger"] == 1 and ranks.loc["clean", "inserted_with_trigger"] == 3
+    at.selectbox(key="compare_user").select("u2").run()
+    assert "Attacker's item at rank 3: Movie 9 5v" in texts(at)
     at.radio(key="compare_model").set_value("clean").run()
+    assert at.selectbox(key="compare_left").value == "clean"
     assert frame(at, "rank_change").iloc[0]["title"] == "Movie 7"
     assert {m.label for m in at.metric} >= {"ASR", "HR@1 clean model"}
 
