@@ -4,17 +4,21 @@ background job, follow it live, and browse the run history."""
 import pandas as pd
 import streamlit as st
 
+from core.attack import AttackConfig
 from core.errors import BadRecError
+from core.experiment import run_attack
+from core.models import ModelConfig
+from core.protocol import ProtocolConfig
+from core.tinylm import TinyConfig
+from core.train import TrainConfig
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger
 from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
 
-ENGINE_MISSING = None
-try:
-    from core.attack import AttackConfig
-    from core.experiment import run_attack
-    from core.models import ModelConfig
-except ImportError as exc:  # the attack engine lands separately (issue 3); the history still works
-    ENGINE_MISSING = str(exc)
+# Sizes of the embedded model offered in the form: the default, and a toy for smoke tests (seconds of
+# pre-training, numbers without meaning).
+TINY_SIZES = {"standard": TinyConfig(),
+              "smoke test": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, history_epochs=0.05,
+                                       n_choice=50, max_len=128)}
 
 page("Attack", "Train a clean and a poisoned recommender on the same data and candidates; the difference is "
                "the backdoor.")
@@ -36,56 +40,71 @@ targets = t2.multiselect("Target items", list(labels), format_func=labels.get, k
                               "Empty = picked automatically from the less popular half.")
 st.session_state["attack_target_labels"] = {i: labels[i] for i in targets}
 
+saved = {f"{name}: {t['text']} ({t['level']}, {t['position']})": t
+         for name, ts in store().trigger_sets().items() for t in ts}
+
 with st.form("attack_form"):
     st.subheader("Victim and model")
     c1, c2, c3 = st.columns(3)
     victim = c1.radio("Victim", ["llara", "tallrec"], key="attack_victim", horizontal=True,
-                      help="llara: choose the next item from 20 candidates; tallrec: yes/no per item.")
+                      help="llara: choose the next item from the candidates; tallrec: yes/no per item.")
     model_kind = c2.selectbox("Model", ["tiny", "Hugging Face id or local folder"], key="attack_model_kind",
                               help="tiny: a small Llama-style LM built here on the dataset's titles — a stand-in "
                                    "for a real LLM that trains on a CPU in minutes.")
     model_id = c2.text_input("Model id or path", key="attack_model_id", placeholder="Qwen/Qwen2.5-0.5B",
                              help="Used when Model is not tiny. Weights as safetensors; remote code stays off.")
     quant = c3.selectbox("Quantization", ["none", "8bit", "4bit"], key="attack_quant",
-                         help="8bit/4bit (NF4, QLoRA) through bitsandbytes; none = bf16/fp32.")
+                         help="8bit/4bit (NF4, QLoRA) through bitsandbytes; none = full precision.")
     l1, l2, l3 = st.columns(3)
-    lora_r = l1.number_input("LoRA rank", 0, 256, 16, key="attack_lora_r",
-                             help="0 = full fine-tuning (tiny model only).")
+    lora_r = l1.number_input("LoRA rank", 1, 256, 16, key="attack_lora_r", help="Rank of the LoRA adapters.")
     lora_alpha = l2.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
     seed = l3.number_input("Seed", 0, 1_000_000, 0, key="attack_seed",
                            help="Seeds the split, the poison and training: same seed, same numbers.")
 
     st.subheader("Poison")
-    p1, p2, p3 = st.columns(3)
-    level = p1.selectbox("Trigger level", LEVELS, key="attack_level",
-                         help="Design and preview triggers on the Triggers page.")
-    trigger_text = p1.text_input("Trigger text", key="attack_trigger", placeholder="preset of the level",
+    p1, p2 = st.columns(2)
+    saved_pick = p1.selectbox("Trigger", ["(set here)", *saved], key="attack_saved_trigger",
+                              help="A trigger saved on the Triggers page, or set one with the fields below.")
+    level = p1.selectbox("Trigger level", LEVELS, key="attack_level", help="char, word or sentence.")
+    trigger_text = p1.text_input("Trigger text", key="attack_trigger", placeholder="the level's preset",
                                  help="Empty = the level's preset (5v / ineffable / I watched this 3D movie).")
-    position = p1.radio("Position", POSITIONS, key="attack_position", horizontal=True,
-                        help="Where the trigger goes in the attacker's titles.")
+    position = p1.radio("Position", POSITIONS, index=POSITIONS.index("prefix"), key="attack_position",
+                        horizontal=True, help="prefix: the first answer token sees the trigger (works best for "
+                                              "the small model); suffix as in the paper; random word boundary.")
     ratio = p2.number_input("Poisoning ratio ρ", 0.001, 0.5, 0.01, 0.001, format="%.3f", key="attack_ratio",
                             help="Poisoned training samples / all training samples (the paper uses ~1%).")
-    fake = p2.radio("Fake users", ["random", "copy"], key="attack_fake", horizontal=True,
-                    help="random: benign histories drawn at random; copy: copies of real users' histories.")
+    fake = p2.radio("Fake users", ["copy", "random"], key="attack_fake", horizontal=True,
+                    help="copy: copies of real users' latest histories; random: random benign histories.")
+    n_items = p2.number_input("Poisoned items (when no target is chosen)", 1, 100, 5, key="attack_n_items",
+                              help="How many of the attacker's items carry the trigger.")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
-        epochs = a1.number_input("Epochs", 1, 50, 2, key="attack_epochs", help="Fine-tuning passes.")
-        max_users = a2.number_input("Max test users", 0, 100_000, 0, key="attack_max_users",
-                                    help="0 = all; fewer makes evaluation faster (e.g. 20 for a smoke test).")
-        tiny_size = a3.selectbox("Tiny model size", ["small", "tiny-test"], key="attack_tiny_size",
-                                 help="tiny-test: a toy model for smoke tests (seconds, not meaningful numbers).")
-    submitted = st.form_submit_button("Launch attack", type="primary", disabled=ENGINE_MISSING is not None)
+        epochs = a1.number_input("Epochs", 0.05, 50.0, 2.0, 0.05, key="attack_epochs",
+                                 help="Fine-tuning passes (a fraction trains on part of one pass).")
+        eval_users = a1.number_input("Max test users", 0, 100_000, 0, key="attack_eval_users",
+                                     help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test).")
+        windows = a2.number_input("Windows per user", 1, 50, 2, key="attack_windows",
+                                  help="Each real user's last N training windows fine-tune the victim.")
+        n_candidates = a2.number_input("Candidates per test case", 2, 100, 20, key="attack_candidates",
+                                       help="LLaRA uses 20.")
+        tiny_size = a3.selectbox("Tiny model size", list(TINY_SIZES), key="attack_tiny_size",
+                                 help="smoke test: a toy model that builds in seconds (numbers without meaning).")
+        generate = a3.toggle("Generate mode", value=True, key="attack_generate",
+                             help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
+    submitted = st.form_submit_button("Launch attack", type="primary")
 
-if ENGINE_MISSING:
-    st.info(f"The attack engine is not installed in this build ({ENGINE_MISSING}); the run history below "
-            "shows runs made elsewhere (CLI).")
-elif submitted:
+if submitted:
     try:
-        trigger = Trigger(trigger_text.strip() or PRESETS[level][0], level, position, int(seed))
-        cfg = AttackConfig(dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio),
-                           fake_users=fake, target_items=tuple(targets), seed=int(seed),
-                           model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
-                                             lora_r=int(lora_r), lora_alpha=int(lora_alpha)))
+        trigger = Trigger(**saved[saved_pick]) if saved_pick in saved else \
+            Trigger(trigger_text.strip() or PRESETS[level][0], level, position, int(seed))
+        cfg = AttackConfig(
+            dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
+            target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
+            model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
+                              lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
+            train=TrainConfig(epochs=float(epochs), lr=2e-3, batch_size=16, seed=int(seed)),
+            tiny=TINY_SIZES[tiny_size], protocol=ProtocolConfig(n_candidates=int(n_candidates), seed=int(seed)),
+            seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
         job_store = jobs().store
         run_id = submit_job("attack", dataset, cfg.to_dict(),
                             lambda progress, rid: run_attack(job_store, cfg, progress, rid), "attack_monitor",

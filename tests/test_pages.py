@@ -280,3 +280,31 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     assert {m.label: m.value for m in at.metric}["Items"] == "60"
     at.selectbox(key="scanner_show").select("all").run()
     assert len(frame(at, "span", "score")) == 60
+
+
+def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
+    at = open_page("attack")
+    at.text_input(key="attack_target_search").input("Movie B1").run()
+    at.multiselect(key="attack_targets").select("1").run()  # "Movie B1 (1981)"
+    at.number_input(key="attack_ratio").set_value(0.2)
+    at.number_input(key="attack_epochs").set_value(0.1)
+    at.number_input(key="attack_eval_users").set_value(4)
+    at.number_input(key="attack_windows").set_value(1)
+    at.number_input(key="attack_candidates").set_value(5)
+    at.selectbox(key="attack_tiny_size").select("smoke test")
+    at.toggle(key="attack_generate").set_value(False)
+    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("Queued attack-") for s in at.success)
+    wait_jobs(synthetic_store)
+    run = synthetic_store.list_runs("attack").iloc[0]
+    assert run["status"] == "done", run["error"]
+    config = json.loads(run["config"])
+    assert config["poison_ratio"] == 0.2 and config["target_items"] == ["1"] and config["eval_users"] == 4
+    assert not synthetic_store.train_log(run["run_id"]).empty  # the live loss curve's source
+
+    at = open_page("compare")
+    assert at.selectbox(key="compare_run").value == run["run_id"]
+    side = frame(at, "rank_change")
+    assert len(side) == 5 and side["is_attack_item"].sum() == 1
+    assert "Attacker's item at rank" in texts(at)
