@@ -81,12 +81,16 @@ with st.form("attack_form"):
         a1, a2, a3 = st.columns(3)
         epochs = a1.number_input("Epochs", 0.05, 50.0, 2.0, 0.05, key="attack_epochs",
                                  help="Fine-tuning passes (a fraction trains on part of one pass).")
+        lr = a1.number_input("Learning rate", 1e-5, 0.1, 2e-3, format="%.5f", key="attack_lr",
+                             help="Peak learning rate of fine-tuning (shared by the clean and the poisoned model).")
         eval_users = a1.number_input("Max test users", 0, 100_000, 0, key="attack_eval_users",
                                      help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test).")
         windows = a2.number_input("Windows per user", 1, 50, 2, key="attack_windows",
                                   help="Each real user's last N training windows fine-tune the victim.")
         n_candidates = a2.number_input("Candidates per test case", 2, 100, 20, key="attack_candidates",
                                        help="LLaRA uses 20.")
+        history_len = a2.number_input("History length", 1, 50, 10, key="attack_history_len",
+                                      help="Items of history in each prompt (LLaRA: 10); shorter = faster.")
         tiny_size = a3.selectbox("Tiny model size", list(TINY_SIZES), key="attack_tiny_size",
                                  help="smoke test: a toy model that builds in seconds (numbers without meaning).")
         generate = a3.toggle("Generate mode", value=True, key="attack_generate",
@@ -102,8 +106,9 @@ if submitted:
             target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
             model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
                               lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
-            train=TrainConfig(epochs=float(epochs), lr=2e-3, batch_size=16, seed=int(seed)),
-            tiny=TINY_SIZES[tiny_size], protocol=ProtocolConfig(n_candidates=int(n_candidates), seed=int(seed)),
+            train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
+            tiny=TINY_SIZES[tiny_size],
+            protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates), seed=int(seed)),
             seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
         job_store = jobs().store
         run_id = submit_job("attack", dataset, cfg.to_dict(),
