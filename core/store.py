@@ -412,7 +412,9 @@ class Store:
             raise ValueError(f"sort must be one of {sorted(self.SCAN_SORTS)}")
         where, params = self._scan_filter(scan_id, search, flagged, min_score, threshold)
         order = f"{self.SCAN_SORTS[sort]} {'DESC' if descending else 'ASC'}, item_id"
-        return self.query(f"SELECT item_id, title, score, flagged, span, method, label FROM scan_results"
+        # `marked`: the title with its suspicious span in ⟦ ⟧ (plain text, for the table)
+        return self.query(f"SELECT item_id, title, score, flagged, span, CASE WHEN coalesce(span, '') = '' THEN NULL"
+                          f" ELSE replace(title, span, '⟦' || span || '⟧') END AS marked, method, label FROM scan_results"
                           f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
                           [*params, int(limit), int(offset)])
 

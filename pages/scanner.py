@@ -122,7 +122,9 @@ st.dataframe(rows, hide_index=True, key="scanner_table",
                                                                      format="%.3f"),
                             "span": st.column_config.TextColumn("suspicious span",
                                                                 help="the part of the title the scanner "
-                                                                     "suspects (plain text)")})
+                                                                     "suspects (plain text)"),
+                            "marked": st.column_config.TextColumn("title with span marked",
+                                                                  help="the suspicious span between ⟦ ⟧")})
 
 
 def flagged_csv() -> bytes:

@@ -35,6 +35,7 @@ def test_scan_page_filters_sorts_and_limits(scan_store):
     assert at_09 == int((scan_store.scan_scores("s1")["score"] >= 0.9).sum())
     hits = scan_store.scan_results_page("s1", search="5V", limit=2000)
     assert len(hits) == 100 and hits["title"].str.endswith(" 5v").all()
+    assert hits["marked"].str.endswith("⟦ 5v⟧").all()
     assert scan_store.scan_results_page("s1", search="17")["item_id"].str.contains("17").all()
     with pytest.raises(ValueError):
         scan_store.scan_results_page("s1", sort="score; DROP TABLE runs")

@@ -253,7 +253,7 @@ def test_dataset_bad_upload_shows_error_and_writes_nothing(home):
     assert Store(home / "badrec.duckdb").list_datasets().empty
 
 
-def wait_jobs(store: Store, timeout: float = 300) -> None:
+def wait_jobs(store: Store, timeout: float = 1200) -> None:
     """Poll the store (as the page's live panel does) until no job is queued or running."""
     deadline = time.monotonic() + timeout
     while len(store.active_runs()):
