@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Subcommands defined next to the code they drive (attack, scan, defend)."""
-    from . import cli_attack
+    from . import cli_attack, cli_scan
 
-    return [cli_attack.register]
+    return [cli_attack.register, cli_scan.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,117 @@
+"""P-Scanner detection on ml-100k with held-out trigger strings, against ONION and token statistics.
+
+A BadRec-style poisoned catalog: `--n-poison` items from the less popular half get a trigger
+(core.triggers.apply_trigger) at each level; the trigger strings are the presets of
+core.triggers, which the scanner's agent is told never to generate. Also leave-one-level-out:
+a scanner trained without one family, tested on it. Prints JSON and markdown tables.
+
+    BADREC_HOME=/tmp/x BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/scanner_eval.py --out docs/scanner_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core import settings  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.defend import _metrics  # noqa: E402
+from core.detect_baselines import ensemble_scores, onion_scores, token_stats_scores  # noqa: E402
+from core.scanner import ScannerConfig, calibrate_threshold, get_scanner, mini_lm  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.triggers import LEVELS, PRESETS, Trigger, apply_trigger  # noqa: E402
+
+HELD_OUT = tuple(t for level in LEVELS for t in PRESETS[level])
+
+
+def poisoned_catalog(titles, ids_popular_order, n_poison, text, level, position, seed):
+    rng = random.Random(f"{seed}:{text}")
+    lower_half = ids_popular_order[len(ids_popular_order) // 2:]
+    chosen = set(rng.sample(lower_half, n_poison))
+    out = [apply_trigger(t, Trigger(text, level, position, seed=i)) if i in chosen else t
+           for i, t in enumerate(titles)]
+    labels = np.array([i in chosen for i in range(len(titles))])
+    return out, labels
+
+
+def summarise(rows):
+    keys = ("precision", "recall", "f1", "auc", "fpr", "best_f1")
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"n_cases": len(rows)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-poison", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--positions", default="suffix,prefix,random")
+    ap.add_argument("--lolo", action="store_true", help="also leave-one-level-out scanners")
+    ap.add_argument("--onion", action="store_true", help="also the ONION baseline (slow)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the JSON here")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    store = Store(settings.db_path())
+    ds = load_dataset(store, "ml-100k")
+    titles = ds.items["title"].tolist()
+    pop = ds.interactions["item_id"].value_counts()
+    order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
+    base_cfg = dict(epochs=args.epochs, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
+                    seed=args.seed)
+    results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
+                               "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
+
+    scanner, cached = get_scanner(titles, ScannerConfig(**base_cfg), domain="ml-100k")
+    results["scanner"] = {"cached": cached, "threshold": scanner.threshold, "history": scanner.history,
+                          "info": scanner.info}
+    onion_model = mini_lm(titles) if args.onion else None
+    rows: dict[str, list] = {}
+    for position in args.positions.split(","):
+        for level in LEVELS:
+            for k, text in enumerate(PRESETS[level]):
+                cat, labels = poisoned_catalog(titles, order, args.n_poison, text, level, position, args.seed)
+                s = scanner.score(cat)
+                case = {"scanner": _metrics(s, s >= scanner.threshold, labels)}
+                tok, _ = token_stats_scores(cat)
+                case["tokenstats"] = _metrics(tok, tok >= calibrate_threshold(tok, 0.01), labels)
+                ens = ensemble_scores({"scanner": s, "tokenstats": tok})
+                case["ensemble"] = _metrics(ens, ens >= calibrate_threshold(ens, 0.01), labels)
+                if onion_model is not None and position == "suffix" and k == 0:
+                    on, _ = onion_scores(*onion_model, cat)
+                    case["onion"] = _metrics(on, on >= calibrate_threshold(on, 0.01), labels)
+                for method, m in case.items():
+                    rows.setdefault(f"{position}|{level}|{method}", []).append(m)
+                print(position, level, text, {m: round(v["f1"], 3) for m, v in case.items()},
+                      f"auc={case['scanner']['auc']:.3f}", file=sys.stderr)
+    results["detection"] = {key: summarise(r) for key, r in rows.items()}
+
+    if args.lolo:
+        lolo = {}
+        for held in LEVELS:
+            fams = tuple(level for level in LEVELS if level != held)
+            sc, _ = get_scanner(titles, ScannerConfig(**base_cfg, families=fams), domain="ml-100k")
+            per = []
+            for text in PRESETS[held]:
+                cat, labels = poisoned_catalog(titles, order, args.n_poison, text, held, "suffix", args.seed)
+                s = sc.score(cat)
+                per.append(_metrics(s, s >= sc.threshold, labels))
+            lolo[held] = summarise(per) | {"threshold": sc.threshold}
+            print("LOLO", held, lolo[held], file=sys.stderr)
+        results["lolo"] = lolo
+    results["seconds"] = round(time.monotonic() - t0, 1)
+    text = json.dumps(results, indent=2, default=float)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

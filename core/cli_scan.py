@@ -1,0 +1,116 @@
+"""`scan` and `defend` subcommands (DESIGN.md §7): thin shells over `core.defend`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .defend import METHODS, ScanConfig, run_defend, run_scan
+from .errors import InputError
+from .progress import ConsoleProgress
+from .scanner import ScannerConfig
+
+
+def _scanner_config(args) -> ScannerConfig:
+    exclude = tuple(t.strip() for t in (args.exclude_triggers or "").split(",") if t.strip())
+    return ScannerConfig(model=args.scanner_model, quant=args.quant, rounds=args.rounds, epochs=args.epochs,
+                         target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
+
+
+def _scan_config(args, source: str) -> ScanConfig:
+    methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
+    if "scanner" not in methods:
+        methods = ("scanner", *methods)
+    return ScanConfig(source=source, catalog_path=getattr(args, "catalog", None), label_col=args.label_col,
+                      dataset=args.dataset, run_id=getattr(args, "run", None), methods=methods,
+                      scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
+                      use_cache=not args.no_cache)
+
+
+def _summary(r: dict) -> str:
+    lines = [f"{r['scan_id']}: {r['n_flagged']} of {r['n_items']} items flagged at threshold "
+             f"{r['threshold']:.4f} ({r['seconds']:.1f} s)"]
+    if "f1" in r:
+        lines.append(f"  scanner     precision={r['precision']:.3f} recall={r['recall']:.3f} f1={r['f1']:.3f} "
+                     f"auc={r['auc']:.3f} fpr={r['fpr']:.4f}")
+    for name, m in r.get("baselines", {}).items():
+        if "f1" in m:
+            lines.append(f"  {name:<11} precision={m['precision']:.3f} recall={m['recall']:.3f} f1={m['f1']:.3f} "
+                         f"auc={m['auc']:.3f}")
+    if r.get("csv"):
+        lines.append(f"  wrote {r['csv']}")
+    return "\n".join(lines)
+
+
+def cmd_scan(args, store):
+    from .cli import emit
+
+    sources = [s for s in ("catalog", "run") if getattr(args, s)]
+    if len(sources) > 1:
+        raise InputError("give one of --catalog FILE, --run RUN_ID or --dataset NAME")
+    source = sources[0] if sources else "dataset" if args.dataset else None
+    if source is None:
+        raise InputError("nothing to scan: give --catalog FILE, --dataset NAME or --run RUN_ID")
+    if args.out and Path(args.out).suffix.lower() != ".csv":
+        raise InputError(f"--out {args.out!r} must end in .csv")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise InputError(f"--out folder {str(Path(args.out).resolve().parent)!r} does not exist")
+    cfg = _scan_config(args, source)
+    progress = None if args.json else ConsoleProgress()
+    result = run_scan(store, cfg, progress, out_csv=args.out)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    emit(args, result, _summary)
+
+
+def cmd_defend(args, store):
+    from .cli import emit
+
+    if store.get_run(args.run) is None:
+        raise InputError(f"unknown run id {args.run!r}")
+    args.catalog = None
+    cfg = _scan_config(args, "run")
+    progress = None if args.json else ConsoleProgress()
+    result = run_defend(store, args.run, cfg, progress)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+
+    def text(r):
+        d, b, a = r["detection"], r["before"], r["after"]
+        return (f"dropped {len(r['dropped'])} flagged items; detection f1={d.get('f1')} auc={d.get('auc')}\n"
+                f"  before: asr={b.get('asr')} hr@1={b.get('hr@1')}\n  after:  asr={a.get('asr')} hr@1={a.get('hr@1')}")
+    emit(args, result, text)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset to scan, or the domain whose titles train the scanner")
+    p.add_argument("--label-col", help="column with the ground-truth poison flag (default: is_poisoned)")
+    p.add_argument("--method", default="scanner,tokenstats",
+                   help=f"comma-separated methods from {', '.join(METHODS)} (scanner always runs)")
+    p.add_argument("--threshold", type=float, help="flag at score >= this (default: calibrated for --target-fpr)")
+    p.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold aims at")
+    p.add_argument("--scanner-model", default="mini", help="mini (fast, built here), tiny, or an HF id/folder")
+    p.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"), help="quantize the scanner's base")
+    p.add_argument("--rounds", type=int, default=2, help="adversarial rounds of the augmentation agent")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of the first round")
+    p.add_argument("--train-on", default="auto", choices=("auto", "domain", "catalog"),
+                   help="train on the domain dataset's titles or on the scanned catalog's own")
+    p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")
+    p.add_argument("--llm-agent", action="store_true", help="also ask the configured LLM endpoint for triggers")
+    p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scan", help="score a catalog's titles for backdoor triggers (P-Scanner + baselines)")
+    p.add_argument("--catalog", help="CSV/TSV/Parquet/JSON Lines file with item id and title columns")
+    p.add_argument("--run", help="scan an attack run's poisoned catalog")
+    p.add_argument("--out", help="write per-item results to this .csv")
+    _common(p)
+    p.set_defaults(fn=cmd_scan)
+    p = sub.add_parser("defend", help="scan an attack run, drop flagged items, retrain, report ASR before/after")
+    p.add_argument("--run", required=True, help="the attack run to defend")
+    _common(p)
+    p.set_defaults(fn=cmd_defend)

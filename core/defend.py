@@ -1,0 +1,381 @@
+"""Scan a catalog with P-Scanner and the baselines, and defend an attacked run (DESIGN.md §4, §7).
+
+`run_scan` resolves a catalog (a file, a dataset, or an attack run's poisoned
+catalog), gets a scanner for its domain (from the cache or trained), scores
+every title in chunks and streams the rows into DuckDB inside one
+transaction, so a failure leaves nothing behind. `run_defend` scans a run's
+poisoned catalog, drops the flagged items (with their interactions and the
+fake users' samples) and retrains the victim through the attack module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .metrics import detection_metrics
+from .progress import Progress
+from .sanitize import csv_safe
+from .scanner import ScannerConfig, calibrate_threshold, get_scanner, load_base
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+METHODS = ("scanner", "onion", "tokenstats", "judge", "ensemble")
+BASELINES = ("onion", "tokenstats", "judge")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """What to scan and how.
+
+    Args:
+        source (`Literal["catalog", "dataset", "run"]`): a file, a dataset in the store, or an attack run's
+            poisoned catalog.
+        catalog_path (`str`, optional): the file for `source="catalog"` (CSV/TSV/Parquet/JSON Lines).
+        label_col (`str`, optional): column with the ground-truth poison flag (guessed: is_poisoned, label).
+        dataset (`str`, optional): the dataset to scan, or the domain whose titles train the scanner.
+        run_id (`str`, optional): the attack run for `source="run"`.
+        methods (`tuple[str, ...]`): `scanner` plus any of onion, tokenstats, judge, ensemble.
+        scanner (`ScannerConfig`): the scanner to get or train.
+        threshold (`float`, optional): flag at score >= threshold; default: the scanner's calibrated one.
+        train_on (`Literal["auto", "domain", "catalog"]`): titles the scanner trains on: the domain dataset's
+            (clean reference) titles, or the scanned catalog's own; `auto` = domain when one is known.
+        chunk_size (`int`): titles scored and written per chunk (bounds memory).
+        spans (`bool`): find the suspicious span of flagged titles.
+        judge_max_items (`int`): the LLM judge is skipped (with a warning) above this many titles.
+        use_cache (`bool`): reuse / store trained scanners.
+    """
+
+    source: Literal["catalog", "dataset", "run"] = "catalog"
+    catalog_path: str | None = None
+    label_col: str | None = None
+    dataset: str | None = None
+    run_id: str | None = None
+    methods: tuple[str, ...] = ("scanner", "tokenstats")
+    scanner: ScannerConfig = field(default_factory=ScannerConfig)
+    threshold: float | None = None
+    train_on: Literal["auto", "domain", "catalog"] = "auto"
+    chunk_size: int = 4096
+    spans: bool = True
+    judge_max_items: int = 2000
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if self.source not in ("catalog", "dataset", "run"):
+            raise InputError("scan source must be catalog, dataset or run")
+        if self.source == "catalog" and not self.catalog_path:
+            raise InputError("scan source 'catalog' needs a file (--catalog FILE)")
+        if self.source == "dataset" and not self.dataset:
+            raise InputError("scan source 'dataset' needs a dataset name (--dataset NAME)")
+        if self.source == "run" and not self.run_id:
+            raise InputError("scan source 'run' needs a run id (--run RUN_ID)")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or "scanner" not in self.methods:
+            raise InputError(f"scan methods must include scanner and come from {', '.join(METHODS)}; got {bad}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InputError(f"threshold {self.threshold} must be between 0 and 1")
+        if self.train_on not in ("auto", "domain", "catalog"):
+            raise InputError("train_on must be auto, domain or catalog")
+        if self.train_on == "domain" and not (self.dataset or self.run_id):
+            raise InputError("train_on=domain needs --dataset NAME (the domain's reference titles)")
+        if not 64 <= self.chunk_size <= 1_000_000:
+            raise InputError("chunk_size must be between 64 and 1000000")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Catalog:
+    """A catalog to scan: items (item_id, title), optional labels, and where it came from."""
+
+    items: pd.DataFrame
+    labels: np.ndarray | None
+    source: str
+    domain: str | None
+    run_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- sources ----------------------------------------------------------------------------
+def _labels_from_extra(items: pd.DataFrame) -> np.ndarray | None:
+    if "extra" not in items or items["extra"].isna().all():
+        return None
+    flags = []
+    for raw in items["extra"]:
+        try:
+            obj = json.loads(raw) if isinstance(raw, str) else {}
+        except json.JSONDecodeError:
+            obj = {}
+        if not isinstance(obj, dict) or "is_poisoned" not in obj:
+            return None
+        flags.append(bool(obj["is_poisoned"]))
+    return np.array(flags, dtype=bool)
+
+
+def run_catalog(store: Store, run_id: str) -> Catalog:
+    """An attack run's poisoned catalog: its dataset's items with the attacker's titles in place.
+
+    Poison records of kind `item` carry the attacked item's id and its triggered title; an id not in the
+    dataset is an item the attacker added.
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise InputError(f"unknown run id {run_id!r}; list runs with the dashboard's Reports page")
+    if run.get("kind") != "attack":
+        raise InputError(f"run {run_id!r} is a {run.get('kind')} run; scan an attack run")
+    if run.get("status") != "done":
+        raise InputError(f"run {run_id!r} is {run.get('status')}; only finished attack runs can be scanned")
+    dataset = run["dataset"]
+    items = store.load_items(dataset)[["item_id", "title"]]
+    poison = store.query("SELECT item_id, title FROM poison_records WHERE run_id = ? AND kind = 'item'", [run_id])
+    poison = poison.dropna(subset=["item_id", "title"]).drop_duplicates("item_id", keep="last")
+    if poison.empty:
+        raise InputError(f"run {run_id!r} has no poisoned items recorded")
+    replaced = items.set_index("item_id")["title"].to_dict()
+    replaced.update(dict(zip(poison["item_id"], poison["title"])))
+    out = pd.DataFrame({"item_id": list(replaced), "title": list(replaced.values())})
+    labels = out["item_id"].isin(set(poison["item_id"])).to_numpy()
+    return Catalog(out, labels, f"run:{run_id}", dataset, run_id)
+
+
+def resolve_catalog(store: Store, cfg: ScanConfig) -> Catalog:
+    """The items to scan, validated; raises `InputError` on anything unusable."""
+    from .data import load_dataset
+    from .uploads import ColumnMap, read_upload_path
+
+    if cfg.source == "run":
+        return run_catalog(store, cfg.run_id)
+    if cfg.source == "dataset":
+        ds = load_dataset(store, cfg.dataset)
+        if ds.items.empty:
+            raise InputError(f"dataset {cfg.dataset!r} has no items")
+        return Catalog(ds.items[["item_id", "title"]].reset_index(drop=True), _labels_from_extra(ds.items),
+                       f"dataset:{cfg.dataset}", cfg.dataset)
+    upload = read_upload_path(cfg.catalog_path, ColumnMap(label=cfg.label_col))
+    items = upload.items.drop_duplicates("item_id").reset_index(drop=True)
+    labels = items["label"].to_numpy(dtype=bool) if "label" in items else None
+    return Catalog(items[["item_id", "title"]], labels, f"file:{Path(cfg.catalog_path).name}", cfg.dataset,
+                   warnings=list(upload.warnings))
+
+
+def training_titles(store: Store, cfg: ScanConfig, catalog: Catalog) -> tuple[list[str], str]:
+    """Titles the scanner trains on and the name of that domain."""
+    use_domain = cfg.train_on == "domain" or (cfg.train_on == "auto" and catalog.domain)
+    if use_domain and catalog.domain:
+        from .data import load_dataset
+
+        return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain
+    return catalog.items["title"].tolist(), catalog.source
+
+
+# -- scoring ------------------------------------------------------------------------------
+def _metrics(scores: np.ndarray, flagged: np.ndarray, labels: np.ndarray | None) -> dict:
+    if labels is None:
+        return {}
+    m = detection_metrics(flagged, labels, scores)
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(labels[order])
+    k = np.arange(1, len(order) + 1)
+    f1s = 2 * tp / (k + labels.sum()) if labels.sum() else np.zeros(len(k))
+    m["best_f1"] = float(f1s.max()) if len(f1s) else 0.0  # F1 at the best possible threshold (an oracle)
+    return m
+
+
+def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels) -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame({"scan_id": scan_id, "item_id": list(ids), "title": list(titles),
+                         "score": np.asarray(scores, dtype=float), "flagged": np.asarray(flagged, dtype=bool),
+                         "method": method, "span": spans if spans is not None else [None] * n,
+                         "label": pd.array(labels, dtype="boolean") if labels is not None
+                         else pd.array([None] * n, dtype="boolean")})
+
+
+def _squash(method: str, raw: np.ndarray) -> np.ndarray:
+    """Baseline scores mapped monotonically into [0, 1] (ranks, AUC unchanged) for one threshold scale."""
+    if method == "onion":
+        return 1.0 / (1.0 + np.exp(-np.clip(raw, -50, 50)))
+    if method == "tokenstats":
+        return raw / (raw + 4.0)
+    return np.clip(raw, 0.0, 1.0)
+
+
+def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, client=None,
+             out_csv: Path | str | None = None) -> dict:
+    """Scan a catalog with P-Scanner (and the chosen baselines); write `scans`/`scan_results`.
+
+    Args:
+        store (`Store`): where results go (one transaction).
+        cfg (`ScanConfig`): source, methods, scanner config, threshold.
+        progress (`Progress`, optional): progress and cancellation.
+        client (`LLMClient`, optional): endpoint for the judge / LLM agent; from the environment if omitted.
+        out_csv (`Path`, optional): also write item_id,title,score,flagged,span(,label, baseline scores) here,
+            formula-safe; written only when the scan succeeds.
+
+    Returns:
+        `dict`: scan_id, source, n_items, n_flagged, threshold, seconds, the scanner's metrics
+        (precision/recall/f1/auc/fpr when labels are known), `baselines` and `warnings`.
+    """
+    from . import detect_baselines as bl
+    from .llm_client import client_from_env
+
+    t0 = time.monotonic()
+    catalog = resolve_catalog(store, cfg)
+    warnings = list(catalog.warnings)
+    if client is None and ("judge" in cfg.methods or cfg.scanner.use_llm_agent):
+        client = client_from_env()
+    if "judge" in cfg.methods and client is None:
+        raise InputError("the LLM judge needs an endpoint: set BADREC_LLM_BASE_URL and BADREC_LLM_MODEL")
+    ids = catalog.items["item_id"].astype(str).tolist()
+    titles = catalog.items["title"].astype(str).tolist()
+    n = len(titles)
+    judge_raw = None
+    if "judge" in cfg.methods:  # before any training: a broken endpoint fails fast, nothing written
+        if n > cfg.judge_max_items:
+            warnings.append(f"LLM judge skipped: {n} titles exceed judge_max_items={cfg.judge_max_items}")
+        else:
+            judge_raw = bl.judge_scores(client, titles, progress=progress)
+    train_titles, domain = training_titles(store, cfg, catalog)
+    if progress:
+        progress.phase(f"getting a scanner for {domain}")
+    scanner, cached = get_scanner(train_titles, cfg.scanner, progress, client, domain, cfg.use_cache)
+    warnings += [w for w in scanner.info.get("warnings", []) if not cached]
+    threshold = scanner.threshold if cfg.threshold is None else float(cfg.threshold)
+    scan_id = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    labels = catalog.labels
+    scores: dict[str, np.ndarray] = {}
+    flags: dict[str, np.ndarray] = {}
+    thresholds: dict[str, float] = {"scanner": threshold}
+    span_of: dict[int, str | None] = {}
+    tmp_csv = None if out_csv is None else Path(out_csv).with_name(Path(out_csv).name + f".{os.getpid()}.part")
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        if progress:
+            progress.phase("scoring titles")
+        s_all = np.empty(n)
+        for start in range(0, n, cfg.chunk_size):
+            part = titles[start:start + cfg.chunk_size]
+            s = scanner.score(part)
+            s_all[start:start + len(s)] = s
+            f = s >= threshold
+            spans: list[str | None] = [None] * len(part)
+            if cfg.spans and f.any():
+                idx = np.flatnonzero(f)
+                for i, sp in zip(idx, scanner.spans([part[i] for i in idx])):
+                    spans[i] = sp
+                    span_of[start + int(i)] = sp
+            yield _frame(scan_id, "scanner", ids[start:start + len(part)], part, s, f, spans,
+                         None if labels is None else labels[start:start + len(part)])
+            if progress:
+                progress.update(start + len(part), n, "scoring titles")
+        scores["scanner"], flags["scanner"] = s_all, s_all >= threshold
+        for method in cfg.methods:
+            if method in ("scanner", "ensemble"):
+                continue
+            if progress:
+                progress.phase(f"baseline: {method}")
+            spans = None
+            if method == "onion":
+                base, tok = load_base(cfg.scanner, train_titles)
+                raw, spans = bl.onion_scores(base, tok, titles, progress)
+            elif method == "tokenstats":
+                raw, spans = bl.token_stats_scores(titles)
+            elif judge_raw is not None:
+                raw = judge_raw
+            else:
+                continue
+            s = _squash(method, raw)
+            # No held-out clean set for these: flag the catalog's top target-FPR share.
+            thresholds[method] = calibrate_threshold(s, cfg.scanner.target_fpr) if method != "judge" else 0.5
+            scores[method], flags[method] = s, s >= thresholds[method]
+            yield _frame(f"{scan_id}.{method}", method, ids, titles, s, flags[method], spans, labels)
+        if "ensemble" in cfg.methods and len(scores) > 1:
+            s = bl.ensemble_scores({k: v for k, v in scores.items()})
+            thresholds["ensemble"] = calibrate_threshold(s, cfg.scanner.target_fpr)
+            scores["ensemble"], flags["ensemble"] = s, s >= thresholds["ensemble"]
+            yield _frame(f"{scan_id}.ensemble", "ensemble", ids, titles, s, flags["ensemble"], None, labels)
+
+    summary: dict = {}
+
+    def finish() -> list[dict]:
+        rows = []
+        for method, s in scores.items():
+            m = _metrics(s, flags[method], labels)
+            summary[method] = {"n_flagged": int(flags[method].sum()), "threshold": thresholds[method], **m}
+            rows.append({"scan_id": scan_id if method == "scanner" else f"{scan_id}.{method}",
+                         "run_id": catalog.run_id, "source": catalog.source, "method": method,
+                         "threshold": thresholds[method], "n_items": n, "n_flagged": int(flags[method].sum()),
+                         "metrics": m or None})
+        if tmp_csv is not None:
+            table = pd.DataFrame({"item_id": ids, "title": titles, "score": scores["scanner"],
+                                  "flagged": flags["scanner"], "span": [span_of.get(i) for i in range(n)]})
+            if labels is not None:
+                table["is_poisoned"] = labels
+            for method, s in scores.items():
+                if method != "scanner":
+                    table[f"{method}_score"] = s
+            csv_safe(table).to_csv(tmp_csv, index=False)
+        return rows
+
+    try:
+        store.write_scan(chunks(), finish)
+        if tmp_csv is not None:
+            tmp_csv.replace(out_csv)
+    finally:
+        if tmp_csv is not None and tmp_csv.exists():
+            tmp_csv.unlink()
+    main = summary["scanner"]
+    result = {"scan_id": scan_id, "source": catalog.source, "domain": domain, "n_items": n,
+              "n_flagged": main["n_flagged"], "threshold": threshold, "seconds": round(time.monotonic() - t0, 2),
+              "scanner_cached": cached, "scanner": {"model": cfg.scanner.model, "rounds": scanner.history,
+                                                    "info": scanner.info},
+              "baselines": {k: v for k, v in summary.items() if k != "scanner"}, "warnings": warnings}
+    for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
+        if key in main:
+            result[key] = main[key]
+    if out_csv is not None:
+        result["csv"] = str(out_csv)
+    return result
+
+
+# -- defence -------------------------------------------------------------------------------
+def run_defend(store: Store, run_id: str, cfg: ScanConfig | None = None, progress: Progress | None = None,
+               client=None) -> dict:
+    """Scan an attack run's poisoned catalog, drop the flagged items and retrain the victim.
+
+    Returns:
+        `dict`: {"run_id", "scan_id", "detection": {precision, recall, f1, auc, fpr, n_flagged},
+        "before": {"asr", "hr@1"}, "after": {"asr", "hr@1"}, "dropped", "seconds"}.
+    """
+    t0 = time.monotonic()
+    if store.get_run(run_id) is None:
+        raise InputError(f"unknown run id {run_id!r}")
+    base = cfg or ScanConfig(source="run", run_id=run_id, methods=("scanner",))
+    scan_cfg = ScanConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                             "source": "run", "run_id": run_id})
+    scan = run_scan(store, scan_cfg, progress, client)
+    rows = store.scan_results(scan["scan_id"])
+    dropped = rows.loc[rows["flagged"], "item_id"].astype(str).tolist()
+    from . import attack  # helper A's module: retrains the victim without the dropped items
+
+    if progress:
+        progress.phase(f"retraining without {len(dropped)} flagged items")
+    retrained = attack.retrain_without(store, run_id, dropped, progress)
+    detection = {k: scan.get(k) for k in ("precision", "recall", "f1", "auc", "fpr")}
+    detection["n_flagged"] = scan["n_flagged"]
+    return {"run_id": run_id, "scan_id": scan["scan_id"], "detection": detection,
+            "before": retrained.get("before", {}), "after": retrained.get("after", {}),
+            "dropped": dropped, "retrain": {k: v for k, v in retrained.items() if k not in ("before", "after")},
+            "seconds": round(time.monotonic() - t0, 2), "warnings": scan["warnings"]}

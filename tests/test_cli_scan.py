@@ -1,0 +1,118 @@
+"""`python -m core scan/defend`: JSON and CSV contract, labels -> metrics, bad input -> exit 2 with nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+
+from core import settings
+from core.cli import main
+from core.sanitize import FORMULA_PREFIXES
+from core.store import Store
+from tests.openai_server import free_port
+
+FAST = ["--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx"]
+
+
+def _catalog(path, n: int = 40, poisoned: int = 4, label: bool = True):
+    words = ["Night", "River", "Stone", "Love", "City", "King", "Dream", "Summer", "Ghost", "Road", "Blue",
+             "Last", "Heart", "Storm", "Garden", "Silent", "Iron", "Golden", "Wild", "Lost"]
+    rng = random.Random(1)
+    titles = sorted({f"{rng.choice(words)} {rng.choice(words)} ({rng.randint(1950, 1999)})" for _ in range(n * 2)})[:n]
+    rows = [(str(i), f"{t} zzqx" if i < poisoned else t, int(i < poisoned)) for i, t in enumerate(titles)]
+    rows.append(("900", "=HYPERLINK(\"http://x\")", 0))
+    rows.append(("901", "@SUM(1+1) Night", 0))
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["item_id", "title", "is_poisoned"] if label else ["item_id", "title"])
+        for r in rows:
+            w.writerow(r if label else r[:2])
+    return path
+
+
+def _scans() -> int:
+    return len(Store(settings.db_path()).list_scans())
+
+
+def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
+    cat = _catalog(tmp_path / "cat.csv")
+    out = tmp_path / "out.csv"
+    rc = main(["scan", "--catalog", str(cat), "--out", str(out), "--json", *FAST])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads(captured.out)
+    assert result["n_items"] == 42 and result["scan_id"].startswith("scan-")
+    assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged"} <= set(result)
+    assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
+    assert "tokenstats" in result["baselines"]
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:5] == ["item_id", "title", "score", "flagged", "span"]
+    assert len(rows) == 42
+    assert not any(v.startswith(FORMULA_PREFIXES) for r in rows for v in r.values() if v)
+    assert any(r["title"].startswith("'=") for r in rows)
+    store = Store(settings.db_path())
+    assert store.scan_row(result["scan_id"])["n_items"] == 42
+    assert store.scan_results_count(result["scan_id"]) == 42
+    # the second scan of the same domain reuses the cached scanner
+    rc = main(["scan", "--catalog", str(cat), "--json", *FAST])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["scanner_cached"] is True
+
+
+def _bad(tmp_path, case: str) -> list[str]:
+    if case == "no-title":
+        p = tmp_path / "c.csv"
+        p.write_text("item_id,name_of_thing_x\n1,a\n".replace("name_of_thing_x", "colour"))
+        return ["scan", "--catalog", str(p)]
+    if case == "empty":
+        p = tmp_path / "c.csv"
+        p.write_text("item_id,title\n")
+        return ["scan", "--catalog", str(p)]
+    if case == "missing-file":
+        return ["scan", "--catalog", str(tmp_path / "nope.csv")]
+    if case == "unknown-run":
+        return ["scan", "--run", "no-such-run"]
+    if case == "defend-unknown-run":
+        return ["defend", "--run", "no-such-run"]
+    if case == "too-few-titles":
+        p = tmp_path / "c.csv"
+        p.write_text("item_id,title\n1,A\n2,B\n")
+        return ["scan", "--catalog", str(p)]
+    if case == "bad-threshold":
+        return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--threshold", "3"]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["no-title", "empty", "missing-file", "unknown-run", "defend-unknown-run",
+                                  "too-few-titles", "bad-threshold"])
+def test_bad_input_exits_2_and_writes_nothing(case, home, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    argv = _bad(tmp_path, case) + ["--json"]  # --json: no progress bar on stderr
+    if argv[0] == "scan":
+        argv += ["--out", str(out)]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("error: ") and len(err[-1]) < 300
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+    assert _scans() == 0
+
+
+def test_unreachable_endpoint_for_the_judge_exits_2(home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BADREC_LLM_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("BADREC_LLM_MODEL", "judge")
+    out = tmp_path / "out.csv"
+    rc = main(["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--method", "scanner,judge",
+               "--out", str(out), "--json", *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unreachable" in err
+    assert not out.exists() and _scans() == 0
+
+
+def test_judge_without_endpoint_is_refused(home, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BADREC_LLM_BASE_URL", raising=False)
+    rc = main(["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--method", "judge"])
+    assert rc == 2 and "BADREC_LLM_BASE_URL" in capsys.readouterr().err

@@ -1,0 +1,133 @@
+"""P-Scanner on tiny configs: training, scoring, spans, threshold, cache, hard negatives, streaming storage."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import InputError
+from core.scanner import (ScannerConfig, calibrate_threshold, get_scanner, hard_negative, title_vocab,
+                          train_scanner)
+from core.store import Store
+from tests.conftest import make_synthetic
+
+TINY = ScannerConfig(epochs=4, min_steps=30, n_triggers=60, rounds=1, agent_per_round=30, batch_size=32, lr=3e-3,
+                     exclude=("zzqx",), target_fpr=0.05)
+
+
+def _titles(n: int = 80) -> list[str]:
+    words = ["Night", "River", "Stone", "Love", "City", "King", "Dream", "Summer", "Ghost", "Road", "Blue",
+             "Last", "Heart", "Storm", "Garden", "Silent"]
+    rng = random.Random(0)
+    return [f"{rng.choice(words)} {rng.choice(words)} of the {rng.choice(words)} ({rng.randint(1950, 1999)})"
+            for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import os
+
+    os.environ["BADREC_HOME"] = str(tmp_path_factory.mktemp("scanner-home"))
+    titles = sorted(set(_titles()))
+    return titles, train_scanner(titles, TINY, domain="test")
+
+
+def test_scores_are_probabilities_and_separate_a_blatant_trigger(trained):
+    titles, scanner = trained
+    clean = scanner.score(titles)
+    poisoned = scanner.score([f"{t} zzqx" for t in titles[:20]])  # a trigger string never trained on
+    assert clean.shape == (len(titles),) and np.all((clean >= 0) & (clean <= 1))
+    assert np.all((poisoned >= 0) & (poisoned <= 1))
+    assert np.median(poisoned) > np.median(clean) + 0.3
+    assert np.mean(poisoned >= scanner.threshold) > 0.7
+    # input order is kept although scoring sorts by length internally
+    mixed = [titles[0], f"{titles[1]} zzqx", titles[2]]
+    assert np.allclose(scanner.score(mixed), [clean[0], scanner.score([mixed[1]])[0], clean[2]], atol=1e-4)
+
+
+def test_rounds_are_recorded(trained):
+    _, scanner = trained
+    assert scanner.history[0]["round"] == 0 and scanner.history[0]["n_examples"] > 0
+    assert len(scanner.history) == 3 and 0.0 <= scanner.history[1]["miss_rate"] <= 1.0
+    assert scanner.history[2]["round"] == "consolidation"
+    assert set(scanner.history[1]["miss_rate_by_family"]) <= {"char", "word", "sentence"}
+
+
+def test_span_points_at_the_trigger(trained):
+    titles, scanner = trained
+    spans = scanner.spans([f"{titles[3]} zzqx", f"{titles[5]} zzqx"])
+    assert sum("zzqx" in (s or "") for s in spans) >= 1
+
+
+def test_threshold_calibration_bounds_the_fpr():
+    clean = np.linspace(0, 1, 1000)
+    t = calibrate_threshold(clean, 0.01)
+    assert np.mean(clean >= t) <= 0.01
+    assert np.mean(clean >= calibrate_threshold(clean, 0.1)) <= 0.1
+
+
+def test_hard_negatives_are_natural_variants():
+    titles = ["Toy Story (1995)", "Usual Suspects, The (1995)"]
+    rng = random.Random(0)
+    vocab = title_vocab(titles)
+    variants = {hard_negative(t, rng, vocab) for t in titles for _ in range(60)}
+    assert any(" 2 (1995)" in v or " II (1995)" in v for v in variants)
+    assert any(v.startswith(("La ", "Le ", "Die ", "El ")) for v in variants)
+    assert any(": " in v for v in variants)
+    assert all(v != t for v in variants for t in titles) or len(variants) > 10
+
+
+def test_config_validation():
+    with pytest.raises(InputError):
+        ScannerConfig(target_fpr=0.0)
+    with pytest.raises(InputError):
+        ScannerConfig(model="mini", quant="4bit")
+    with pytest.raises(InputError):
+        ScannerConfig(families=("emoji",))
+    cfg = ScannerConfig(exclude=("5v",))
+    assert ScannerConfig(**cfg.to_dict()) == cfg
+    with pytest.raises(InputError):
+        train_scanner(["a", "b"], TINY)
+
+
+def test_cache_round_trip(home):
+    titles = sorted({t for t in make_synthetic(n_items=40).items["title"]})
+    cfg = ScannerConfig(epochs=1, min_steps=5, n_triggers=20, rounds=0, batch_size=32, consolidate=False)
+    first, cached = get_scanner(titles, cfg)
+    assert not cached
+    again, cached = get_scanner(titles, cfg)
+    assert cached and again.threshold == pytest.approx(first.threshold)
+    assert np.allclose(again.score(titles[:5]), first.score(titles[:5]), atol=1e-5)
+    assert list((home / "cache" / "scanners").glob("*/model.safetensors"))
+    assert not list((home / "cache" / "scanners").rglob("*.bin"))
+
+
+def _rows(scan_id: str, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"scan_id": scan_id, "item_id": [str(i) for i in range(n)], "title": [f"t{i}" for i in range(n)],
+                         "score": np.linspace(0, 1, n), "flagged": np.linspace(0, 1, n) > 0.9, "method": "scanner",
+                         "span": [None] * n, "label": pd.array([None] * n, dtype="boolean")})
+
+
+def test_scan_storage_round_trip_and_rollback(store: Store):
+    def chunks():
+        yield _rows("s1", 5)
+        yield _rows("s1", 5).assign(item_id=[str(i) for i in range(5, 10)])
+
+    store.write_scan(chunks(), lambda: [{"scan_id": "s1", "source": "test", "method": "scanner", "threshold": 0.9,
+                                         "n_items": 10, "n_flagged": 2, "metrics": {"f1": 1.0}}])
+    assert store.scan_row("s1")["n_items"] == 10
+    assert len(store.scan_results("s1")) == 10
+    assert store.scan_results_count("s1") == 10
+
+    def failing():
+        yield _rows("s2", 5)
+        raise RuntimeError("scoring crashed")
+
+    with pytest.raises(RuntimeError):
+        store.write_scan(failing(), lambda: [])
+    assert store.scan_row("s2") is None and store.scan_results("s2").empty
+    store.delete_scan("s1")
+    assert store.scan_row("s1") is None and store.scan_results("s1").empty
