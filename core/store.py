@@ -377,7 +377,9 @@ class Store:
             [kind])
 
     def list_scans(self) -> pd.DataFrame:
-        return self.query("SELECT * FROM scans ORDER BY created_at DESC")
+        """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`)."""
+        return self.query("SELECT * FROM scans ORDER BY max(created_at) OVER (PARTITION BY split_part(scan_id, '.', 1))"
+                          " DESC, scan_id")
 
     def scan_row(self, scan_id: str) -> dict | None:
         df = self.query("SELECT * FROM scans WHERE scan_id = ?", [scan_id])
