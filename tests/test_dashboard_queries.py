@@ -72,3 +72,14 @@ def test_recommendation_queries(store):
     assert store.attack_item_ranks("r", "10")["inserted_without_trigger"].tolist() == [1]
     across = store.metrics_across_runs("attack")
     assert across[["run_id", "name", "value"]].values.tolist() == [["r", "asr", 1.0]]
+
+
+def test_scans_listed_newest_first_each_before_its_baselines(store):
+    def scans(con, scan_id, at):
+        con.execute("INSERT INTO scans VALUES (?, NULL, 'x', 'm', 0.5, 1, 0, NULL, ?::TIMESTAMP)", [scan_id, at])
+
+    with store.connect(write=True) as con:
+        scans(con, "scan-old", "2026-01-01 00:00:00")
+        scans(con, "scan-new", "2026-01-02 00:00:00")
+        scans(con, "scan-new.tokenstats", "2026-01-02 00:00:01")
+    assert store.list_scans()["scan_id"].tolist() == ["scan-new", "scan-new.tokenstats", "scan-old"]
