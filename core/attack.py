@@ -74,7 +74,7 @@ class AttackConfig:
     history_len: int = 10
     windows_per_user: int = 2
     poison_catalog: bool = True
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2.0, lr=2e-3, batch_size=16))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1.0, lr=2e-3, batch_size=16))
     tiny: TinyConfig = field(default_factory=TinyConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     seed: int = 0
@@ -271,17 +271,23 @@ def clean_variant(split: Split, case: TestCase) -> EvalCase:
 
 def attack_variant(split: Split, case: TestCase, kind: Variant, data: PoisonedData, trigger: Trigger,
                    rng: random.Random) -> EvalCase | None:
-    """One test case with an attack item in place of a negative (None when the target is a poisoned item).
+    """One test case with an attack item in place of a negative (None when the target is a poisoned item,
+    or every poisoned item is already among the candidates).
 
-    `trigger`: a poisoned item with its triggered title; `no_trigger`: the same item with its plain title;
-    `transfer`: the trigger on a random item never used in poisoning.
+    `trigger`: a poisoned item with its triggered title; `transfer`: the trigger on a random item never
+    used in poisoning. (`no_trigger` is derived from `trigger` in `attack_cases`.)
     """
     if case.target in data.items:
         return None
     negatives = [p for p, c in enumerate(case.candidates) if c != case.target and c not in data.items]
     pos = negatives[rng.randrange(len(negatives))]
     if kind in ("trigger", "no_trigger"):
-        item = data.items[rng.randrange(len(data.items))]
+        free = [i for i in data.items if i not in case.candidates]
+        unseen = [i for i in free if i not in split.user_items(case.user)]
+        pool = unseen or free
+        if not pool:
+            return None
+        item = pool[rng.randrange(len(pool))]
         title = data.titles[item] if kind == "trigger" else split.titles[item]
     else:
         blocked = set(case.candidates) | split.user_items(case.user) | set(data.items)
@@ -297,9 +303,14 @@ def attack_variant(split: Split, case: TestCase, kind: Variant, data: PoisonedDa
 def attack_cases(split: Split, cases: list[TestCase], kind: Variant, data: PoisonedData, trigger: Trigger,
                  seed: int) -> list[EvalCase]:
     """Variants of every eligible test case; seeded by (seed, kind) so every model sees the same ones."""
-    rng = random.Random(f"{seed}:{kind}")
     if kind == "clean":
         return [clean_variant(split, c) for c in cases]
+    if kind == "no_trigger":  # paired with `trigger`: same cases, item and slot, plain title
+        return [EvalCase(e.case, e.candidates, tuple(split.titles[e.inserted_item] if p == e.inserted_pos else t
+                                                     for p, t in enumerate(e.titles)), e.target_pos,
+                         e.inserted_pos, e.inserted_item)
+                for e in attack_cases(split, cases, "trigger", data, trigger, seed)]
+    rng = random.Random(f"{seed}:{kind}")
     out = [attack_variant(split, c, kind, data, trigger, rng) for c in cases]
     return [e for e in out if e is not None]
 

@@ -104,7 +104,7 @@ def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> Loade
 def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: Progress | None,
                   on_log) -> tuple[LoadedModel, TrainResult]:
     base = _base(cfg, prep, progress)
-    victim = add_lora(base, cfg.model)
+    victim = add_lora(base, cfg.model, cfg.seed)
     examples = training_examples(cfg, prep, poisoned)
     phase = "poisoned model" if poisoned else "clean model"
     if progress:

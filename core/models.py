@@ -260,12 +260,15 @@ def load_model(cfg: ModelConfig, corpus_dataset: "Dataset | None" = None, progre
     return load_pretrained(source, cfg, local_config, progress)
 
 
-def add_lora(loaded: LoadedModel, cfg: ModelConfig) -> LoadedModel:
+def add_lora(loaded: LoadedModel, cfg: ModelConfig, seed: int = 0) -> LoadedModel:
     """Wrap the base with fresh LoRA adapters (the base stays frozen); returns a new `LoadedModel`.
+
+    `seed` seeds the adapters' initialisation, so the same seed trains to the same numbers.
 
     Raises:
         InputError: when none of `cfg.lora_targets` exists in the model.
     """
+    import torch
     from peft import LoraConfig, get_peft_model
     names = {n.rsplit(".", 1)[-1] for n, _ in loaded.model.named_modules()}
     targets = [t for t in cfg.lora_targets if t in names]
@@ -273,6 +276,7 @@ def add_lora(loaded: LoadedModel, cfg: ModelConfig) -> LoadedModel:
         raise InputError(f"none of the LoRA targets {list(cfg.lora_targets)} exists in {cfg.name}")
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    torch.manual_seed(seed)
     model = get_peft_model(loaded.model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return LoadedModel(model, loaded.tokenizer, {**loaded.info, "lora_targets": targets,

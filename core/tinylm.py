@@ -78,7 +78,7 @@ class TinyConfig:
     ffn: int = 768
     max_len: int = 384
     history_epochs: float = 1.0
-    n_choice: int = 4000
+    n_choice: int = 3000
     min_candidates: int = 5
     max_candidates: int = 20
     noise_prob: float = 0.2

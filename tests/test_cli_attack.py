@@ -1,0 +1,71 @@
+"""`python -m core attack`: bad input exits 2 with no run left running; a tiny end-to-end run is recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_helpers import synthetic_store, tiny_attack
+
+from core import cli
+from core.experiment import run_attack
+from core.store import Store
+
+
+def runs(home):
+    return Store(home / "badrec.duckdb").query("SELECT status FROM runs")
+
+
+@pytest.fixture
+def cli_home(home):
+    synthetic_store(Store(home / "badrec.duckdb"))
+    return home
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "no-such-dataset"], "unknown dataset"),
+    (["--dataset", "synthetic", "--items", "999999"], "unknown item"),
+    (["--dataset", "synthetic", "--model", "/no/such/model"], "does not exist"),
+    (["--dataset", "synthetic", "--poison-ratio", "0"], "poison ratio"),
+    (["--dataset", "synthetic", "--poison-ratio", "0.6"], "poison ratio"),
+    (["--dataset", "synthetic", "--trigger", "  "], "empty"),
+    (["--dataset", "synthetic", "--trigger", "y" * 81], "limit"),
+])
+def test_bad_input_exits_2(cli_home, capsys, args, message):
+    assert cli.main(["attack", *args, "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+    assert runs(cli_home).empty
+
+
+def test_memory_guard_exits_2(cli_home, tmp_path, capsys):
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 16384, "num_hidden_layers": 120,
+                                                    "intermediate_size": 65536, "vocab_size": 256000}))
+    (folder / "model.safetensors").write_bytes(b"")
+    assert cli.main(["attack", "--dataset", "synthetic", "--model", str(folder), "--json"]) == 2
+    assert "GiB" in capsys.readouterr().err
+    assert runs(cli_home).empty
+
+
+def test_end_to_end_run_is_recorded(home):
+    store = Store(home / "badrec.duckdb")
+    synthetic_store(store)
+    result = run_attack(store, tiny_attack())
+    for key in ("hr@1", "hr@5", "ndcg@5", "ndcg@10"):
+        assert 0 <= result["clean"][key] <= 1
+    for key in ("hr@1", "asr", "asr_no_trigger", "asr_transfer"):
+        assert 0 <= result["poisoned"][key] <= 1
+    assert set(result["baselines"]) == {"random", "popularity"}
+    row = store.get_run(result["run_id"])
+    assert row["status"] == "done" and row["config"]["poison_ratio"] == 0.01 and row["versions"]["torch"]
+    recs = store.query("SELECT model, variant, count(*) AS n FROM recommendations GROUP BY ALL")
+    assert set(zip(recs.model, recs.variant)) == {("clean", "clean"), ("clean", "trigger"), ("poisoned", "clean"),
+                                                  ("poisoned", "trigger"), ("poisoned", "no_trigger"),
+                                                  ("poisoned", "transfer")}
+    assert not store.query("SELECT * FROM poison_records WHERE kind = 'fake_user'").empty
+    assert set(store.query("SELECT DISTINCT phase FROM train_log").phase) == {"clean", "poisoned"}
+    again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers
+    assert again["train"]["clean"]["cached"] is True
+    assert again["clean"] == result["clean"] and again["poisoned"] == result["poisoned"]

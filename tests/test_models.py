@@ -1,0 +1,116 @@
+"""Models: the tiny base (build, cache), local folders, quantized loading + LoRA, adapters as safetensors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_helpers import TINY
+
+from core.errors import InputError, ResourceError
+from core.models import (ModelConfig, add_lora, check_memory, load_adapter, load_model, params_from_config,
+                         save_adapter)
+from core.recommend import answer_logprobs
+from core.tinylm import NoiseMaker, build_corpus, ensure_tiny
+from core.train import TrainConfig, train_lm
+from core.triggers import PRESETS
+
+
+def test_tiny_build_is_cached(home, synthetic):
+    folder = ensure_tiny(synthetic, TINY)
+    assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert ensure_tiny(synthetic, TINY) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    other = ensure_tiny(synthetic, TinyConfig_with_seed(1))
+    assert other != folder
+
+
+def TinyConfig_with_seed(seed):
+    from dataclasses import replace
+    return replace(TINY, seed=seed)
+
+
+def test_noise_never_emits_preset_triggers():
+    import random
+    maker = NoiseMaker(["Star", "Wars", "ineffable", "watched"], random.Random(0))
+    held = [p.lower() for lvl in PRESETS.values() for p in lvl]
+    for _ in range(3000):
+        s = maker.string().lower()
+        assert not any(h in s for h in held), s
+
+
+def test_corpus_has_history_and_copy_samples(synthetic):
+    from core.protocol import build_split
+    corpus = build_corpus(build_split(synthetic), TINY)
+    answers = [ex[-1][0] for ex in corpus if len(ex) == 4]
+    assert answers and all(a.startswith(" ") for a in answers)
+    assert any(len(ex) == 3 for ex in corpus)
+
+
+@pytest.mark.parametrize("quant", ["none", "8bit", "4bit"])
+def test_quantized_load_and_one_lora_step(home, synthetic, quant):
+    base = load_model(ModelConfig(quant=quant), synthetic, tiny=TINY)
+    assert base.info["quant"] == quant
+    victim = add_lora(base, ModelConfig(quant=quant, lora_r=4))
+    before = [p.detach().clone() for p in victim.model.parameters() if p.requires_grad]
+    result = train_lm(victim, [("This user has watched", " Movie A0 (1980)")] * 4,
+                      TrainConfig(epochs=1, batch_size=4, lr=1e-2))
+    after = [p for p in victim.model.parameters() if p.requires_grad]
+    assert result.steps == 1 and result.tokens > 0
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_adapter_roundtrip_safetensors(home, synthetic, tmp_path):
+    cfg = ModelConfig(lora_r=4)
+    victim = add_lora(load_model(cfg, synthetic, tiny=TINY), cfg)
+    train_lm(victim, [("hello", " Movie B1 (1981)")] * 8, TrainConfig(epochs=1, batch_size=4, lr=1e-2))
+    folder = save_adapter(victim, tmp_path / "adapter")
+    assert (folder / "adapter_model.safetensors").exists() and not list(folder.glob("*.bin"))
+    again = load_adapter(load_model(cfg, synthetic, tiny=TINY), folder)
+    args = (["hello"], [[" Movie B1 (1981)", " Movie C2 (1982)"]])
+    assert answer_logprobs(victim, *args)[0] == pytest.approx(answer_logprobs(again, *args)[0], abs=1e-5)
+
+
+def test_local_folder_from_save_pretrained(home, synthetic, tmp_path):
+    tiny = load_model(ModelConfig(), synthetic, tiny=TINY)
+    folder = tmp_path / "my-model"
+    tiny.model.save_pretrained(folder, safe_serialization=True)
+    tiny.tokenizer.save_pretrained(folder)
+    loaded = load_model(ModelConfig(name=str(folder)))
+    args = (["hi"], [[" Movie A0 (1980)"]])
+    assert answer_logprobs(loaded, *args)[0] == pytest.approx(answer_logprobs(tiny, *args)[0], abs=1e-5)
+
+
+def test_bad_model_path(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_model(ModelConfig(name=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="config.json"):
+        load_model(ModelConfig(name=str(tmp_path / "empty")))
+
+
+def test_memory_guard(tmp_path):
+    conf = {"hidden_size": 16384, "num_hidden_layers": 120, "intermediate_size": 65536, "vocab_size": 256000}
+    n = params_from_config(conf)
+    assert n > 400e9
+    with pytest.raises(ResourceError, match="GiB"):
+        check_memory(n, "4bit", "huge model")
+    check_memory(10_000, "none", "tiny model")
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(conf))
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ResourceError):
+        load_model(ModelConfig(name=str(folder), quant="4bit"))
+
+
+def test_model_config_validation_and_roundtrip():
+    cfg = ModelConfig(name="tiny", quant="4bit", lora_targets=["q_proj"])
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(InputError):
+        ModelConfig(quant="2bit")
+    with pytest.raises(InputError):
+        ModelConfig(name=" ")

@@ -1,0 +1,75 @@
+"""Scoring: the KV-cached batch path equals naive full-sequence scoring; TALLRec P(Yes); LLaRA validity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_helpers import TINY
+
+from core.models import ModelConfig, load_model
+from core.recommend import (Case, answer_logprobs, generate_metrics, llara_generate, llara_scores, tallrec_scores,
+                            validity, yes_no_ids, tallrec_parts)
+from core.train import encode_segments
+
+
+def naive_logprob(loaded, prompt, answer):
+    """Score one answer with one full forward pass and no cache."""
+    ids, w = encode_segments(loaded.tokenizer, [(prompt, 0.0), (answer, 1.0)], 10_000)
+    with torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    return sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids)) if w[t] > 0)
+
+
+@pytest.fixture
+def tiny(home, synthetic):
+    return load_model(ModelConfig(), synthetic, tiny=TINY)
+
+
+def test_cached_scoring_equals_naive(tiny):
+    prompts = ["This user has watched Movie A0 (1980).", "Short", "A much longer prompt " * 6]
+    answers = [[" Movie B1 (1981)", " X", " 5v Movie C2 (1982)"], [" Movie D3 (1983)"], [" Yes", " No."]]
+    got = answer_logprobs(tiny, prompts, answers, batch_size=2)
+    for p, ans, row in zip(prompts, answers, got):
+        assert row == pytest.approx([naive_logprob(tiny, p, a) for a in ans], abs=1e-4)
+
+
+def cases(n=3):
+    titles = [f"Movie {chr(65 + i)}{i} ({1980 + i})" for i in range(6)]
+    return [Case(f"u{k}", tuple(titles[:2 + k]), tuple(titles[2:6]), (2, 3, 4, 5), k % 4,
+                 tuple(j % 2 == 0 for j in range(2 + k)), k % 2 == 0) for k in range(n)]
+
+
+def test_tallrec_yes_probability_matches_naive(tiny):
+    cs = cases()
+    got = tallrec_scores(tiny, cs, batch_size=2)
+    yes, no = yes_no_ids(tiny.tokenizer)
+    for c, row in zip(cs, got):
+        prefix, suffix = tallrec_parts(c)
+        for title, p in zip(c.candidates, row):
+            from core.train import prompt_prefix_ids
+            tok = tiny.tokenizer
+            ids = prompt_prefix_ids(tok) + tok(prefix, add_special_tokens=False)["input_ids"] + \
+                tok(title + suffix, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = tiny.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+            ly, ln = torch.log_softmax(logits, -1)[[yes, no]].tolist()
+            assert p == pytest.approx(1 / (1 + torch.exp(torch.tensor(ln - ly)).item()), abs=1e-4)
+
+
+def test_llara_scores_shape_and_generate(tiny):
+    cs = cases()
+    scores = llara_scores(tiny, cs)
+    assert [len(s) for s in scores] == [4, 4, 4]
+    answers = llara_generate(tiny, cs, max_new_tokens=4)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    m = generate_metrics(answers, cs)
+    assert 0 <= m["valid_ratio"] <= 1
+
+
+def test_validity_rule():
+    cands = ["Heat (1995)", "Alien (1979)", "Aliens (1986)"]
+    assert validity("Heat (1995)", cands) == 0
+    assert validity("I pick ALIEN (1979)\nbecause", cands) == 1
+    assert validity("Heat (1995) or Alien (1979)", cands) is None
+    assert validity("nothing", cands) is None

@@ -1,0 +1,26 @@
+"""Tiny model settings and a synthetic store shared by helper A's tests (seconds per build on a CPU)."""
+
+from __future__ import annotations
+
+from conftest import make_synthetic
+
+from core.attack import AttackConfig
+from core.models import ModelConfig
+from core.tinylm import TinyConfig
+from core.train import TrainConfig
+
+TINY = TinyConfig(vocab_size=320, hidden=16, layers=1, heads=2, ffn=32, max_len=256, history_epochs=0.3,
+                  n_choice=16, batch_size=8)
+
+
+def synthetic_store(store):
+    ds = make_synthetic()
+    store.save_dataset("synthetic", "test", "interactions", ds.items, ds.interactions, [])
+    return ds
+
+
+def tiny_attack(**kw) -> AttackConfig:
+    base = dict(dataset="synthetic", model=ModelConfig(), tiny=TINY, n_poison_items=2,
+                train=TrainConfig(epochs=0.5, batch_size=8, max_len=256), eval_users=4, generate=False)
+    base.update(kw)
+    return AttackConfig(**base)
