@@ -61,9 +61,7 @@ variant = v2.selectbox("Right list", [v for v in ("trigger", "transfer") if v in
                        help="trigger: the attacker's item with its trigger; transfer: the trigger on an item never "
                             "used in poisoning (does the backdoor key on the trigger alone?).")
 
-history_col, lists_col = st.columns([1, 3])
-with history_col:
-    st.markdown("**History** (newest first; the newest is the held-out test item)")
+with st.expander(f"History of user {user} (newest first; the newest is the held-out test item)"):
     st.dataframe(store().user_history(run["dataset"], user, limit=11)[["title", "rating"]], hide_index=True)
 
 
@@ -76,6 +74,7 @@ def highlight(row: pd.Series) -> list[str]:
 
 
 recs = store().recommendations_for(run_id, user)
+lists_col = st.container()
 with lists_col:
     left, right = st.columns(2)
     plain = recs[(recs["model"] == model) & (recs["variant"] == baseline)]
@@ -84,7 +83,7 @@ with lists_col:
                    hide_index=True, key="compare_left_list")
     side = store().rec_side_by_side(run_id, user, model, variant, baseline) if variant else plain.iloc[0:0]
     right.markdown(f"**{VARIANTS.get(variant, variant)}** (red: the attacker's item; green: the true next item)")
-    right.dataframe(side[["rank", "title", "score", "rank_change", "is_attack_item", "is_target"]]
+    right.dataframe(side[["rank", "rank_change", "title", "score", "is_attack_item", "is_target"]]
                     .style.apply(highlight, axis=1), hide_index=True, key="compare_right_list",
                     column_config={"rank_change": st.column_config.NumberColumn(
                         "rank change", help="rank in the left list minus rank here; positive = moved up, "

@@ -1,8 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` on 127.0.0.1, Debian chromium driven by Playwright.
 
 A new user's path by clicking only: import ml-100k, run a tiny attack to completion, find the triggered
-item ranked first on the Compare page, then scan and see flagged items. Screenshots of every page go to
-docs/screenshots/ (set BADREC_SCREENSHOTS=0 to skip writing them).
+item ranked first on the Compare page, then scan and see flagged items. With BADREC_SCREENSHOTS=1 it also
+writes the screenshots of docs/screenshots/ (`BADREC_SCREENSHOTS=1 python -m pytest tests/test_browser.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+SERVER_HOME: dict = {}
+
+
+def catalog_file(page_dir: Path) -> str:
+    """A small catalog to upload: 40 titles, every tenth with the trigger ' 5v', labelled in is_poisoned."""
+    path = page_dir / "catalog.csv"
+    rows = ["item_id,title,is_poisoned"]
+    for i in range(40):
+        poisoned = i % 10 == 3
+        rows.append(f"{i},Film number {i} ({1960 + i}){' 5v' if poisoned else ''},{int(poisoned)}")
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
 
 
 def free_port() -> int:
@@ -60,6 +74,7 @@ def server(tmp_path_factory):
     else:
         proc.terminate()
         pytest.fail("streamlit did not start: " + (home / "server.log").read_text()[-2000:])
+    SERVER_HOME["path"] = home
     yield url
     proc.terminate()
     try:
@@ -97,13 +112,13 @@ def wait_idle(page, timeout_s: float = 60) -> None:
 
 
 def shot(page, name: str) -> None:
-    if os.environ.get("BADREC_SCREENSHOTS", "1") != "0":
+    if os.environ.get("BADREC_SCREENSHOTS") == "1":
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
 def nav(page, server: str, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     wait_idle(page)
 
 
@@ -126,3 +141,76 @@ def test_new_user_path(server, browser_page):
     page.get_by_text("Preview on real titles").wait_for()
     wait_idle(page)
     shot(page, "triggers")
+
+    # Attack: a smoke-test-sized run in the background; the live panel follows it to the end
+    nav(page, server, "Attack")
+    set_number(page, "Poisoning ratio ρ", ATTACK["ratio"])
+    page.get_by_text("Advanced (size of the run)").click()
+    for label, key in (("Epochs", "epochs"), ("Learning rate", "lr"), ("Max test users", "users"),
+                       ("Windows per user", "windows"), ("Candidates per test case", "candidates"),
+                       ("History length", "history")):
+        set_number(page, label, ATTACK[key])
+    choose(page, "Tiny model size", "smoke test")
+    page.get_by_text("Generate mode").click()
+    page.get_by_role("button", name="Launch attack").click()
+    page.get_by_text(re.compile(r"Queued attack-")).wait_for()
+    page.get_by_text(re.compile(r"(clean|poisoned) model: loss")).first.wait_for(timeout=600_000)
+    page.get_by_role("heading", name="Running and queued").scroll_into_view_if_needed()
+    shot(page, "attack")
+    page.get_by_text(re.compile(r"attack-\S+ finished")).wait_for(timeout=900_000)
+    wait_idle(page)
+
+    # Compare: the first listed user (users whose triggered list ranks the attacker's item first come
+    # first), the same candidates without and with the trigger side by side
+    nav(page, server, "Compare")
+    shown_at = page.get_by_text(re.compile(r"Attacker's item at rank \d+: 5v "))
+    shown_at.wait_for()
+    shown = shown_at.inner_text()
+    first_user = page.get_by_test_id("stSelectbox").filter(has_text="Test user").inner_text()
+    assert ("trigger wins" in first_user) == shown.startswith("Attacker's item at rank 1:")
+    shot(page, "compare")
+
+    # Scanner: upload a small labelled catalog (4 of 40 titles carry a trigger) and scan it in the background
+    nav(page, server, "Scanner")
+    page.get_by_text("an uploaded catalog file").click()
+    wait_idle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(catalog_file(page_dir=SERVER_HOME["path"]))
+    wait_idle(page)
+    set_number(page, "Adversarial rounds", 0)
+    page.get_by_text("Advanced (size of the scanner's training)").click()
+    set_number(page, "Epochs", 1)
+    set_number(page, "Synthetic triggers", 12)
+    set_number(page, "Max training titles", 50)
+    page.get_by_role("button", name="Start scan").click()
+    page.get_by_text(re.compile(r"Queued scan-")).wait_for()
+    page.get_by_text(re.compile(r"scan-\S+ finished")).wait_for(timeout=900_000)
+    wait_idle(page)
+    page.get_by_role("heading", name="Results").wait_for()
+    page.get_by_text("Precision").first.wait_for()  # the catalog's is_poisoned column is the ground truth
+    flagged = page.get_by_test_id("stMetric").filter(has_text="Flagged").get_by_test_id("stMetricValue")
+    assert int(flagged.inner_text().replace(",", "")) > 0
+    page.get_by_text(re.compile(r"[\d,]+ matching items")).wait_for()
+    page.get_by_role("heading", name="Results").scroll_into_view_if_needed()
+    shot(page, "scanner")
+
+    nav(page, server, "Reports")
+    page.get_by_role("button", name="Download run report (HTML)").wait_for()
+    shot(page, "reports")
+
+
+# A smoke-test-sized attack: the toy model trains in seconds; its numbers carry no meaning.
+ATTACK = {"ratio": 0.1, "epochs": 0.2, "lr": 0.002, "users": 5, "windows": 1, "candidates": 5, "history": 5}
+
+
+def set_number(page, label: str, value: float) -> None:
+    """Type into a number input and leave it with Tab (Enter would submit a form)."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+    wait_idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
