@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--positions", default="suffix,prefix,random")
     ap.add_argument("--lolo", action="store_true", help="also leave-one-level-out scanners")
+    ap.add_argument("--lolo-levels", default=",".join(LEVELS), help="levels to hold out, in this order")
     ap.add_argument("--onion", action="store_true", help="also the ONION baseline (slow)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the JSON here")
@@ -64,7 +65,7 @@ def main() -> None:
     titles = ds.items["title"].tolist()
     pop = ds.interactions["item_id"].value_counts()
     order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
-    base_cfg = dict(epochs=args.epochs, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
+    base_cfg = dict(epochs=args.epochs, min_steps=60, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
                     seed=args.seed)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
                                "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
@@ -92,10 +93,11 @@ def main() -> None:
                 print(position, level, text, {m: round(v["f1"], 3) for m, v in case.items()},
                       f"auc={case['scanner']['auc']:.3f}", file=sys.stderr)
     results["detection"] = {key: summarise(r) for key, r in rows.items()}
+    save(results, args.out)
 
     if args.lolo:
         lolo = {}
-        for held in LEVELS:
+        for held in args.lolo_levels.split(","):
             fams = tuple(level for level in LEVELS if level != held)
             sc, _ = get_scanner(titles, ScannerConfig(**base_cfg, families=fams), domain="ml-100k")
             per = []
@@ -105,12 +107,18 @@ def main() -> None:
                 per.append(_metrics(s, s >= sc.threshold, labels))
             lolo[held] = summarise(per) | {"threshold": sc.threshold}
             print("LOLO", held, lolo[held], file=sys.stderr)
-        results["lolo"] = lolo
+            results["lolo"] = lolo
+            save(results, args.out)
     results["seconds"] = round(time.monotonic() - t0, 1)
+    print(save(results, args.out))
+
+
+def save(results: dict, out: str | None) -> str:
+    """Write what is measured so far (a long run keeps its finished parts)."""
     text = json.dumps(results, indent=2, default=float)
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+    if out:
+        Path(out).write_text(text)
+    return text
 
 
 if __name__ == "__main__":

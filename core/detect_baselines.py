@@ -24,6 +24,7 @@ from .errors import EndpointError
 from .progress import Progress
 
 _WORD = re.compile(r"\S+")
+_ALNUM = re.compile(r"[^\W_]")
 
 
 # -- ONION ---------------------------------------------------------------------------
@@ -126,8 +127,9 @@ def token_stats_scores(titles: Sequence[str], max_n: int = 4) -> tuple[np.ndarra
     mu, sd = float(vals.mean()), float(vals.std() or 1.0)
     # A word in more than ~1% of titles is part of the catalog's language (years, "the"), not a trigger.
     common = 5 + 0.01 * len(titles)
-    word_score = {w: max(0.0, (nll[w] - mu) / sd) * math.log2(vocab_counts[w]) if vocab_counts[w] <= common
-                  else 0.0 for w in distinct}
+    # Punctuation and one-character words ("&", "2") are part of any title language.
+    word_score = {w: min(6.0, max(0.0, (nll[w] - mu) / sd)) * math.log2(vocab_counts[w])
+                  if vocab_counts[w] <= common and len(w) > 1 and _ALNUM.search(w) else 0.0 for w in distinct}
 
     hashes = [[hash(" ".join(words[i:i + n])) for n in range(2, max_n + 1) for i in range(len(words) - n + 1)]
               for words in tokenised]

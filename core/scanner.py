@@ -84,7 +84,7 @@ class ScannerConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     epochs: int = 3
-    min_steps: int = 60
+    min_steps: int = 40
     lr: float = 2e-3
     batch_size: int = 64
     n_triggers: int = 600
@@ -349,7 +349,7 @@ class Scanner:
         last = out.logits[:, -1, :]
         return last[:, [self.yes_id, self.no_id]], last
 
-    def score(self, titles: Sequence[str], batch_size: int = 512) -> np.ndarray:
+    def score(self, titles: Sequence[str], batch_size: int = 1024) -> np.ndarray:
         """P(Yes) / (P(Yes) + P(No)) for each title, in input order; bounded memory per batch."""
         torch = _torch()
         titles = list(titles)
@@ -394,7 +394,7 @@ def calibrate_threshold(clean_scores: np.ndarray, target_fpr: float) -> float:
     if not len(s):
         return 0.5
     k = int(math.floor(target_fpr * len(s)))  # at most k clean titles may lie above t
-    return float(min(1.0, np.nextafter(s[len(s) - 1 - k], np.inf)))
+    return float(np.nextafter(s[len(s) - 1 - k], np.inf))
 
 
 # -- training ------------------------------------------------------------------------

@@ -116,3 +116,30 @@ def test_judge_without_endpoint_is_refused(home, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BADREC_LLM_BASE_URL", raising=False)
     rc = main(["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--method", "judge"])
     assert rc == 2 and "BADREC_LLM_BASE_URL" in capsys.readouterr().err
+
+
+def test_scan_run_and_defend_end_to_end(home, capsys):
+    """A tiny BadRec run on synthetic data, defended: its poisoned catalog scanned, flagged items dropped."""
+    from core.attack import AttackConfig
+    from core.experiment import run_attack
+    from core.tinylm import TinyConfig
+    from core.train import TrainConfig
+    from tests.conftest import make_synthetic
+
+    store = Store(settings.db_path())
+    ds = make_synthetic()
+    store.save_dataset("synthetic", "test", "interactions", ds.items, ds.interactions, [])
+    tiny = TinyConfig(vocab_size=320, hidden=16, layers=1, heads=2, ffn=32, max_len=256, history_epochs=0.3,
+                      n_choice=16, batch_size=8)
+    attack = run_attack(store, AttackConfig(dataset="synthetic", tiny=tiny, n_poison_items=2, eval_users=4,
+                                            train=TrainConfig(epochs=0.5, batch_size=8, max_len=256),
+                                            generate=False))
+    rc = main(["defend", "--run", attack["run_id"], "--json", *FAST])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert {"precision", "recall", "f1", "auc"} <= set(out["detection"])
+    assert {"asr", "hr@1"} <= set(out["before"]) and {"asr", "hr@1"} <= set(out["after"])
+    assert isinstance(out["dropped"], list)
+    scan = store.scan_row(out["scan_id"])  # the run's poisoned catalog, labels from its poison records
+    assert scan["run_id"] == attack["run_id"] and scan["source"] == f"run:{attack['run_id']}"
+    assert scan["n_items"] == 60 and json.loads(scan["metrics"])["auc"] >= 0.0
