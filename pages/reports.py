@@ -45,7 +45,8 @@ if len(points):
 st.subheader("One run")
 run_id = st.selectbox("Run", runs["run_id"].tolist(), key="reports_run",
                       help="Any run, finished or not; failed runs report their error.")
-st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id), file_name=f"{run_id}.html", mime="text/html",
+st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id),
+                   file_name=f"{run_id}.html", mime="text/html",
                    key="reports_report", type="primary", on_click="ignore",
                    help="One self-contained file: config, metrics, plots (interactive, offline), tables.")
 

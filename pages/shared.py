@@ -95,8 +95,9 @@ def table_downloads(df: pd.DataFrame, name: str, key: str) -> None:
     """CSV (formula-safe) and Parquet downloads of a table, built when clicked."""
     left, right = st.columns(2)
     left.download_button("CSV", lambda: reports.table_bytes(df, "csv"), file_name=f"{name}.csv", mime="text/csv",
-                         key=f"{key}_csv", on_click="ignore", help="Comma-separated; cells that could start a spreadsheet "
-                                                "formula are prefixed with a quote.")
+                         key=f"{key}_csv", on_click="ignore",
+                         help="Comma-separated; cells that could start a spreadsheet formula are prefixed "
+                              "with a quote.")
     right.download_button("Parquet", lambda: reports.table_bytes(df, "parquet"), file_name=f"{name}.parquet",
                           mime="application/octet-stream", key=f"{key}_parquet", on_click="ignore",
                           help="Columnar file for pandas/DuckDB/Spark.")

@@ -31,8 +31,9 @@ def open_page(page: str | None = None, **state) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in (at.title, at.header, at.subheader, at.markdown, at.text, at.caption, at.info, at.warning, at.error, at.success)
-             for e in kind]
+    kinds = (at.title, at.header, at.subheader, at.markdown, at.text, at.caption, at.info, at.warning, at.error,
+             at.success)
+    parts = [e.value for kind in kinds for e in kind]
     return "\n".join(str(p) for p in parts)
 
 
