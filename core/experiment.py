@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -125,7 +126,6 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
     meta = result.to_dict()
     (tmp / "badrec_train.json").write_text(json.dumps(meta))
     if folder.exists():
-        import shutil
         shutil.rmtree(folder)
     tmp.rename(folder)
     return victim, {**meta, "cached": False}

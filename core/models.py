@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -183,8 +182,8 @@ def resolve_source(cfg: ModelConfig) -> tuple[str, dict | None]:
         InputError: a path-like name that is not a folder with a config.json.
     """
     path = Path(cfg.name).expanduser()
-    looks_like_path = cfg.name.startswith((".", "/", "~")) or os.sep in cfg.name.strip("/").split("/", 1)[-1] \
-        or path.exists()
+    # a hub id is "name" or "org/name"; anything else that looks like a path must exist locally
+    looks_like_path = cfg.name.startswith((".", "/", "~")) or cfg.name.count("/") > 1 or path.exists()
     if path.is_dir():
         conf = path / "config.json"
         if not conf.exists():
@@ -192,7 +191,7 @@ def resolve_source(cfg: ModelConfig) -> tuple[str, dict | None]:
         if not any(path.glob("*.safetensors")):
             raise InputError(f"model folder {cfg.name} has no .safetensors weights; only safetensors are loaded")
         return str(path), json.loads(conf.read_text())
-    if looks_like_path or path.suffix:
+    if looks_like_path:
         raise InputError(f"model path {cfg.name} does not exist or is not a folder")
     return cfg.name, None
 

@@ -278,19 +278,17 @@ def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None
 
 def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progress | None" = None) -> dict:
     """Train tokenizer and model on the split's training text and save them to `folder` (atomically)."""
-    from .models import LoadedModel
+    from .models import LoadedModel, ModelConfig, compute_dtype
     from .train import TrainConfig, train_segments
 
     t0 = time.monotonic()
     if progress:
         progress.phase("tiny model: building corpus and tokenizer")
     corpus = build_corpus(split, cfg)
-    text = [t for t in split.titles] + ["".join(s for s, _ in ex) for ex in corpus[:2000]]
+    text = list(split.titles) + ["".join(s for s, _ in ex) for ex in corpus[:2000]]
     tokenizer = train_tokenizer(text, cfg.vocab_size)
     model = new_model(cfg, tokenizer)
-    loaded = LoadedModel(model, tokenizer, {"compute_dtype": "fp32", "tiny": True})
-    from .models import compute_dtype, ModelConfig
-    loaded.info["compute_dtype"] = compute_dtype(ModelConfig())
+    loaded = LoadedModel(model, tokenizer, {"compute_dtype": compute_dtype(ModelConfig()), "tiny": True})
     tcfg = TrainConfig(epochs=1, lr=cfg.lr, batch_size=cfg.batch_size, max_len=cfg.max_len, seed=cfg.seed,
                        warmup_frac=0.03)
     if progress:
