@@ -58,7 +58,11 @@ def main() -> None:
     ap.add_argument("--onion", action="store_true", help="also the ONION baseline (slow)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the JSON here")
+    ap.add_argument("--markdown", help="print the tables of a results JSON and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     t0 = time.monotonic()
     store = Store(settings.db_path())
     ds = load_dataset(store, "ml-100k")
@@ -111,6 +115,23 @@ def main() -> None:
             save(results, args.out)
     results["seconds"] = round(time.monotonic() - t0, 1)
     print(save(results, args.out))
+
+
+def markdown(results: dict) -> str:
+    """The docs' tables from a results JSON (`python bench/scanner_eval.py --markdown FILE.json`)."""
+    det = results.get("detection", {})
+    lines = ["| position | level | method | F1 | precision | recall | ROC-AUC | FPR | best F1 (oracle threshold) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in det.items():
+        position, level, method = key.split("|")
+        lines.append(f"| {position} | {level} | {method} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} "
+                     f"| {m['auc']:.3f} | {m['fpr']:.4f} | {m['best_f1']:.3f} |")
+    if results.get("lolo"):
+        lines += ["", "| held-out level (suffix) | F1 | precision | recall | ROC-AUC | FPR |", "|---|---|---|---|---|---|"]
+        for level, m in results["lolo"].items():
+            lines.append(f"| {level} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['auc']:.3f} "
+                         f"| {m['fpr']:.4f} |")
+    return "\n".join(lines)
 
 
 def save(results: dict, out: str | None) -> str:

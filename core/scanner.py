@@ -507,7 +507,10 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         warnings += prop.warnings
         fresh = prop.triggers
         used |= {t.text.lower() for t in fresh}
-        probes = triggered_examples(held, fresh, 1, rng)
+        # One probe per fresh trigger, on a held-out title, so a miss names its trigger.
+        pairs = [(t, triggered_examples([rng.choice(held)], [t], 1, rng)) for t in fresh]
+        fresh = [t for t, ex in pairs if ex]
+        probes = [ex[0] for _, ex in pairs if ex]
         probe_scores = scanner.score([p.title for p in probes])
         missed_mask = probe_scores < scanner.threshold
         miss_rate = float(missed_mask.mean()) if len(probes) else 0.0
@@ -518,10 +521,8 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
             entry.update(stopped="miss rate below eps", seconds=round(time.monotonic() - t_round, 1))
             history.append(entry)
             break
-        missed_texts = {p.title for p, m in zip(probes, missed_mask) if m}
         # A trigger whose probe was missed joins the pool; its examples go on training titles.
-        missed = [t for t, p in zip(fresh, probes) if p.title in missed_texts] if len(probes) == len(fresh) \
-            else fresh
+        missed = [t for t, m in zip(fresh, missed_mask) if m]
         pool += missed
         replay = rng.sample(examples, min(len(examples), 4 * len(missed) * cfg.pos_per_title))
         new = triggered_examples(rng.sample(train, min(len(train), 4 * len(missed))), missed, 1, rng)
