@@ -11,6 +11,7 @@ from core.recommend import llara_answer
 from core.train import TrainConfig, train_lm
 
 from . import fixtures
+from .scoring import dtypes
 from .machine import matmul_peak_gflops, peak_rss_mb
 
 
@@ -73,7 +74,7 @@ def run(quick: bool = False) -> dict:
     n, batch = (128, 16) if quick else (384, 16)
     pairs = examples(n)
     out: dict = {"n_examples": n, "batch_size": batch}
-    for dtype in ("bf16",) if quick else ("fp32", "bf16"):
+    for dtype in dtypes():
         ours = _lora_model(dtype)
         tokens = _tokens(ours, pairs)
         train_lm(ours, pairs[:batch * 2], TrainConfig(batch_size=batch, epochs=1))  # warm-up
@@ -86,13 +87,15 @@ def run(quick: bool = False) -> dict:
         out[dtype] = {"tokens": tokens, "ours_s": round(ours_s, 2), "hf_trainer_s": round(hf_s, 2),
                       "tokens_per_s": round(tokens / ours_s), "hf_tokens_per_s": round(tokens / hf_s),
                       "speedup_vs_hf_trainer": round(hf_s / ours_s, 2)}
-    best = "bf16"
+    best = max(dtypes(), key=lambda d: out[d]["tokens_per_s"])
+    out["dtype"] = best
     out["tokens_per_s"] = out[best]["tokens_per_s"]
     out["speedup_vs_hf_trainer"] = out[best]["speedup_vs_hf_trainer"]
     # Roofline: LoRA training costs ~4 x params FLOPs per token (forward 2N, input-gradient backward 2N).
     model = fixtures.tiny_model(best)
     n_params = sum(p.numel() for p in model.model.parameters())
     peak = matmul_peak_gflops(best)
+    out["matmul_gflops_by_dtype"] = {d: round(matmul_peak_gflops(d, n=512, repeats=3), 2) for d in ("fp32", "bf16")}
     achieved = 4 * n_params * out["tokens_per_s"] / 1e9
     out.update({"n_params": n_params, "matmul_peak_gflops": round(peak, 1), "achieved_gflops": round(achieved, 1),
                 "fraction_of_matmul_peak": round(achieved / peak, 3), "peak_rss_mb": round(peak_rss_mb())})
