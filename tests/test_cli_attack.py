@@ -8,7 +8,7 @@ import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
 from core import cli
-from core.experiment import run_attack
+from core.experiment import retrain_without, run_attack
 from core.store import Store
 
 
@@ -69,3 +69,8 @@ def test_end_to_end_run_is_recorded(home):
     again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers
     assert again["train"]["clean"]["cached"] is True
     assert again["clean"] == result["clean"] and again["poisoned"] == result["poisoned"]
+
+    defended = retrain_without(store, result["run_id"], result["poisoning"]["poisoned_item_ids"])
+    assert defended["n_poisoned_dropped"] == len(result["poisoning"]["poisoned_item_ids"])
+    assert defended["before"]["asr"] == result["poisoned"]["asr"]
+    assert set(defended["after"]) == {"hr@1", "hr@5", "asr", "asr_transfer"}
