@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .metrics import ranking_metrics, roc_auc
+from .metrics import roc_auc
 from .models import LoadedModel
 from .progress import Progress
 from .prompts import llara_prompt, tallrec_prompt
@@ -269,10 +269,6 @@ def tallrec_scores(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movi
     suffixes = [[t + suf for t in c.candidates] for c, (_, suf) in zip(cases, parts)]
     raw = next_token_logprobs(loaded, [p for p, _ in parts], suffixes, [yes, no], batch_size, progress, message)
     return [[1.0 / (1.0 + math.exp(n - y)) for y, n in row] for row in raw]
-
-
-def evaluate_rankings(scores: Sequence[Sequence[float]], cases: Sequence[Case]) -> dict[str, float]:
-    return ranking_metrics(scores, [c.target_pos for c in cases])
 
 
 def tallrec_auc(scores: Sequence[Sequence[float]], cases: Sequence[Case]) -> float:

@@ -42,6 +42,13 @@ def test_noise_never_emits_preset_triggers():
         assert not any(h in s for h in held), s
 
 
+def test_choice_text_is_the_llara_prompt():
+    from core.prompts import llara_prompt
+    from core.tinylm import choice_segments
+    hist, cands = ["A (1990)", "B, The (1991)"], ["C (1992)", "qz D (1993)"]
+    assert "".join(t for t, _ in choice_segments(hist, cands, "C (1992)")[:3]) == llara_prompt(hist, cands)
+
+
 def test_corpus_has_history_and_copy_samples(synthetic):
     from core.protocol import build_split
     corpus = build_corpus(build_split(synthetic), TINY)
