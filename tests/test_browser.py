@@ -102,7 +102,7 @@ def goto(page, server: str, path: str = "") -> None:
 def wait_idle(page, timeout_s: float = 60) -> None:
     """Wait until the app has finished its script run (the running indicator is gone)."""
     page.wait_for_selector("[data-testid='stApp']")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(600)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if page.locator("[data-testid='stStatusWidget']").count() == 0:
@@ -173,7 +173,11 @@ def test_new_user_path(server, browser_page):
     nav(page, server, "Scanner")
     page.get_by_text("an uploaded catalog file").click()
     wait_idle(page)
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(catalog_file(page_dir=SERVER_HOME["path"]))
+    from playwright.sync_api import expect
+    dropzone = page.get_by_test_id("stFileUploaderDropzoneInput")
+    expect(dropzone).to_be_enabled()  # enabled once the rerun for the source choice is drawn
+    dropzone.set_input_files(catalog_file(page_dir=SERVER_HOME["path"]))
+    expect(page.get_by_text("catalog.csv")).to_be_visible()
     wait_idle(page)
     set_number(page, "Adversarial rounds", 0)
     page.get_by_text("Advanced (size of the scanner's training)").click()
@@ -181,7 +185,9 @@ def test_new_user_path(server, browser_page):
     set_number(page, "Synthetic triggers", 12)
     set_number(page, "Max training titles", 50)
     page.get_by_role("button", name="Start scan").click()
-    page.get_by_text(re.compile(r"Queued scan-")).wait_for()
+    outcome = page.get_by_text(re.compile(r"Queued scan-")).or_(page.get_by_test_id("stAlertContentError"))
+    outcome.first.wait_for()
+    assert outcome.first.inner_text().startswith("Queued scan-"), outcome.first.inner_text()
     page.get_by_text(re.compile(r"scan-\S+ finished")).wait_for(timeout=900_000)
     wait_idle(page)
     page.get_by_role("heading", name="Results").wait_for()
