@@ -3,6 +3,8 @@ model, data, batch size, dtype and quantization; plus the fraction of this CPU's
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 from core.models import LoadedModel, ModelConfig, add_lora
@@ -65,7 +67,8 @@ def hf_trainer(loaded: LoadedModel, pairs: list[tuple[str, str]], batch_size: in
                              dataloader_num_workers=0, remove_unused_columns=False, seed=0)
     trainer = Trainer(model=loaded.model, args=args, train_dataset=rows, data_collator=collate)
     t0 = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary; keep stdout for our JSON
+        trainer.train()
     return time.perf_counter() - t0
 
 
