@@ -156,7 +156,7 @@ def test_new_user_path(server, browser_page):
     page.get_by_text(re.compile(r"(clean|poisoned) model: loss")).first.wait_for(timeout=600_000)
     page.get_by_role("heading", name="Running and queued").scroll_into_view_if_needed()
     shot(page, "attack")
-    page.get_by_text(re.compile(r"attack-\S+ finished")).wait_for(timeout=900_000)
+    page.get_by_text(re.compile(r"attack-\S+ finished")).first.wait_for(timeout=900_000)
     wait_idle(page)
 
     # Compare: the first listed user (users whose triggered list ranks the attacker's item first come
@@ -188,7 +188,7 @@ def test_new_user_path(server, browser_page):
     outcome = page.get_by_text(re.compile(r"Queued scan-")).or_(page.get_by_test_id("stAlertContentError"))
     outcome.first.wait_for()
     assert outcome.first.inner_text().startswith("Queued scan-"), outcome.first.inner_text()
-    page.get_by_text(re.compile(r"scan-\S+ finished")).wait_for(timeout=900_000)
+    page.get_by_text(re.compile(r"scan-\S+ finished")).first.wait_for(timeout=900_000)
     wait_idle(page)
     page.get_by_role("heading", name="Results").wait_for()
     page.get_by_text("Precision").first.wait_for()  # the catalog's is_poisoned column is the ground truth
