@@ -104,6 +104,11 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
 
     @property
+    def device(self):
+        """Where the weights live; inputs are built on the CPU and moved here."""
+        return next(self.model.parameters()).device
+
+    @property
     def autocast_dtype(self):
         """The dtype to autocast to, or None for plain fp32."""
         import torch
@@ -215,6 +220,8 @@ def load_pretrained(source: str, cfg: ModelConfig, local_config: dict | None,
         kwargs.update(quantization_config=bnb, device_map="cuda" if torch.cuda.is_available() else "cpu")
     else:
         kwargs["dtype"] = torch.float32
+        if torch.cuda.is_available():
+            kwargs["device_map"] = "cuda"
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

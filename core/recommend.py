@@ -58,8 +58,7 @@ def _encode(tokenizer, text: str) -> list[int]:
 def _autocast(loaded: LoadedModel):
     import torch
     dtype = loaded.autocast_dtype
-    device = "cuda" if next(loaded.model.parameters()).is_cuda else "cpu"
-    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
+    return torch.autocast(loaded.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def _new_cache(decoder):
@@ -79,7 +78,8 @@ def _encode_prompts(loaded: LoadedModel, prompts: Sequence[str]):
         ids[b, width - len(e):] = torch.tensor(e)
         mask[b, width - len(e):] = 1
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
-    return ids, mask, pos
+    dev = loaded.device
+    return ids.to(dev), mask.to(dev), pos.to(dev)
 
 
 def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Sequence[str]],
@@ -106,7 +106,7 @@ def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Se
             width = max(len(s) for s in seqs)
             # feed all continuation tokens when we need the distribution after them, else all but the last
             feed_w = width if next_ids is not None else width - 1
-            first = torch.tensor([s[0] if s else tok.pad_token_id for s in seqs])
+            first = torch.tensor([s[0] if s else tok.pad_token_id for s in seqs], device=ids.device)
             lp_first = last.gather(1, first[:, None])[:, 0]
             if feed_w > 0:
                 feed = torch.full((B, feed_w), tok.pad_token_id, dtype=torch.long)
@@ -116,7 +116,8 @@ def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Se
                     if n > 0:
                         feed[b, :n] = torch.tensor(s[:n])
                         fmask[b, :n] = 1
-                fpos = start[:, None] + torch.arange(feed_w)[None, :]
+                feed, fmask = feed.to(ids.device), fmask.to(ids.device)
+                fpos = start[:, None] + torch.arange(feed_w, device=ids.device)[None, :]
                 h = decoder(input_ids=feed, attention_mask=torch.cat([mask, fmask], 1), position_ids=fpos,
                             cache=cache, use_cache=True).last_hidden_state
                 cache.crop(-feed_w)
@@ -130,7 +131,7 @@ def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Se
                 else:
                     total = float(lp_first[b]) if s else 0.0
                     if len(s) > 1:
-                        tgt = torch.tensor(s[1:])
+                        tgt = torch.tensor(s[1:], device=ids.device)
                         total += float(logp[b, :len(s) - 1].gather(1, tgt[:, None]).sum())
                     results[b][j] = total
     return results
@@ -202,7 +203,7 @@ def llara_generate(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movi
         ids, mask, pos = _encode_prompts(loaded, [llara_prompt(c.history, c.candidates, noun) for c in chunk])
         B = ids.shape[0]
         gen = [[] for _ in range(B)]
-        alive = torch.ones(B, dtype=torch.bool)
+        alive = torch.ones(B, dtype=torch.bool, device=ids.device)
         with torch.no_grad(), _autocast(loaded):
             cache = _new_cache(decoder)
             out = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)

@@ -340,7 +340,8 @@ class Scanner:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         mask = enc["attention_mask"]
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        return enc["input_ids"], mask, position_ids
+        dev = next(self.model.parameters()).device
+        return enc["input_ids"].to(dev), mask.to(dev), position_ids.to(dev)
 
     def _logits(self, titles: Sequence[str]):
         """(batch, 2) logits of Yes and No at the last position."""
@@ -362,7 +363,7 @@ class Scanner:
             for i in range(0, len(titles), batch_size):
                 idx = order[i:i + batch_size]
                 pair, _ = self._logits([titles[j] for j in idx])
-                out[idx] = torch.softmax(pair.float(), dim=-1)[:, 0].numpy()
+                out[idx] = torch.softmax(pair.float(), dim=-1)[:, 0].cpu().numpy()
         return out
 
     def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
@@ -429,7 +430,7 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
         for i in range(0, len(data), bs):
             batch = data[i:i + bs]
             _, last = scanner._logits([e.title for e in batch])
-            target = torch.tensor([scanner.yes_id if e.label else scanner.no_id for e in batch])
+            target = torch.tensor([scanner.yes_id if e.label else scanner.no_id for e in batch], device=last.device)
             loss = torch.nn.functional.cross_entropy(last.float(), target)
             opt.zero_grad()
             loss.backward()

@@ -51,6 +51,7 @@ PAD, EOS = "<pad>", "<eos>"
 HISTORY_OPEN = "This user has watched "
 CHOICE_OPEN = ". Choose the next {noun} from: "
 CHOICE_CLOSE = "." + LLARA_ANSWER_PREFIX
+ECHO_OPEN, ECHO_CLOSE = "Titles: ", ". Again:"
 Segments = list[tuple[str, float]]
 
 
@@ -64,8 +65,14 @@ class TinyConfig:
         max_len (`int`): longest training sequence in tokens.
         history_epochs (`float`): passes over the history text.
         n_choice (`int`): number of choice (copy) samples.
+        n_echo (`int`): number of echo samples: a list of (noisy) titles, then some of them again in a new
+            order. Every repeated title is a copy from the prompt, which is how induction heads form fast.
         min_candidates (`int`), max_candidates (`int`): candidates per choice sample, drawn uniformly.
         noise_prob (`float`): chance that one candidate title carries random noise.
+        prefix_share (`float`): share of noise put at the start of a title (the rest: 2/3 at the end,
+            1/3 at a word boundary). Prefix noise on the chosen candidate is what teaches copying.
+        choice_history_min (`int`): a choice sample keeps the last h of its window's titles, h uniform in
+            [choice_history_min, window length]; shorter prompts buy more copy samples per token.
         chunk_titles (`int`): titles per history-text chunk.
         lr (`float`), batch_size (`int`): optimiser settings of pre-training.
         seed (`int`): seeds corpus, initialisation and order.
@@ -79,9 +86,12 @@ class TinyConfig:
     max_len: int = 384
     history_epochs: float = 1.0
     n_choice: int = 3000
+    n_echo: int = 0
     min_candidates: int = 5
     max_candidates: int = 20
     noise_prob: float = 0.2
+    prefix_share: float = 0.4
+    choice_history_min: int = 10
     chunk_titles: int = 24
     lr: float = 3e-3
     batch_size: int = 16
@@ -92,8 +102,10 @@ class TinyConfig:
             raise InputError("tiny hidden size must be a multiple of heads")
         if not 2 <= self.min_candidates <= self.max_candidates:
             raise InputError("tiny candidates: need 2 <= min_candidates <= max_candidates")
-        if not 0 <= self.noise_prob <= 1:
-            raise InputError("tiny noise_prob must be in [0, 1]")
+        if not 0 <= self.noise_prob <= 1 or not 0 <= self.prefix_share <= 1:
+            raise InputError("tiny noise_prob and prefix_share must be in [0, 1]")
+        if self.choice_history_min < 1:
+            raise InputError("tiny choice_history_min must be >= 1")
         if self.vocab_size < 300:
             raise InputError("tiny vocab_size must be >= 300 (256 bytes + specials)")
 
@@ -122,9 +134,10 @@ class NoiseMaker:
         rng (`random.Random`): the source of randomness.
     """
 
-    def __init__(self, vocabulary: list[str], rng: random.Random):
+    def __init__(self, vocabulary: list[str], rng: random.Random, prefix_share: float = 0.4):
         self.words = sorted(set(vocabulary)) or ["alpha", "beta", "gamma"]
         self.rng = rng
+        self.prefix_share = prefix_share
 
     def _char(self) -> str:
         n = self.rng.choice((1, 2, 2, 2, 3, 3, 4))
@@ -151,9 +164,9 @@ class NoiseMaker:
         """The title with one noise string at the start, the end, or a word boundary."""
         s = self.string()
         where = self.rng.random()
-        if where < 0.4:
+        if where < self.prefix_share:
             return f"{s} {title}"
-        if where < 0.8:
+        if where < self.prefix_share + (1 - self.prefix_share) * 2 / 3:
             return f"{title} {s}"
         words = title.split(" ")
         cut = self.rng.randint(0, len(words))
@@ -192,7 +205,7 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
     if cfg.history_epochs < 1:
         corpus = rng.sample(corpus, int(len(corpus) * cfg.history_epochs))
     vocab = [w for t in titles for w in _WORD_RE.findall(t)]
-    noise = NoiseMaker(vocab, rng)
+    noise = NoiseMaker(vocab, rng, cfg.prefix_share)
     universe = sorted({i for s in split.sequences.values() for i in s})
     samples = split.train
     for _ in range(cfg.n_choice if samples else 0):
@@ -207,10 +220,19 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
         order = sorted(cands)
         rng.shuffle(order)
         rendered = {c: noise.insert(titles[c]) if rng.random() < cfg.noise_prob else titles[c] for c in order}
-        corpus.append(choice_segments([titles[i] for i in s.history], [rendered[c] for c in order],
+        history = s.history[-rng.randint(min(cfg.choice_history_min, len(s.history)), len(s.history)):]
+        corpus.append(choice_segments([titles[i] for i in history], [rendered[c] for c in order],
                                       rendered[s.target], history_weight=1.0))
+    for _ in range(cfg.n_echo):
+        shown = [noise.insert(titles[i]) if rng.random() < cfg.noise_prob else titles[i]
+                 for i in rng.sample(universe, rng.randint(cfg.min_candidates, cfg.max_candidates))]
+        corpus.append(echo_segments(shown, rng.sample(shown, rng.randint(1, min(4, len(shown))))))
     rng.shuffle(corpus)
     return corpus
+
+
+def echo_segments(shown: list[str], again: list[str]) -> Segments:
+    return [(ECHO_OPEN + ", ".join(shown) + ECHO_CLOSE, 0.0), (" " + ", ".join(again), 1.0)]
 
 
 # -- tokenizer and model ----------------------------------------------------------------
@@ -280,6 +302,7 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     """Train tokenizer and model on the split's training text and save them to `folder` (atomically)."""
     from .models import LoadedModel, ModelConfig, compute_dtype
     from .train import TrainConfig, train_segments
+    import torch
 
     t0 = time.monotonic()
     if progress:
@@ -288,6 +311,8 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     text = list(split.titles) + ["".join(s for s, _ in ex) for ex in corpus[:2000]]
     tokenizer = train_tokenizer(text, cfg.vocab_size)
     model = new_model(cfg, tokenizer)
+    if torch.cuda.is_available():
+        model.to("cuda")
     loaded = LoadedModel(model, tokenizer, {"compute_dtype": compute_dtype(ModelConfig()), "tiny": True})
     tcfg = TrainConfig(epochs=1, lr=cfg.lr, batch_size=cfg.batch_size, max_len=cfg.max_len, seed=cfg.seed,
                        warmup_frac=0.03)

@@ -137,6 +137,8 @@ def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]
         input_ids[b, :len(ids)] = torch.tensor(ids)
         mask[b, :len(ids)] = 1
         weights[b, :len(w)] = torch.tensor(w)
+    dev = loaded.device
+    input_ids, mask, weights = input_ids.to(dev), mask.to(dev), weights.to(dev)
     decoder, head = model_parts(loaded.model)
     hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
     # position t-1 predicts token t; only tokens with weight > 0 are scored
@@ -187,7 +189,7 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 1.0 - 0.9 * (s - warm) / max(1, total - warm))
     dtype = loaded.autocast_dtype
-    device = "cuda" if next(model.parameters()).is_cuda else "cpu"
+    device = loaded.device.type
     result = TrainResult()
     t0 = time.monotonic()
     window: list[float] = []
