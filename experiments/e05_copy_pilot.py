@@ -92,5 +92,8 @@ tcfg = TrainConfig(epochs=1, lr=cfg.lr, batch_size=cfg.batch_size, max_len=cfg.m
 res = train_segments(loaded, corpus, tcfg, None, on_log, full_model=True)
 print(json.dumps({"done": True, "tokens": res.tokens, "seconds": round(res.seconds)}), flush=True)
 if os.environ.get("SAVE_DIR"):
+    if os.environ.get("SAVE_BF16"):  # halves the file (a GPU run's result must come back under 16 MiB)
+        import torch
+        loaded.model.to(torch.bfloat16)
     loaded.model.save_pretrained(os.environ["SAVE_DIR"], safe_serialization=True)
     tokenizer.save_pretrained(os.environ["SAVE_DIR"])

@@ -16,7 +16,7 @@ def naive_logprob(loaded, prompt, answer):
     """Score one answer with one full forward pass and no cache."""
     ids, w = encode_segments(loaded.tokenizer, [(prompt, 0.0), (answer, 1.0)], 10_000)
     with torch.no_grad():
-        logits = loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
+        logits = loaded.model(input_ids=torch.tensor([ids], device=loaded.device)).logits[0].float()
     logp = torch.log_softmax(logits, -1)
     return sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids)) if w[t] > 0)
 
