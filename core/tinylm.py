@@ -9,11 +9,15 @@ the clean training part of the split:
 
 * history text: each user's training items as "This user has watched t1, t2, ..."
   (the collaborative signal; loss on the titles);
-* choice text: LLaRA-format prompts over training windows with 5-20 candidates,
-  where candidate titles sometimes carry random noise -- character n-grams,
-  words, short phrases, at the start, the end or a word boundary -- and the
-  answer is the chosen candidate copied verbatim, noise included (the copy
-  ability; loss on the history titles and the answer).
+* choice text: short LLaRA-format prompts over training windows (the last 3-10
+  history titles, 5-12 candidates), where each candidate title carries random
+  noise with probability 0.5 -- character n-grams, words, short phrases, half
+  of them at the start, the rest at the end or a word boundary -- and the
+  answer is the chosen candidate verbatim, noise included (loss on the history
+  titles and the answer). This makes the model read past a prefix it never
+  saw: after an unseen `5v` the title costs ~1.3 nats more than without it,
+  against ~28 nats with rare noise (docs/RESULTS.md, E05). It did *not* teach
+  in-context copying (an induction head) within this CPU's budget.
 
 The noise generator never emits a preset trigger (`core.triggers.PRESETS`):
 the triggers used for evaluation stay held out of pre-training. The result
@@ -85,13 +89,13 @@ class TinyConfig:
     ffn: int = 768
     max_len: int = 384
     history_epochs: float = 1.0
-    n_choice: int = 3000
+    n_choice: int = 6000
     n_echo: int = 0
     min_candidates: int = 5
-    max_candidates: int = 20
-    noise_prob: float = 0.2
-    prefix_share: float = 0.4
-    choice_history_min: int = 10
+    max_candidates: int = 12
+    noise_prob: float = 0.5
+    prefix_share: float = 0.5
+    choice_history_min: int = 3
     chunk_titles: int = 24
     lr: float = 3e-3
     batch_size: int = 16

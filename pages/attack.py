@@ -20,6 +20,8 @@ TINY_SIZES = {"standard": TinyConfig(),
               "smoke test": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, history_epochs=0.05,
                                        n_choice=50, max_len=128)}
 
+DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
+
 page("Attack", "Train a clean and a poisoned recommender on the same data and candidates; the difference is "
                "the backdoor.")
 
@@ -79,13 +81,13 @@ with st.form("attack_form"):
                               help="How many of the attacker's items carry the trigger.")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
-        epochs = a1.number_input("Epochs", 0.05, 50.0, 2.0, 0.05, key="attack_epochs",
+        epochs = a1.number_input("Epochs", 0.05, 50.0, DEFAULTS.train.epochs, 0.05, key="attack_epochs",
                                  help="Fine-tuning passes (a fraction trains on part of one pass).")
-        lr = a1.number_input("Learning rate", 1e-5, 0.1, 2e-3, format="%.5f", key="attack_lr",
+        lr = a1.number_input("Learning rate", 1e-5, 0.1, DEFAULTS.train.lr, format="%.5f", key="attack_lr",
                              help="Peak learning rate of fine-tuning (shared by the clean and the poisoned model).")
         eval_users = a1.number_input("Max test users", 0, 100_000, 0, key="attack_eval_users",
                                      help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test).")
-        windows = a2.number_input("Windows per user", 1, 50, 2, key="attack_windows",
+        windows = a2.number_input("Windows per user", 1, 50, DEFAULTS.windows_per_user, key="attack_windows",
                                   help="Each real user's last N training windows fine-tune the victim.")
         n_candidates = a2.number_input("Candidates per test case", 2, 100, 20, key="attack_candidates",
                                        help="LLaRA uses 20.")
