@@ -9,6 +9,8 @@ same file. When another process holds it for longer than `lock_timeout_s`, a
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, kind VARCHAR, dataset VARCHAR, status VARCHAR,
     config VARCHAR, seed BIGINT, versions VARCHAR, progress DOUBLE, message VARCHAR,
     error VARCHAR, result VARCHAR, timings VARCHAR,
-    created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP);
+    created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP, owner VARCHAR);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner VARCHAR;
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, model VARCHAR, name VARCHAR, value DOUBLE);
 CREATE TABLE IF NOT EXISTS train_log (
@@ -62,6 +65,29 @@ CREATE INDEX IF NOT EXISTS scanres_scan ON scan_results(scan_id);
 
 # Tables whose rows belong to one run; removed together when a run is deleted or fails.
 RUN_TABLES = ("metrics", "train_log", "recommendations", "poison_records")
+
+
+def process_owner() -> str:
+    """host:pid of this process, recorded on each run so a restart can tell dead runs from live ones."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive_elsewhere(owner: str | None) -> bool:
+    """True when `owner` is another live process on this host (or a host we cannot check)."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def now() -> datetime:
@@ -184,12 +210,14 @@ class Store:
 
     # -- runs ---------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, dataset: str, config: dict, seed: int,
-                   versions: dict, status: str = "queued") -> None:
+                   versions: dict, status: str = "queued", owner: str | None = None) -> None:
+        """A new run row, owned by this process unless `owner` (host:pid) says otherwise."""
         with self.connect(write=True) as con:
             con.execute(
-                "INSERT INTO runs (run_id, kind, dataset, status, config, seed, versions, progress, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                [run_id, kind, dataset, status, _json(config), seed, _json(versions), now()],
+                "INSERT INTO runs (run_id, kind, dataset, status, config, seed, versions, progress, created_at,"
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                [run_id, kind, dataset, status, _json(config), seed, _json(versions), now(),
+                 owner or process_owner()],
             )
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -258,14 +286,19 @@ class Store:
         return self.query("SELECT * FROM runs ORDER BY created_at DESC")
 
     def mark_stale_runs(self) -> int:
-        """Runs left 'running' or 'queued' by a process that died are marked failed."""
+        """Runs left 'running' or 'queued' by a process that died are marked failed.
+
+        A run owned by another live process (a CLI attack beside the dashboard) is left alone.
+        """
         with self.connect(write=True) as con:
-            n = con.execute(
-                "SELECT count(*) FROM runs WHERE status IN ('running', 'queued')").fetchone()[0]
-            con.execute(
-                "UPDATE runs SET status = 'failed', error = 'interrupted: the process running it stopped',"
-                " finished_at = ? WHERE status IN ('running', 'queued')", [now()])
-        return int(n)
+            active = con.execute(
+                "SELECT run_id, owner FROM runs WHERE status IN ('running', 'queued')").fetchall()
+            stale = [run_id for run_id, owner in active if not _alive_elsewhere(owner)]
+            for run_id in stale:
+                con.execute(
+                    "UPDATE runs SET status = 'failed', error = 'interrupted: the process running it stopped',"
+                    " finished_at = ? WHERE run_id = ?", [now(), run_id])
+        return len(stale)
 
     def log_train(self, run_id: str, phase: str, step: int, total: int, loss: float,
                   tokens_per_s: float) -> None:

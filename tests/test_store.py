@@ -33,6 +33,26 @@ def test_run_lifecycle(store):
     assert store.get_run("r2")["status"] == "failed"
 
 
+def test_stale_runs_spare_a_live_process(store):
+    """A dashboard starting beside a running CLI attack must not fail that attack's run."""
+    import socket
+    import subprocess
+    import sys
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        host = socket.gethostname()
+        store.create_run("cli", "attack", "d", {}, 0, {}, status="running", owner=f"{host}:{live.pid}")
+        store.create_run("gone", "attack", "d", {}, 0, {}, status="running", owner=f"{host}:{dead.pid}")
+        store.create_run("legacy", "attack", "d", {}, 0, {}, status="queued", owner="no-pid")
+        assert store.mark_stale_runs() == 2
+        assert [store.get_run(r)["status"] for r in ("cli", "gone", "legacy")] == ["running", "failed", "failed"]
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_finish_run_writes_metrics_and_rows(store):
     store.create_run("r", "attack", "d", {}, 0, {})
     recs = pd.DataFrame({"run_id": ["r"], "model": ["clean"], "variant": ["clean"], "user_id": ["u"], "rank": [1],
