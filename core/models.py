@@ -219,9 +219,7 @@ def load_pretrained(source: str, cfg: ModelConfig, local_config: dict | None,
     if bnb is not None:
         kwargs.update(quantization_config=bnb, device_map="cuda" if torch.cuda.is_available() else "cpu")
     else:
-        kwargs["dtype"] = torch.float32
-        if torch.cuda.is_available():
-            kwargs["device_map"] = "cuda"
+        kwargs.update(dtype=torch.float32, device_map="cuda" if torch.cuda.is_available() else None)
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

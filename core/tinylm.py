@@ -70,11 +70,13 @@ class TinyConfig:
         history_epochs (`float`): passes over the history text.
         n_choice (`int`): number of choice (copy) samples.
         n_echo (`int`): number of echo samples: a list of (noisy) titles, then some of them again in a new
-            order. Every repeated title is a copy from the prompt, which is how induction heads form fast.
+            order, so every repeated title is a copy from the prompt (an experiment knob: it did not
+            produce copying within this CPU's budget, docs/RESULTS.md E05b).
         min_candidates (`int`), max_candidates (`int`): candidates per choice sample, drawn uniformly.
         noise_prob (`float`): chance that one candidate title carries random noise.
         prefix_share (`float`): share of noise put at the start of a title (the rest: 2/3 at the end,
-            1/3 at a word boundary). Prefix noise on the chosen candidate is what teaches copying.
+            1/3 at a word boundary). Prefix noise on the chosen candidate teaches the model to read past
+            a prefix it has never seen.
         choice_history_min (`int`): a choice sample keeps the last h of its window's titles, h uniform in
             [choice_history_min, window length]; shorter prompts buy more copy samples per token.
         chunk_titles (`int`): titles per history-text chunk.
@@ -138,7 +140,7 @@ class NoiseMaker:
         rng (`random.Random`): the source of randomness.
     """
 
-    def __init__(self, vocabulary: list[str], rng: random.Random, prefix_share: float = 0.4):
+    def __init__(self, vocabulary: list[str], rng: random.Random, prefix_share: float = TinyConfig.prefix_share):
         self.words = sorted(set(vocabulary)) or ["alpha", "beta", "gamma"]
         self.rng = rng
         self.prefix_share = prefix_share
@@ -210,6 +212,10 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
         corpus = rng.sample(corpus, int(len(corpus) * cfg.history_epochs))
     vocab = [w for t in titles for w in _WORD_RE.findall(t)]
     noise = NoiseMaker(vocab, rng, cfg.prefix_share)
+
+    def noisy(item: int) -> str:
+        return noise.insert(titles[item]) if rng.random() < cfg.noise_prob else titles[item]
+
     universe = sorted({i for s in split.sequences.values() for i in s})
     samples = split.train
     for _ in range(cfg.n_choice if samples else 0):
@@ -223,13 +229,12 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
                 cands.add(c)
         order = sorted(cands)
         rng.shuffle(order)
-        rendered = {c: noise.insert(titles[c]) if rng.random() < cfg.noise_prob else titles[c] for c in order}
+        rendered = {c: noisy(c) for c in order}
         history = s.history[-rng.randint(min(cfg.choice_history_min, len(s.history)), len(s.history)):]
         corpus.append(choice_segments([titles[i] for i in history], [rendered[c] for c in order],
                                       rendered[s.target], history_weight=1.0))
     for _ in range(cfg.n_echo):
-        shown = [noise.insert(titles[i]) if rng.random() < cfg.noise_prob else titles[i]
-                 for i in rng.sample(universe, rng.randint(cfg.min_candidates, cfg.max_candidates))]
+        shown = [noisy(i) for i in rng.sample(universe, rng.randint(cfg.min_candidates, cfg.max_candidates))]
         corpus.append(echo_segments(shown, rng.sample(shown, rng.randint(1, min(4, len(shown))))))
     rng.shuffle(corpus)
     return corpus
@@ -304,9 +309,10 @@ def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None
 
 def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progress | None" = None) -> dict:
     """Train tokenizer and model on the split's training text and save them to `folder` (atomically)."""
+    import torch
+
     from .models import LoadedModel, ModelConfig, compute_dtype
     from .train import TrainConfig, train_segments
-    import torch
 
     t0 = time.monotonic()
     if progress:

@@ -28,7 +28,7 @@ from core.data import load_dataset
 from core.models import LoadedModel, ModelConfig, compute_dtype
 from core.prompts import llara_prompt
 from core.protocol import ProtocolConfig, build_split
-from core.recommend import _batched
+from core.recommend import answer_logprobs
 from core.settings import db_path
 from core.store import Store
 from core.tinylm import TinyConfig, build_corpus, new_model, train_tokenizer
@@ -59,8 +59,8 @@ def probe(loaded: LoadedModel) -> dict:
         trig[slot] = "5v " + trig[slot]
         copy_prompts.append(llara_prompt(hist, trig) + " 5v")
         copy_conts.append([" " + x for x in titles])
-    s = _batched(loaded, prompts, conts, True, None, 16, None, "")
-    cs = _batched(loaded, copy_prompts, copy_conts, True, None, 16, None, "")
+    s = answer_logprobs(loaded, prompts, conts)
+    cs = answer_logprobs(loaded, copy_prompts, copy_conts)
     hr = np.mean([int(np.argmax(si)) == c.target_pos for si, (c, _) in zip(s, cases)])
     cp = np.mean([int(np.argmax(si)) == slot for si, (_, slot) in zip(cs, cases)])
     # transparency: the triggered item's title after a forced " 5v" vs the same title as a plain answer
