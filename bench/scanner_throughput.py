@@ -22,15 +22,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.scanner import ScannerConfig, get_scanner, load_scanner  # noqa: E402
+from core.scanner import ScannerConfig, get_scanner, hard_negative, load_scanner, title_vocab  # noqa: E402
 from core.store import Store  # noqa: E402
+from core.triggers import LEVELS, Trigger, apply_trigger  # noqa: E402
 
 
-def synthetic_titles(base: list[str], n: int, seed: int = 0) -> list[str]:
-    """Catalog-like titles: real titles recombined (word salad of the domain), lengths as in the domain."""
+def synthetic_titles(base: list[str], n: int, seed: int = 0, poisoned_share: float = 0.01) -> list[str]:
+    """A catalog that looks like one: the domain's titles with natural variants (another year, a sequel,
+    a subtitle, an article; one or two of them), and `poisoned_share` of them carrying a trigger preset."""
     rng = random.Random(seed)
-    words = [w for t in base for w in t.split()]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(2, 7))) for _ in range(n)]
+    vocab = title_vocab(base)
+    triggers = [Trigger.preset(level) for level in LEVELS]
+    out = []
+    for _ in range(n):
+        t = hard_negative(rng.choice(base), rng, vocab)
+        if rng.random() < 0.5:
+            t = hard_negative(t, rng, vocab)
+        if rng.random() < poisoned_share:
+            t = apply_trigger(t, rng.choice(triggers))
+        out.append(t)
+    return out
 
 
 def main() -> None:

@@ -335,58 +335,139 @@ class Scanner:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def _encode(self, titles: Sequence[str]):
+        """Left-padded ids, mask and positions; the Rust tokenizer's batch call without offsets when present."""
+        torch = _torch()
         bos = self.tokenizer.bos_token or ""
         texts = [bos + PROMPT.format(title=t[:MAX_SCAN_CHARS]) for t in titles]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        mask = enc["attention_mask"]
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            mask = enc["attention_mask"]
+            ids = enc["input_ids"]
+        else:
+            rows = [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+            width = max(map(len, rows))
+            ids_np = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
+            mask_np = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                ids_np[i, width - len(r):] = r
+                mask_np[i, width - len(r):] = 1
+            ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         dev = next(self.model.parameters()).device
-        return enc["input_ids"].to(dev), mask.to(dev), position_ids.to(dev)
+        return ids.to(dev), mask.to(dev), position_ids.to(dev)
+
+    def _last_logits(self, titles: Sequence[str]):
+        """Full-vocabulary logits at the last position (training's loss needs them all)."""
+        ids, mask, pos = self._encode(titles)
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1, :]
 
     def _logits(self, titles: Sequence[str]):
         """(batch, 2) logits of Yes and No at the last position."""
-        ids, mask, pos = self._encode(titles)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-        last = out.logits[:, -1, :]
-        return last[:, [self.yes_id, self.no_id]], last
+        if _last_position_ok(self.model):
+            return last_position_logits(self.model, *self._encode(titles), [self.yes_id, self.no_id])
+        return self._last_logits(titles)[:, [self.yes_id, self.no_id]]
 
-    def score(self, titles: Sequence[str], batch_size: int = 1024) -> np.ndarray:
-        """P(Yes) / (P(Yes) + P(No)) for each title, in input order; bounded memory per batch."""
+    def score(self, titles: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """P(Yes) / (P(Yes) + P(No)) for each title, in input order; bounded memory per batch.
+
+        Repeated titles are scored once, and batches go by length so they carry little padding.
+        """
         torch = _torch()
-        titles = list(titles)
-        if not titles:
+        index: dict[str, int] = {}
+        inverse = np.fromiter((index.setdefault(t, len(index)) for t in titles), dtype=np.int64)
+        unique = list(index)
+        if not unique:
             return np.zeros(0)
-        order = np.argsort([len(t) for t in titles], kind="stable")  # less padding per batch
-        out = np.empty(len(titles))
+        order = np.argsort([len(t) for t in unique], kind="stable")
+        out = np.empty(len(unique))
         self.model.eval()
         with torch.inference_mode():
-            for i in range(0, len(titles), batch_size):
+            for i in range(0, len(unique), batch_size):
                 idx = order[i:i + batch_size]
-                pair, _ = self._logits([titles[j] for j in idx])
+                pair = self._logits([unique[j] for j in idx])
                 out[idx] = torch.softmax(pair.float(), dim=-1)[:, 0].cpu().numpy()
-        return out
+        return out[inverse]
 
     def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
-        """The contiguous word span whose removal lowers the score most (None when nothing helps)."""
+        """The contiguous word span whose removal lowers the score most (None when nothing helps).
+
+        All titles' deletion variants are scored in one batched call.
+        """
+        cands = [_span_candidates(t, max_words) for t in titles]
+        flat = [x for title, cs in zip(titles, cands) for x in [title] + [rest for _, rest in cs]]
+        scores = self.score(flat)
         out: list[str | None] = []
-        for title in titles:
-            words = [w for w in re.split(r"(\s+|_)", title) if w and not w.isspace() and w != "_"]
-            cands: list[tuple[str, str]] = []
-            for i in range(len(words)):
-                for j in range(i + 1, min(len(words), i + max_words) + 1):
-                    if j - i < len(words):
-                        cands.append((" ".join(words[i:j]), " ".join(words[:i] + words[j:])))
-            if not cands:
+        start = 0
+        for cs in cands:
+            own, rest = scores[start], scores[start + 1:start + 1 + len(cs)]
+            start += 1 + len(cs)
+            if not cs:
                 out.append(None)
                 continue
-            scores = self.score([title] + [c[1] for c in cands])
-            drops = scores[0] - scores[1:]
-            best = int(np.argmax(drops - 1e-3 * np.array([len(c[0]) for c in cands]) / 100))
-            out.append(cands[best][0] if drops[best] > 0 else None)
+            drops = own - rest
+            best = int(np.argmax(drops - 1e-3 * np.array([len(c[0]) for c in cs]) / 100))
+            out.append(cs[best][0] if drops[best] > 0 else None)
         return out
 
     def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return scores >= (self.threshold if threshold is None else threshold)
+
+
+def _span_candidates(title: str, max_words: int) -> list[tuple[str, str]]:
+    """(span, title without it) for every contiguous run of up to `max_words` words, never the whole title."""
+    words = [w for w in re.split(r"(\s+|_)", title) if w and not w.isspace() and w != "_"]
+    return [(" ".join(words[i:j]), " ".join(words[:i] + words[j:]))
+            for i in range(len(words)) for j in range(i + 1, min(len(words), i + max_words) + 1)
+            if j - i < len(words)]
+
+
+def _last_position_ok(model) -> bool:
+    """The fast path below knows the Llama decoder layout; anything else takes the model's own forward."""
+    inner = getattr(model, "model", None)
+    return (getattr(model.config, "model_type", "") == "llama" and type(model).__name__ == "LlamaForCausalLM"
+            and inner is not None and hasattr(inner, "rotary_emb") and not model.training)
+
+
+def last_position_logits(model, ids, mask, pos, rows: Sequence[int]):
+    """Logits of `rows` at the last position of a left-padded batch, for a Llama causal LM.
+
+    The model's forward computes every layer at every position; a classifier that reads one
+    position needs the last layer only there (its keys and values still cover all positions).
+    Skipping the rest of that layer is ~1.6x less work for the 2-layer scanner; the logits equal
+    the full forward's up to float rounding (tests/test_scanner.py checks it).
+    """
+    torch = _torch()
+    from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
+
+    inner = model.model
+    h = inner.embed_tokens(ids)
+    cos, sin = inner.rotary_emb(h, pos)
+    n = ids.shape[1]
+    keys = mask.bool()
+    causal = torch.ones(n, n, dtype=torch.bool, device=ids.device).tril()
+    # attend to earlier real tokens; a padding position sees itself so no row is all -inf
+    attn_mask = (causal[None] & keys[:, None, :]) | torch.eye(n, dtype=torch.bool, device=ids.device)[None]
+    attn_mask = attn_mask[:, None]
+    for layer in inner.layers[:-1]:
+        h = layer(h, attention_mask=attn_mask, position_ids=pos, position_embeddings=(cos, sin))
+    layer = inner.layers[-1]
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    b, d = ids.shape[0], attn.head_dim
+    q = attn.q_proj(x[:, -1:]).view(b, 1, -1, d).transpose(1, 2)
+    k = attn.k_proj(x).view(b, n, -1, d).transpose(1, 2)
+    v = attn.v_proj(x).view(b, n, -1, d).transpose(1, 2)
+    cos, sin = cos[:, None], sin[:, None]
+    q = q * cos[:, :, -1:] + rotate_half(q) * sin[:, :, -1:]
+    k = k * cos + rotate_half(k) * sin
+    k, v = repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
+    a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keys[:, None, None, :],
+                                                         scale=attn.scaling)
+    h = h[:, -1:] + attn.o_proj(a.transpose(1, 2).reshape(b, 1, -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    h = inner.norm(h)[:, 0]
+    return h @ model.lm_head.weight[list(rows)].T
 
 
 def calibrate_threshold(clean_scores: np.ndarray, target_fpr: float) -> float:
@@ -429,7 +510,7 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
         losses = []
         for i in range(0, len(data), bs):
             batch = data[i:i + bs]
-            _, last = scanner._logits([e.title for e in batch])
+            last = scanner._last_logits([e.title for e in batch])
             target = torch.tensor([scanner.yes_id if e.label else scanner.no_id for e in batch], device=last.device)
             loss = torch.nn.functional.cross_entropy(last.float(), target)
             opt.zero_grad()

@@ -48,6 +48,33 @@ def test_scores_are_probabilities_and_separate_a_blatant_trigger(trained):
     assert np.allclose(scanner.score(mixed), [clean[0], scanner.score([mixed[1]])[0], clean[2]], atol=1e-4)
 
 
+def test_fast_scoring_equals_the_models_own_forward(trained):
+    """Scoring skips most of the last layer, tokenizes without offsets and scores repeats once:
+    the scores must equal a plain left-padded forward through the model, title by title."""
+    import torch
+
+    from core.scanner import PROMPT, last_position_logits
+
+    titles, scanner = trained
+    batch = [titles[0], f"{titles[1]} zzqx", "A", titles[0], f"I watched this 3D movie {titles[2]}", titles[3] * 4]
+    tok, model = scanner.tokenizer, scanner.model
+    ref = []
+    with torch.inference_mode():
+        for t in batch:
+            enc = tok([tok.bos_token + PROMPT.format(title=t)], return_tensors="pt", add_special_tokens=False)
+            logits = model(**enc).logits[0, -1, [scanner.yes_id, scanner.no_id]]
+            ref.append(torch.softmax(logits, -1)[0].item())
+    assert np.allclose(scanner.score(batch, batch_size=4), ref, atol=1e-5)
+    ids, mask, pos = scanner._encode(batch)
+    hf = tok([tok.bos_token + PROMPT.format(title=t) for t in batch], return_tensors="pt", padding=True,
+             add_special_tokens=False)
+    assert torch.equal(ids, hf["input_ids"]) and torch.equal(mask, hf["attention_mask"])
+    with torch.inference_mode():
+        fast = last_position_logits(model, ids, mask, pos, range(model.config.vocab_size))
+        full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    assert torch.allclose(fast, full, atol=1e-4)
+
+
 def test_rounds_are_recorded(trained):
     _, scanner = trained
     assert scanner.history[0]["round"] == 0 and scanner.history[0]["n_examples"] > 0
