@@ -52,6 +52,12 @@ def main() -> None:
     ap.add_argument("--n-poison", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=128, help="width of the mini scanner")
+    ap.add_argument("--layers", type=int, default=2, help="depth of the mini scanner")
+    ap.add_argument("--n-triggers", type=int, default=600, help="agent triggers in the first round")
+    ap.add_argument("--self-clean", action="store_true",
+                    help="self-cleaning on (what `scan` does when a catalog trains its own scanner); off by "
+                         "default: the clean ml-100k titles are the trusted reference, as in `scan --run`")
     ap.add_argument("--positions", default="suffix,prefix,random")
     ap.add_argument("--lolo", action="store_true", help="also leave-one-level-out scanners")
     ap.add_argument("--lolo-levels", default=",".join(LEVELS), help="levels to hold out, in this order")
@@ -70,7 +76,8 @@ def main() -> None:
     pop = ds.interactions["item_id"].value_counts()
     order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
     base_cfg = dict(epochs=args.epochs, min_steps=60, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
-                    seed=args.seed)
+                    seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
+                    self_clean=args.self_clean)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
                                "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
 

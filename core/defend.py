@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -171,14 +171,18 @@ def resolve_catalog(store: Store, cfg: ScanConfig) -> Catalog:
                    warnings=list(upload.warnings))
 
 
-def training_titles(store: Store, cfg: ScanConfig, catalog: Catalog) -> tuple[list[str], str]:
-    """Titles the scanner trains on and the name of that domain."""
+def training_titles(store: Store, cfg: ScanConfig, catalog: Catalog) -> tuple[list[str], str, bool]:
+    """Titles the scanner trains on, the name of that domain, and whether they are a trusted reference.
+
+    A domain dataset scanned for another catalog (a run's poisoned one, an upload) is the clean
+    reference; a catalog that trains its own scanner may hold the poison the scan looks for.
+    """
     use_domain = cfg.train_on == "domain" or (cfg.train_on == "auto" and catalog.domain)
     if use_domain and catalog.domain:
         from .data import load_dataset
 
-        return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain
-    return catalog.items["title"].tolist(), catalog.source
+        return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain, cfg.source != "dataset"
+    return catalog.items["title"].tolist(), catalog.source, False
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -247,10 +251,11 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
             warnings.append(f"LLM judge skipped: {n} titles exceed judge_max_items={cfg.judge_max_items}")
         else:
             judge_raw = bl.judge_scores(client, titles, progress=progress)
-    train_titles, domain = training_titles(store, cfg, catalog)
+    train_titles, domain, trusted = training_titles(store, cfg, catalog)
     if progress:
         progress.phase(f"getting a scanner for {domain}")
-    scanner, cached = get_scanner(train_titles, cfg.scanner, progress, client, domain, cfg.use_cache)
+    scanner_cfg = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
+    scanner, cached = get_scanner(train_titles, scanner_cfg, progress, client, domain, cfg.use_cache)
     warnings += [w for w in scanner.info.get("warnings", []) if not cached]
     threshold = scanner.threshold if cfg.threshold is None else float(cfg.threshold)
     scan_id = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

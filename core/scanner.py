@@ -54,6 +54,7 @@ class ScannerConfig:
     Args:
         model (`str`): `"mini"` (built here, fast), `"tiny"` (the project's domain LM) or a Hugging Face
             causal LM id / local folder.
+        mini_hidden (`int`): width of the `mini` Llama (a multiple of 32; heads of 32). mini_layers (`int`): its depth.
         quant (`Literal["none", "8bit", "4bit"]`): quantize the base like the victim (not for `mini`).
         finetune (`Literal["auto", "lora", "full"]`): `auto` = full for `mini`, LoRA otherwise.
         lora_r (`int`): LoRA rank. lora_alpha (`int`): LoRA scale.
@@ -75,10 +76,15 @@ class ScannerConfig:
         exclude (`tuple[str, ...]`): trigger strings the agent must never produce (held-out test triggers).
         use_llm_agent (`bool`): ask the configured OpenAI-compatible endpoint for triggers too.
         consolidate (`bool`): finish with one pass that also teaches the held-out titles (threshold kept).
+        self_clean (`bool`): drop training titles the half-trained scanner flags from the No set — for
+            titles that may hold poison (the scanned catalog itself); off for a trusted reference catalog,
+            whose odd but clean titles (`M*A*S*H`, `MURDER and murder`) must be learned as clean.
         seed (`int`): seeds data, agent, initialisation and order.
     """
 
     model: str = "mini"
+    mini_hidden: int = 128
+    mini_layers: int = 2
     quant: Literal["none", "8bit", "4bit"] = "none"
     finetune: Literal["auto", "lora", "full"] = "auto"
     lora_r: int = 16
@@ -101,6 +107,7 @@ class ScannerConfig:
     exclude: tuple[str, ...] = ()
     use_llm_agent: bool = False
     consolidate: bool = True
+    self_clean: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -108,6 +115,8 @@ class ScannerConfig:
             raise InputError("scanner model is empty; use mini, tiny or a Hugging Face id/folder")
         if self.quant not in ("none", "8bit", "4bit"):
             raise InputError("scanner quant must be none, 8bit or 4bit")
+        if self.mini_hidden < 32 or self.mini_hidden % 32 or not 1 <= self.mini_layers <= 12:
+            raise InputError("mini_hidden must be a multiple of 32 and mini_layers between 1 and 12")
         if self.quant != "none" and self.model == "mini":
             raise InputError("the mini scanner is not quantized; use --scanner-model tiny or an HF model")
         if self.finetune not in ("auto", "lora", "full"):
@@ -211,7 +220,7 @@ def _torch():
     return torch
 
 
-def build_mini(titles: Sequence[str], seed: int, vocab_size: int = 2048):
+def build_mini(titles: Sequence[str], seed: int, vocab_size: int = 2048, hidden: int = 128, layers: int = 2):
     """A byte-level BPE tokenizer trained on the domain's titles and a small random Llama."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -227,9 +236,9 @@ def build_mini(titles: Sequence[str], seed: int, vocab_size: int = 2048):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
                                         eos_token="<eos>")
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                         tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=hidden // 32,
+                         num_key_value_heads=hidden // 32, max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return LlamaForCausalLM(config), tokenizer
 
 
@@ -261,16 +270,18 @@ def pretrain_lm(model, tokenizer, titles: Sequence[str], epochs: int, seed: int,
     return loss_val
 
 
-def mini_lm(titles: Sequence[str], seed: int = 0, epochs: int = 4, progress: Progress | None = None):
+def mini_lm(titles: Sequence[str], seed: int = 0, epochs: int = 4, progress: Progress | None = None,
+            hidden: int = 128, layers: int = 2):
     """The `mini` base: tokenizer + Llama pre-trained on these titles; cached as safetensors."""
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    key = _hash({"titles": _titles_hash(titles), "seed": seed, "epochs": epochs, "v": 1})
+    size = {} if (hidden, layers) == (128, 2) else {"hidden": hidden, "layers": layers}  # old keys stay valid
+    key = _hash({"titles": _titles_hash(titles), "seed": seed, "epochs": epochs, "v": 1, **size})
     folder = settings.cache_dir("scanner-bases") / f"mini-{key}"
     if (folder / "model.safetensors").exists():
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
         return model.eval(), PreTrainedTokenizerFast.from_pretrained(folder)
-    model, tokenizer = build_mini(titles, seed)
+    model, tokenizer = build_mini(titles, seed, hidden=hidden, layers=layers)
     pretrain_lm(model, tokenizer, titles, epochs, seed, progress=progress)
     _save_folder(folder, model, tokenizer, {"kind": "mini-base"})
     return model, tokenizer
@@ -279,7 +290,7 @@ def mini_lm(titles: Sequence[str], seed: int = 0, epochs: int = 4, progress: Pro
 def load_base(cfg: ScannerConfig, titles: Sequence[str], progress: Progress | None = None):
     """(model, tokenizer) for the scanner's base, before fine-tuning."""
     if cfg.model == "mini":
-        return mini_lm(titles, cfg.seed, progress=progress)
+        return mini_lm(titles, cfg.seed, progress=progress, hidden=cfg.mini_hidden, layers=cfg.mini_layers)
     from . import models  # the project's loader: tiny, HF ids, quantization (helper A's module)
 
     loaded = models.load_model(models.ModelConfig(name=cfg.model, quant=cfg.quant), _titles_dataset(titles),
@@ -570,8 +581,10 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     loss = fit(scanner, examples, 1, cfg.lr, cfg.seed, progress)
     # Self-cleaning: the domain's titles may already hold poisoned ones. After one epoch, before the
     # model memorises its No set, training titles it flags are dropped from the No set.
-    first_threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
-    suspects = {t for t, s in zip(train, scanner.score(train)) if s >= first_threshold}
+    suspects: set[str] = set()
+    if cfg.self_clean:
+        first_threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
+        suspects = {t for t, s in zip(train, scanner.score(train)) if s >= first_threshold}
     if suspects:
         examples = [e for e in examples if not (e.kind == "clean" and e.title in suspects)]
         train = [t for t in train if t not in suspects]

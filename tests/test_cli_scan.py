@@ -146,3 +146,24 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
     scan = store.scan_row(out["scan_id"])  # the run's poisoned catalog, labels from its poison records
     assert scan["run_id"] == attack["run_id"] and scan["source"] == f"run:{attack['run_id']}"
     assert scan["n_items"] == 60 and json.loads(scan["metrics"])["auc"] >= 0.0
+
+
+def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, tmp_path):
+    """Self-cleaning guards a scanner trained on the catalog it scans; a separate domain dataset is the
+    clean reference, whose odd titles must be learned as clean rather than dropped."""
+    from core.defend import ScanConfig, resolve_catalog, training_titles
+    from tests.conftest import make_synthetic
+
+    store = Store(settings.db_path())
+    ds = make_synthetic()
+    store.save_dataset("synthetic", "test", "interactions", ds.items, ds.interactions, [])
+    own = ScanConfig(source="dataset", dataset="synthetic")
+    _, _, trusted = training_titles(store, own, resolve_catalog(store, own))
+    assert trusted is False
+    path = _catalog(tmp_path / "c.csv")
+    upload = ScanConfig(source="catalog", catalog_path=str(path), dataset="synthetic", train_on="domain")
+    titles, domain, trusted = training_titles(store, upload, resolve_catalog(store, upload))
+    assert trusted is True and domain == "synthetic" and titles == ds.items["title"].tolist()
+    itself = ScanConfig(source="catalog", catalog_path=str(path), train_on="catalog")
+    _, _, trusted = training_titles(store, itself, resolve_catalog(store, itself))
+    assert trusted is False
