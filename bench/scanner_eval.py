@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=128, help="width of the mini scanner")
     ap.add_argument("--layers", type=int, default=2, help="depth of the mini scanner")
     ap.add_argument("--n-triggers", type=int, default=600, help="agent triggers in the first round")
+    ap.add_argument("--fixed-positions", action="store_true",
+                    help="each agent trigger only at its own position (the pre-E13 behaviour)")
+    ap.add_argument("--pos-per-title", type=int, default=2, help="triggered copies of each training title")
     ap.add_argument("--self-clean", action="store_true",
                     help="self-cleaning on (what `scan` does when a catalog trains its own scanner); off by "
                          "default: the clean ml-100k titles are the trusted reference, as in `scan --run`")
@@ -77,7 +80,8 @@ def main() -> None:
     order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
     base_cfg = dict(epochs=args.epochs, min_steps=60, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
                     seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
-                    self_clean=args.self_clean)
+                    self_clean=args.self_clean, vary_positions=not args.fixed_positions,
+                    pos_per_title=args.pos_per_title)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
                                "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
 

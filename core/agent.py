@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import EndpointError, InputError
@@ -99,6 +99,10 @@ class SyntheticTrigger:
         joiner = {"underscore": "_", "none": "", "dash": "-"}[self.glue]
         text = self.text.strip()
         return f"{text}{joiner}{title}" if self.position == "prefix" else f"{title}{joiner}{text}"
+
+    def placed(self, position: str, rng: random.Random) -> "SyntheticTrigger":
+        """The same string at another position (with a glue that fits it)."""
+        return replace(self, position=position, glue=pick_glue(rng, self.family, position))
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ _ARTICLE = re.compile(r"\b(an|An|a|A) (\w)")
 _FAMILY_MAKERS = {"char": _char_trigger, "word": _word_trigger, "sentence": _sentence_trigger}
 
 
-def _pick_glue(rng: random.Random, family: str, position: str) -> str:
+def pick_glue(rng: random.Random, family: str, position: str) -> str:
     """Glued forms (`title_xy`) fit short triggers at the ends; sentences keep their space."""
     if family == "sentence" or position == "random":
         return "space"
@@ -241,7 +245,7 @@ def offline_triggers(cfg: AgentConfig, exclude: set[str] | None = None) -> list[
             continue
         seen.add(text.lower())
         position = rng.choice(cfg.positions)
-        out.append(SyntheticTrigger(text, family, position, _pick_glue(rng, family, position), style))
+        out.append(SyntheticTrigger(text, family, position, pick_glue(rng, family, position), style))
     return out
 
 
@@ -294,7 +298,7 @@ def llm_triggers(client: "LLMClient", cfg: AgentConfig, n: int, exclude: set[str
             continue
         seen.add(text.lower())
         position = rng.choice(cfg.positions)
-        out.append(SyntheticTrigger(text, level, position, _pick_glue(rng, level, position), f"llm-{level}",
+        out.append(SyntheticTrigger(text, level, position, pick_glue(rng, level, position), f"llm-{level}",
                                     "llm"))
         if len(out) >= n:
             break

@@ -76,6 +76,7 @@ class ScannerConfig:
         exclude (`tuple[str, ...]`): trigger strings the agent must never produce (held-out test triggers).
         use_llm_agent (`bool`): ask the configured OpenAI-compatible endpoint for triggers too.
         consolidate (`bool`): finish with one pass that also teaches the held-out titles (threshold kept).
+        vary_positions (`bool`): place each use of a trigger at a freshly drawn position from `positions`.
         self_clean (`bool`): drop training titles the half-trained scanner flags from the No set — for
             titles that may hold poison (the scanned catalog itself); off for a trusted reference catalog,
             whose odd but clean titles (`M*A*S*H`, `MURDER and murder`) must be learned as clean.
@@ -107,6 +108,7 @@ class ScannerConfig:
     exclude: tuple[str, ...] = ()
     use_llm_agent: bool = False
     consolidate: bool = True
+    vary_positions: bool = True
     self_clean: bool = True
     seed: int = 0
 
@@ -193,11 +195,15 @@ class Example:
 
 
 def triggered_examples(titles: Sequence[str], triggers: Sequence[SyntheticTrigger], per_title: int,
-                       rng: random.Random) -> list[Example]:
+                       rng: random.Random, positions: Sequence[str] = ()) -> list[Example]:
+    """`per_title` triggered copies of each title; with `positions`, every use of a trigger string
+    draws its own position, so each string is seen at the start, the end and inside titles."""
     out = []
     for t in titles:
         for _ in range(per_title):
             trig = triggers[rng.randrange(len(triggers))]
+            if positions:
+                trig = trig.placed(rng.choice(positions), rng)
             try:
                 out.append(Example(trig.render(t, seed=rng.randrange(1 << 30))[:MAX_SCAN_CHARS], True, trig.family))
             except InputError:
@@ -356,6 +362,8 @@ class Scanner:
             mask = enc["attention_mask"]
             ids = enc["input_ids"]
         else:
+            backend.no_padding()  # a padded or truncating HF call leaves its settings on the backend
+            backend.no_truncation()
             rows = [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
             width = max(map(len, rows))
             ids_np = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
@@ -401,8 +409,10 @@ class Scanner:
         return out[inverse]
 
     def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
-        """The contiguous word span whose removal lowers the score most (None when nothing helps).
+        """The shortest contiguous word span whose removal lowers the score nearly as much as the best
+        removal does (>= 90% of the largest drop; None when no removal lowers it).
 
+        The largest drop alone favours spans that also take a neighbouring year or word along.
         All titles' deletion variants are scored in one batched call.
         """
         cands = [_span_candidates(t, max_words) for t in titles]
@@ -413,12 +423,12 @@ class Scanner:
         for cs in cands:
             own, rest = scores[start], scores[start + 1:start + 1 + len(cs)]
             start += 1 + len(cs)
-            if not cs:
+            drops = own - rest
+            if not cs or drops.max() <= 0:
                 out.append(None)
                 continue
-            drops = own - rest
-            best = int(np.argmax(drops - 1e-3 * np.array([len(c[0]) for c in cs]) / 100))
-            out.append(cs[best][0] if drops[best] > 0 else None)
+            good = [k for k in range(len(cs)) if drops[k] >= 0.9 * drops.max()]
+            out.append(cs[min(good, key=lambda k: (len(cs[k][0]), -drops[k]))][0])
         return out
 
     def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -575,7 +585,8 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     warnings = list(proposal.warnings)
     pool = list(proposal.triggers)
     used = {t.text.lower() for t in pool}
-    examples = triggered_examples(train, pool, cfg.pos_per_title, rng) + \
+    places = cfg.positions if cfg.vary_positions else ()
+    examples = triggered_examples(train, pool, cfg.pos_per_title, rng, places) + \
         negative_examples(train, cfg.hard_per_title, vocab, rng)
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / math.ceil(len(examples) / cfg.batch_size)))
     loss = fit(scanner, examples, 1, cfg.lr, cfg.seed, progress)
@@ -634,7 +645,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     # unseen, which now errs on the safe side.
     if cfg.consolidate:
         extra = negative_examples(held, cfg.hard_per_title, vocab, rng) + \
-            triggered_examples(held, pool, cfg.pos_per_title, rng)
+            triggered_examples(held, pool, cfg.pos_per_title, rng, places)
         replay = rng.sample(examples, min(len(examples), 2 * len(extra)))
         fit(scanner, extra + replay, 1, cfg.lr / 2, cfg.seed + 99, progress, "consolidation")
         history.append({"round": "consolidation", "n_examples": len(extra) + len(replay)})

@@ -69,6 +69,8 @@ def test_fast_scoring_equals_the_models_own_forward(trained):
     hf = tok([tok.bos_token + PROMPT.format(title=t) for t in batch], return_tensors="pt", padding=True,
              add_special_tokens=False)
     assert torch.equal(ids, hf["input_ids"]) and torch.equal(mask, hf["attention_mask"])
+    # that padded call left padding on the shared Rust tokenizer; scoring must not inherit it
+    assert np.allclose(scanner.score(batch, batch_size=4), ref, atol=1e-5)
     with torch.inference_mode():
         fast = last_position_logits(model, ids, mask, pos, range(model.config.vocab_size))
         full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
