@@ -30,6 +30,7 @@ from core.store import Store  # noqa: E402
 from core.triggers import LEVELS, PRESETS, Trigger, apply_trigger  # noqa: E402
 
 HELD_OUT = tuple(t for level in LEVELS for t in PRESETS[level])
+DEFAULT = ScannerConfig()  # the flags default to the scanner `scan` trains
 
 
 def poisoned_catalog(titles, ids_popular_order, n_poison, text, level, position, seed):
@@ -50,14 +51,14 @@ def summarise(rows):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-poison", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--hidden", type=int, default=128, help="width of the mini scanner")
-    ap.add_argument("--layers", type=int, default=2, help="depth of the mini scanner")
-    ap.add_argument("--n-triggers", type=int, default=600, help="agent triggers in the first round")
+    ap.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    ap.add_argument("--rounds", type=int, default=DEFAULT.rounds)
+    ap.add_argument("--hidden", type=int, default=DEFAULT.mini_hidden, help="width of the mini scanner")
+    ap.add_argument("--layers", type=int, default=DEFAULT.mini_layers, help="depth of the mini scanner")
+    ap.add_argument("--n-triggers", type=int, default=DEFAULT.n_triggers, help="agent triggers in the first round")
     ap.add_argument("--fixed-positions", action="store_true",
                     help="each agent trigger only at its own position (the pre-E13 behaviour)")
-    ap.add_argument("--pos-per-title", type=int, default=2, help="triggered copies of each training title")
+    ap.add_argument("--pos-per-title", type=int, default=DEFAULT.pos_per_title, help="triggered copies of each training title")
     ap.add_argument("--self-clean", action="store_true",
                     help="self-cleaning on (what `scan` does when a catalog trains its own scanner); off by "
                          "default: the clean ml-100k titles are the trusted reference, as in `scan --run`")

@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -114,9 +115,13 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
     return victim, result
 
 
+def _clean_folder(cfg: AttackConfig) -> Path:
+    return settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+
+
 def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
     """The clean victim, from the adapter cache when the same settings were trained before."""
-    folder = settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+    folder = _clean_folder(cfg)
     if (folder / "adapter_model.safetensors").exists():
         meta = json.loads((folder / "badrec_train.json").read_text())
         return load_adapter(_base(cfg, prep, progress), folder), {**meta, "cached": True}
@@ -147,27 +152,52 @@ def score(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: P
 
 
 def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: dict[str, list[EvalCase]],
-             progress: Progress | None, name: str) -> tuple[dict, dict[str, list[list[float]]]]:
-    """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores)."""
+             progress: Progress | None, name: str, cache: Path | None = None) -> tuple[dict, dict[str, list[list[float]]]]:
+    """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores).
+
+    With `cache` (the cached clean model's folder), the clean variant's scores and metrics are kept
+    there per candidate-set hash: a second attack on the same clean model reuses them unchanged.
+    """
     out: dict[str, float] = {}
     scores: dict[str, list[list[float]]] = {}
     for variant, evs in variants.items():
         cases = [to_case(prep, e) for e in evs]
+        if variant == "clean":
+            s, metrics = _clean_variant(cfg, loaded, cases, progress, name, cache)
+            scores[variant] = s
+            out.update(metrics)
+            continue
         if progress:
             progress.phase(f"{name}: scoring {variant} ({len(cases)} users)")
         s = score(cfg, loaded, cases, progress, f"{name} {variant}")
         scores[variant] = s
-        if variant == "clean":
-            out.update(ranking_metrics(s, [c.target_pos for c in cases]))
-            if cfg.victim == "tallrec":
-                out["auc"] = tallrec_auc(s, cases)
-            elif cfg.generate:
-                out.update(generate_metrics(llara_generate(loaded, cases, progress=progress), cases))
-        else:
-            key = "asr" if variant == "trigger" else f"asr_{variant}"
-            out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
-            out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
+        key = "asr" if variant == "trigger" else f"asr_{variant}"
+        out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
+        out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
     return out, scores
+
+
+def _clean_variant(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: Progress | None, name: str,
+                   cache: Path | None) -> tuple[list[list[float]], dict]:
+    key = _hash({"victim": cfg.victim, "generate": cfg.generate,
+                 "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
+    path = cache / f"eval-{key}.json" if cache is not None else None
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        return saved["scores"], saved["metrics"]
+    if progress:
+        progress.phase(f"{name}: scoring clean ({len(cases)} users)")
+    s = score(cfg, loaded, cases, progress, f"{name} clean")
+    metrics = ranking_metrics(s, [c.target_pos for c in cases])
+    if cfg.victim == "tallrec":
+        metrics["auc"] = tallrec_auc(s, cases)
+    elif cfg.generate:
+        metrics.update(generate_metrics(llara_generate(loaded, cases, progress=progress), cases))
+    if path is not None:
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps({"scores": s, "metrics": metrics}))
+        tmp.rename(path)
+    return s, metrics
 
 
 def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, evs: list[EvalCase],
@@ -239,7 +269,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         t = time.monotonic()
         variants = _variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
         m_clean, s_clean = evaluate(cfg, prep, clean, {k: variants[k] for k in ("clean", "trigger")}, progress,
-                                    "clean model")
+                                    "clean model", cache=_clean_folder(cfg))
         m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
         timings["evaluation_s"] = round(time.monotonic() - t, 2)
         cases = [e.case for e in variants["clean"]]

@@ -95,7 +95,7 @@ class ScannerConfig:
     lr: float = 2e-3
     batch_size: int = 64
     n_triggers: int = 600
-    pos_per_title: int = 2
+    pos_per_title: int = 3
     hard_per_title: int = 1
     rounds: int = 2
     agent_per_round: int = 300

@@ -69,6 +69,13 @@ def test_end_to_end_run_is_recorded(home):
     again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers
     assert again["train"]["clean"]["cached"] is True
     assert again["clean"] == result["clean"] and again["poisoned"] == result["poisoned"]
+    # the clean model's clean-variant evaluation is cached beside its adapter and read back as stored
+    saved = list((home / "cache" / "models").glob("clean-*/eval-*.json"))
+    assert len(saved) == 1
+    stored = json.loads(saved[0].read_text())
+    stored["metrics"]["hr@1"] = 0.123
+    saved[0].write_text(json.dumps(stored))
+    assert run_attack(store, tiny_attack())["clean"]["hr@1"] == 0.123
 
     defended = retrain_without(store, result["run_id"], result["poisoning"]["poisoned_item_ids"])
     assert defended["n_poisoned_dropped"] == len(result["poisoning"]["poisoned_item_ids"])
