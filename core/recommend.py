@@ -198,11 +198,15 @@ def llara_generate(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movi
     tok = loaded.tokenizer
     decoder, head = model_parts(loaded.model)
     outputs: list[str] = []
+    # Only the first non-blank line counts (LLaRA's rule), so a row is done at EOS or at a newline
+    # that follows some text; leading blank lines are stripped from the answer, so they go on.
+    pieces = [tok.decode([i]) for i in range(len(tok))]
     for start in range(0, len(cases), batch_size):
         chunk = cases[start:start + batch_size]
         ids, mask, pos = _encode_prompts(loaded, [llara_prompt(c.history, c.candidates, noun) for c in chunk])
         B = ids.shape[0]
         gen = [[] for _ in range(B)]
+        started = [False] * B
         alive = torch.ones(B, dtype=torch.bool, device=ids.device)
         with torch.no_grad(), _autocast(loaded):
             cache = _new_cache(decoder)
@@ -212,10 +216,14 @@ def llara_generate(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movi
                 token = head(h).float().argmax(-1)
                 for b in range(B):
                     if alive[b]:
-                        if int(token[b]) == tok.eos_token_id:
+                        t = int(token[b])
+                        if t == tok.eos_token_id:
                             alive[b] = False
-                        else:
-                            gen[b].append(int(token[b]))
+                            continue
+                        gen[b].append(t)
+                        done, started[b] = first_line_done(pieces[t], started[b])
+                        if done:
+                            alive[b] = False
                 if not alive.any():
                     break
                 mask = torch.cat([mask, alive[:, None].long()], 1)
@@ -226,6 +234,12 @@ def llara_generate(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movi
         if progress:
             progress.update(min(start + batch_size, len(cases)), len(cases), "llara generating")
     return outputs
+
+
+def first_line_done(piece: str, started: bool) -> tuple[bool, bool]:
+    """After a generated piece of text: (is the answer's first non-blank line complete, has text started)."""
+    before, newline, _ = piece.partition("\n")
+    return bool(newline) and (started or bool(before.strip())), started or bool(piece.strip())
 
 
 def validity(answer: str, candidates: Sequence[str]) -> int | None:

@@ -67,6 +67,46 @@ def test_llara_scores_shape_and_generate(tiny):
     assert 0 <= m["valid_ratio"] <= 1
 
 
+def naive_first_line(loaded, case, max_new_tokens):
+    """Greedy decoding with a full forward pass per token, no cache, no early stop but EOS."""
+    from core.prompts import llara_prompt
+    from core.train import prompt_prefix_ids
+    tok = loaded.tokenizer
+    ids = prompt_prefix_ids(tok) + tok(llara_prompt(case.history, case.candidates, "movie"),
+                                       add_special_tokens=False)["input_ids"]
+    out = []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            nxt = int(loaded.model(input_ids=torch.tensor([ids + out], device=loaded.device)).logits[0, -1].argmax())
+        if nxt == tok.eos_token_id:
+            break
+        out.append(nxt)
+    return tok.decode(out, skip_special_tokens=True).strip().split("\n")[0]
+
+
+def test_batched_generate_equals_naive_greedy_first_line(tiny):
+    """Batched decoding with a KV cache that stops a row at its first newline gives the same first line."""
+    cs = cases(4)
+    got = llara_generate(tiny, cs, max_new_tokens=12, batch_size=3)
+    assert got == [naive_first_line(tiny, c, 12) for c in cs]
+
+
+def test_first_line_stop_rule_matches_strip_then_split():
+    """Decoding stops where `answer.strip().split("\\n")[0]` can no longer change."""
+    from core.recommend import first_line_done
+    for pieces in (["\n", "\n", " Heat", " (1995)", "\n", "x"], [" Heat (1995)\nmore"], ["  ", "\n", "A", "\nB"],
+                   ["Alien", " (1979)"]):
+        started, cut = False, None
+        for k, p in enumerate(pieces):
+            done, started = first_line_done(p, started)
+            if done:
+                cut = k + 1
+                break
+        text = "".join(pieces).strip()
+        assert "".join(pieces[:cut]).strip().split("\n")[0] == text.split("\n")[0]
+        assert (cut is not None) == ("\n" in text)  # it stops exactly when a first line ends
+
+
 def test_validity_rule():
     cands = ["Heat (1995)", "Alien (1979)", "Aliens (1986)"]
     assert validity("Heat (1995)", cands) == 0
