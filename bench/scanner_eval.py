@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--fixed-positions", action="store_true",
                     help="each agent trigger only at its own position (the pre-E13 behaviour)")
     ap.add_argument("--pos-per-title", type=int, default=DEFAULT.pos_per_title, help="triggered copies of each training title")
+    ap.add_argument("--hard-per-title", type=int, default=DEFAULT.hard_per_title, help="hard negatives per training title")
     ap.add_argument("--self-clean", action="store_true",
                     help="self-cleaning on (what `scan` does when a catalog trains its own scanner); off by "
                          "default: the clean ml-100k titles are the trusted reference, as in `scan --run`")
@@ -82,7 +83,7 @@ def main() -> None:
     base_cfg = dict(epochs=args.epochs, min_steps=60, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
                     seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
                     self_clean=args.self_clean, vary_positions=not args.fixed_positions,
-                    pos_per_title=args.pos_per_title)
+                    pos_per_title=args.pos_per_title, hard_per_title=args.hard_per_title)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
                                "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
 
