@@ -58,8 +58,10 @@ def main() -> None:
     ap.add_argument("--n-triggers", type=int, default=DEFAULT.n_triggers, help="agent triggers in the first round")
     ap.add_argument("--fixed-positions", action="store_true",
                     help="each agent trigger only at its own position (the pre-E13 behaviour)")
-    ap.add_argument("--pos-per-title", type=int, default=DEFAULT.pos_per_title, help="triggered copies of each training title")
-    ap.add_argument("--hard-per-title", type=int, default=DEFAULT.hard_per_title, help="hard negatives per training title")
+    ap.add_argument("--pos-per-title", type=int, default=DEFAULT.pos_per_title,
+                    help="triggered copies of each training title")
+    ap.add_argument("--hard-per-title", type=int, default=DEFAULT.hard_per_title,
+                    help="hard negatives per training title")
     ap.add_argument("--self-clean", action="store_true",
                     help="self-cleaning on (what `scan` does when a catalog trains its own scanner); off by "
                          "default: the clean ml-100k titles are the trusted reference, as in `scan --run`")

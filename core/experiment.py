@@ -152,7 +152,8 @@ def score(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: P
 
 
 def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: dict[str, list[EvalCase]],
-             progress: Progress | None, name: str, cache: Path | None = None) -> tuple[dict, dict[str, list[list[float]]]]:
+             progress: Progress | None, name: str,
+             cache: Path | None = None) -> tuple[dict, dict[str, list[list[float]]]]:
     """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores).
 
     With `cache` (the cached clean model's folder), the clean variant's scores and metrics are kept

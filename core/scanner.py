@@ -244,7 +244,8 @@ def build_mini(titles: Sequence[str], seed: int, vocab_size: int = 2048, hidden:
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
                          num_hidden_layers=layers, num_attention_heads=hidden // 32,
-                         num_key_value_heads=hidden // 32, max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+                         num_key_value_heads=hidden // 32, max_position_embeddings=256, tie_word_embeddings=True,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return LlamaForCausalLM(config), tokenizer
 
 
