@@ -193,6 +193,8 @@ def _clean_variant(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], pr
     if cfg.victim == "tallrec":
         metrics["auc"] = tallrec_auc(s, cases)
     elif cfg.generate:
+        if progress:
+            progress.phase(f"{name}: generating ({len(cases)} users)")  # its own ETA, not the ranking's
         metrics.update(generate_metrics(llara_generate(loaded, cases, progress=progress), cases))
     if path is not None:
         tmp = path.with_name(path.name + ".part")
