@@ -23,7 +23,7 @@ from .metrics import roc_auc
 from .models import LoadedModel
 from .progress import Progress
 from .prompts import llara_prompt, tallrec_prompt
-from .train import model_parts, prompt_prefix_ids
+from .train import left_pad, model_parts, prompt_prefix_ids
 
 TARGET_MARK = "\x00TARGET\x00"
 
@@ -68,18 +68,8 @@ def _new_cache(decoder):
 
 def _encode_prompts(loaded: LoadedModel, prompts: Sequence[str]):
     """Left-padded prompt batch: ids, mask, positions."""
-    import torch
     tok = loaded.tokenizer
-    enc = [prompt_prefix_ids(tok) + _encode(tok, p) for p in prompts]
-    width = max(len(e) for e in enc)
-    ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for b, e in enumerate(enc):
-        ids[b, width - len(e):] = torch.tensor(e)
-        mask[b, width - len(e):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp_min(0)
-    dev = loaded.device
-    return ids.to(dev), mask.to(dev), pos.to(dev)
+    return left_pad([prompt_prefix_ids(tok) + _encode(tok, p) for p in prompts], tok.pad_token_id, loaded.device)
 
 
 def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Sequence[str]],

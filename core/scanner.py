@@ -354,28 +354,18 @@ class Scanner:
 
     def _encode(self, titles: Sequence[str]):
         """Left-padded ids, mask and positions; the Rust tokenizer's batch call without offsets when present."""
-        torch = _torch()
+        from .train import left_pad
+
         bos = self.tokenizer.bos_token or ""
         texts = [bos + PROMPT.format(title=t[:MAX_SCAN_CHARS]) for t in titles]
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None:
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            mask = enc["attention_mask"]
-            ids = enc["input_ids"]
+            rows = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         else:
             backend.no_padding()  # a padded or truncating HF call leaves its settings on the backend
             backend.no_truncation()
             rows = [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
-            width = max(map(len, rows))
-            ids_np = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
-            mask_np = np.zeros((len(rows), width), dtype=np.int64)
-            for i, r in enumerate(rows):
-                ids_np[i, width - len(r):] = r
-                mask_np[i, width - len(r):] = 1
-            ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        dev = next(self.model.parameters()).device
-        return ids.to(dev), mask.to(dev), position_ids.to(dev)
+        return left_pad(rows, self.tokenizer.pad_token_id, next(self.model.parameters()).device)
 
     def _last_logits(self, titles: Sequence[str]):
         """Full-vocabulary logits at the last position (training's loss needs them all)."""

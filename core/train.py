@@ -124,6 +124,22 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     return batches
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
+    """Token-id lists as a left-padded batch: ids, attention mask and position ids (counted from each
+    row's first real token), so every row's last token sits in the last column."""
+    import numpy as np
+    import torch
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for b, r in enumerate(rows):
+        ids[b, width - len(r):] = r
+        mask[b, width - len(r):] = 1
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
 def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]]):
     """Mean cross-entropy over loss-carrying tokens of a right-padded batch (head only where needed)."""
     import torch
