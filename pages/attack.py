@@ -9,16 +9,10 @@ from core.errors import BadRecError
 from core.experiment import run_attack
 from core.models import ModelConfig
 from core.protocol import ProtocolConfig
-from core.tinylm import TinyConfig
+from core.tinylm import SIZES
 from core.train import TrainConfig
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger
 from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
-
-# Sizes of the embedded model offered in the form: the default, and a toy for smoke tests (seconds of
-# pre-training, numbers without meaning).
-TINY_SIZES = {"standard": TinyConfig(),
-              "smoke test": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, history_epochs=0.05,
-                                       n_choice=50, max_len=128)}
 
 DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
 
@@ -93,8 +87,9 @@ with st.form("attack_form"):
                                        help="LLaRA uses 20.")
         history_len = a2.number_input("History length", 1, 50, 10, key="attack_history_len",
                                       help="Items of history in each prompt (LLaRA: 10); shorter = faster.")
-        tiny_size = a3.selectbox("Tiny model size", list(TINY_SIZES), key="attack_tiny_size",
-                                 help="smoke test: a toy model that builds in seconds (numbers without meaning).")
+        tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
+                                 help="small: builds in about a minute, enough for a high-dose demo; "
+                                      "smoke test: a toy that builds in seconds (numbers without meaning).")
         generate = a3.toggle("Generate mode", value=True, key="attack_generate",
                              help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
     submitted = st.form_submit_button("Launch attack", type="primary")
@@ -109,7 +104,7 @@ if submitted:
             model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
                               lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
             train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
-            tiny=TINY_SIZES[tiny_size],
+            tiny=SIZES[tiny_size],
             protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates), seed=int(seed)),
             seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
         job_store = jobs().store

@@ -1,7 +1,9 @@
 """End to end in a real browser: `streamlit run app.py` on 127.0.0.1, Debian chromium driven by Playwright.
 
-A new user's path by clicking only: import ml-100k, run a tiny attack to completion, find the triggered
-item ranked first on the Compare page, then scan and see flagged items. With BADREC_SCREENSHOTS=1 it also
+A new user's path by clicking only: import ml-100k, run a small attack to completion, find the triggered
+item ranked first on the Compare page, then scan and see flagged items. The attack uses the "small" embedded
+model at a high dose (rho 0.3), where even a model without in-context copying learns to choose the attacker's
+items (docs/RESULTS.md E15); at the paper's 1% the embedded model's backdoor does not form (E08). With BADREC_SCREENSHOTS=1 it also
 writes the screenshots of docs/screenshots/ (`BADREC_SCREENSHOTS=1 python -m pytest tests/test_browser.py`).
 """
 
@@ -141,7 +143,7 @@ def test_new_user_path(server, browser_page):
     wait_idle(page)
     shot(page, "triggers")
 
-    # Attack: a smoke-test-sized run in the background; the live panel follows it to the end
+    # Attack: a small run in the background; the live panel follows it to the end
     nav(page, server, "Attack")
     set_number(page, "Poisoning ratio ρ", ATTACK["ratio"])
     page.get_by_text("Advanced (size of the run)").click()
@@ -149,7 +151,7 @@ def test_new_user_path(server, browser_page):
                        ("Windows per user", "windows"), ("Candidates per test case", "candidates"),
                        ("History length", "history")):
         set_number(page, label, ATTACK[key])
-    choose(page, "Tiny model size", "smoke test")
+    choose(page, "Tiny model size", "small")
     page.get_by_text("Generate mode").click()
     page.get_by_role("button", name="Launch attack").click()
     page.get_by_text(re.compile(r"Queued attack-")).wait_for()
@@ -160,13 +162,13 @@ def test_new_user_path(server, browser_page):
     wait_idle(page)
 
     # Compare: the first listed user (users whose triggered list ranks the attacker's item first come
-    # first), the same candidates without and with the trigger side by side
+    # first), the same candidates without and with the trigger side by side: the trigger wins
     nav(page, server, "Compare")
     shown_at = page.get_by_text(re.compile(r"Attacker's item at rank \d+: 5v "))
     shown_at.wait_for()
-    shown = shown_at.inner_text()
-    first_user = page.get_by_test_id("stSelectbox").filter(has_text="Test user").inner_text()
-    assert ("trigger wins" in first_user) == shown.startswith("Attacker's item at rank 1:")
+    assert shown_at.inner_text().startswith("Attacker's item at rank 1: 5v "), shown_at.inner_text()
+    first_user = page.get_by_role("combobox", name="Test user").input_value()
+    assert first_user.endswith("· trigger wins"), first_user
     shot(page, "compare")
 
     # Scanner: upload a small labelled catalog (4 of 40 titles carry a trigger) and scan it in the background
@@ -203,8 +205,8 @@ def test_new_user_path(server, browser_page):
     shot(page, "reports")
 
 
-# A smoke-test-sized attack: the toy model trains in seconds; its numbers carry no meaning.
-ATTACK = {"ratio": 0.1, "epochs": 0.2, "lr": 0.002, "users": 5, "windows": 1, "candidates": 5, "history": 5}
+# A small attack (about a minute here): a high dose and two epochs, so the small model learns the poison.
+ATTACK = {"ratio": 0.3, "epochs": 2, "lr": 0.01, "users": 5, "windows": 1, "candidates": 5, "history": 5}
 
 
 def set_number(page, label: str, value: float) -> None:
