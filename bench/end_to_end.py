@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["attack", "--dataset", "ml-100k", "--victim", "llara", "--model", "tiny", "--quant", "4bit",
            "--trigger-level", "char", "--poison-ratio", "0.01", "--json"]
-# --quick: the same pipeline on a smaller budget so it fits the quick run; the full run uses the defaults.
-QUICK = ["--tiny-history-epochs", "0.1", "--epochs", "0.2", "--eval-users", "100", "--no-generate"]
+# --quick: the same pipeline with the "smoke" embedded model (builds in seconds; its metrics mean nothing)
+# and 50 test users so it fits the quick run; the full run uses the defaults.
+QUICK = ["--tiny-size", "smoke", "--eval-users", "50", "--no-generate"]
 
 
 def _attack(args: list[str], env: dict) -> tuple[dict, float]:

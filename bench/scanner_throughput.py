@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -20,8 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import peak_rss_mb  # noqa: E402
 from core import settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
+from core.defend import ScanConfig  # noqa: E402
 from core.scanner import ScannerConfig, get_scanner, hard_negative, load_scanner, title_vocab  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.triggers import LEVELS, Trigger, apply_trigger  # noqa: E402
@@ -48,8 +49,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--end-to-end", action="store_true", help="write a CSV and run the scan command on it")
+    ap.add_argument("--no-spans", action="store_true", help="end to end without the span search")
+    ap.add_argument("--rounds", type=int, default=ScannerConfig.rounds, help="the scanner's adversarial rounds")
+    ap.add_argument("--epochs", type=int, default=ScannerConfig.epochs, help="the scanner's first-round epochs")
     ap.add_argument("--folder", help="a cached scanner folder to time (default: get or train the ml-100k one)")
     args = ap.parse_args()
     import torch
@@ -63,11 +66,14 @@ def main() -> None:
             scanner, cached = load_scanner(Path(args.folder)), True
         else:
             # the scanner `scan --dataset ml-100k --train-on domain` uses for another catalog (trusted reference)
-            scanner, cached = get_scanner(base, ScannerConfig(self_clean=False), domain="ml-100k")
+            cfg = ScannerConfig(self_clean=False, rounds=args.rounds, epochs=args.epochs)
+            scanner, cached = get_scanner(base, cfg, domain="ml-100k")
         titles = synthetic_titles(base, args.n)
-        scanner.score(titles[:1000], args.batch)  # warm-up
+        scanner.score(titles[:1000])  # warm-up
+        chunk = ScanConfig.chunk_size  # as `scan` does: chunks, batches by token count within each
         t, cpu = time.perf_counter(), time.process_time()
-        scanner.score(titles, args.batch)
+        for start in range(0, len(titles), chunk):
+            scanner.score(titles[start:start + chunk])
         secs, cpu = time.perf_counter() - t, time.process_time() - cpu
         # On a shared machine wall time undercounts; titles per CPU-second shows the cost itself.
         out.update(seconds=round(secs, 2), titles_per_s=round(args.n / secs, 1), cpu_seconds=round(cpu, 2),
@@ -84,9 +90,10 @@ def main() -> None:
                     fh.write(f'{i},"{t.replace(chr(34), "")}"\n')
             t = time.perf_counter()
             rc = cli(["scan", "--catalog", str(path), "--dataset", "ml-100k", "--train-on", "domain",
-                      "--method", "scanner", "--json"])
+                      "--method", "scanner", "--rounds", str(args.rounds), "--epochs", str(args.epochs), "--json",
+                      *(["--no-spans"] if args.no_spans else [])])
             out.update(rc=rc, seconds=round(time.perf_counter() - t, 1))
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(json.dumps(out))
 
 

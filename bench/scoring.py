@@ -58,7 +58,7 @@ def _time(fn):
 
 def run(quick: bool = False) -> dict:
     fixtures.set_threads()
-    n_cases = 32 if quick else 96
+    n_cases = 16 if quick else 96
     cases = fixtures.cases(n_cases)
     n_items = sum(len(c.candidates) for c in cases)
     out: dict = {"n_cases": n_cases, "n_candidates": n_items}

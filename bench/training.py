@@ -14,7 +14,7 @@ from core.train import TrainConfig, train_lm
 
 from . import fixtures
 from .scoring import dtypes
-from .machine import matmul_peak_gflops, peak_rss_mb
+from .machine import matmul_peak_gflops, peak_rss_mb, reset_peak_rss
 
 
 def examples(n: int) -> list[tuple[str, str]]:
@@ -74,6 +74,7 @@ def hf_trainer(loaded: LoadedModel, pairs: list[tuple[str, str]], batch_size: in
 
 def run(quick: bool = False) -> dict:
     fixtures.set_threads()
+    reset_peak_rss()  # this section's own peak, not an earlier section's
     n, batch = (128, 16) if quick else (384, 16)
     pairs = examples(n)
     out: dict = {"n_examples": n, "batch_size": batch}

@@ -12,7 +12,7 @@ import logging
 from .attack import AttackConfig
 from .models import ModelConfig
 from .progress import ConsoleProgress
-from .tinylm import TinyConfig
+from .tinylm import SIZES, TinyConfig
 from .train import TrainConfig
 from .triggers import DEFAULT_TRIGGER, LEVELS, POSITIONS, Trigger
 
@@ -25,8 +25,8 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
     defaults = AttackConfig()
     train = TrainConfig(**{**defaults.train.to_dict(),
                            **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}})
-    tiny = TinyConfig(**{**defaults.tiny.to_dict(), **({"history_epochs": args.tiny_history_epochs}
-                                                      if args.tiny_history_epochs is not None else {})})
+    tiny = TinyConfig(**{**SIZES[args.tiny_size].to_dict(), **({"history_epochs": args.tiny_history_epochs}
+                                                               if args.tiny_history_epochs is not None else {})})
     return AttackConfig(
         dataset=args.dataset, victim=args.victim,
         model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r),
@@ -78,6 +78,8 @@ def register(sub) -> None:
                    help="fine-tune on each real user's last N training windows")
     p.add_argument("--epochs", type=float, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
+    p.add_argument("--tiny-size", choices=list(SIZES), default="standard",
+                   help="size of the embedded model: standard; small (builds in ~1 min); smoke (seconds, a toy)")
     p.add_argument("--tiny-history-epochs", type=float, help="tiny model: passes over the history text")
     p.add_argument("--eval-users", type=int, help="evaluate only the first N test users")
     p.add_argument("--no-generate", action="store_true", help="skip LLaRA's generate mode (ValidRatio)")

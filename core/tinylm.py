@@ -120,12 +120,12 @@ class TinyConfig:
 
 
 # Sizes the dashboard offers. "small" builds in about a minute: pre-trained just enough that its
-# logits are sharp, so LoRA can move them (a dose demo, docs/RESULTS.md E15). "smoke test" builds in
+# logits are sharp, so LoRA can move them (a dose demo, docs/RESULTS.md E15). "smoke" builds in
 # seconds, but its near-uniform logits leave LoRA almost nothing to learn: plumbing checks only.
 SIZES = {
     "standard": TinyConfig(),
     "small": TinyConfig(vocab_size=1024, hidden=64, layers=2, heads=2, ffn=128, max_len=128, n_choice=500),
-    "smoke test": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, max_len=128,
+    "smoke": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, max_len=128,
                              history_epochs=0.05, n_choice=50),
 }
 

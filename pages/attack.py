@@ -89,7 +89,7 @@ with st.form("attack_form"):
                                       help="Items of history in each prompt (LLaRA: 10); shorter = faster.")
         tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
                                  help="small: builds in about a minute, enough for a high-dose demo; "
-                                      "smoke test: a toy that builds in seconds (numbers without meaning).")
+                                      "smoke: a toy that builds in seconds (numbers without meaning).")
         generate = a3.toggle("Generate mode", value=True, key="attack_generate",
                              help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
     submitted = st.form_submit_button("Launch attack", type="primary")

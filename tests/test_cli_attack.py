@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
-from core import cli
+from core import cli, cli_attack
 from core.experiment import retrain_without, run_attack
 from core.store import Store
+from core.tinylm import SIZES
 
 
 def runs(home):
@@ -36,6 +38,15 @@ def test_bad_input_exits_2(cli_home, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
     assert runs(cli_home).empty
+
+
+def test_tiny_size_flag_picks_a_preset_and_keeps_overrides():
+    parser = cli.build_parser()
+    small = cli_attack.config_from_args(parser.parse_args(["attack", "--tiny-size", "small"]))
+    assert small.tiny == SIZES["small"]
+    args = parser.parse_args(["attack", "--tiny-size", "smoke", "--tiny-history-epochs", "0.5"])
+    assert cli_attack.config_from_args(args).tiny == replace(SIZES["smoke"], history_epochs=0.5)
+    assert cli_attack.config_from_args(parser.parse_args(["attack"])).tiny == SIZES["standard"]
 
 
 def test_memory_guard_exits_2(cli_home, tmp_path, capsys):

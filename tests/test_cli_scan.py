@@ -58,9 +58,19 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     store = Store(settings.db_path())
     assert store.scan_row(result["scan_id"])["n_items"] == 42
     assert store.scan_results_count(result["scan_id"]) == 42
-    # the second scan of the same domain reuses the cached scanner
-    rc = main(["scan", "--catalog", str(cat), "--json", *FAST])
-    assert rc == 0 and json.loads(capsys.readouterr().out)["scanner_cached"] is True
+    # the second scan of the same domain reuses the cached scanner; with every title flagged (threshold 0)
+    # spans are found for flagged titles, and --no-spans skips them
+    def flagged_rows(*extra):
+        path = tmp_path / f"out{len(extra)}.csv"
+        assert main(["scan", "--catalog", str(cat), "--out", str(path), "--threshold", "0", "--json", *extra,
+                     *FAST]) == 0
+        assert json.loads(capsys.readouterr().out)["scanner_cached"] is True
+        with open(path, newline="") as fh:
+            return [r for r in csv.DictReader(fh) if r["flagged"] == "True"]
+
+    with_spans, without = flagged_rows(), flagged_rows("--no-spans")
+    assert len(with_spans) == len(without) == 42
+    assert any(r["span"] for r in with_spans) and not any(r["span"] for r in without)
 
 
 def _bad(tmp_path, case: str) -> list[str]:

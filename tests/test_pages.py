@@ -292,7 +292,7 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     at.number_input(key="attack_eval_users").set_value(4)
     at.number_input(key="attack_windows").set_value(1)
     at.number_input(key="attack_candidates").set_value(5)
-    at.selectbox(key="attack_tiny_size").select("smoke test")
+    at.selectbox(key="attack_tiny_size").select("smoke")
     at.toggle(key="attack_generate").set_value(False)
     at.button[[b.label for b in at.button].index("Launch attack")].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

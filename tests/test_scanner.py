@@ -65,7 +65,7 @@ def test_fast_scoring_equals_the_models_own_forward(trained):
             logits = model(**enc).logits[0, -1, [scanner.yes_id, scanner.no_id]]
             ref.append(torch.softmax(logits, -1)[0].item())
     assert np.allclose(scanner.score(batch, batch_size=4), ref, atol=1e-5)
-    ids, mask, pos = scanner._encode(batch)
+    ids, mask, pos = scanner._pad(scanner._token_rows(batch))
     hf = tok([tok.bos_token + PROMPT.format(title=t) for t in batch], return_tensors="pt", padding=True,
              add_special_tokens=False)
     assert torch.equal(ids, hf["input_ids"]) and torch.equal(mask, hf["attention_mask"])
