@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 
-from core.attack import AttackConfig, attack_cases, poison
-from core.data import load_dataset
-from core.experiment import Prepared, prepare, to_case
+from core.attack import AttackConfig, attack_cases
+from core.experiment import prepare, to_case
 from core.metrics import hit_at_k, ranking_metrics
 from core.models import load_adapter, load_model
 from core.recommend import llara_scores
