@@ -70,6 +70,9 @@ def main() -> None:
     ap.add_argument("--lolo-levels", default=",".join(LEVELS), help="levels to hold out, in this order")
     ap.add_argument("--onion", action="store_true", help="also the ONION baseline (slow)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vote-seeds", default="",
+                    help="comma-separated extra scanner seeds: also report `vote`, the majority of the seed "
+                         "scanners' own calibrated flags (score: their mean)")
     ap.add_argument("--out", help="write the JSON here")
     ap.add_argument("--markdown", help="print the tables of a results JSON and exit")
     args = ap.parse_args()
@@ -92,6 +95,9 @@ def main() -> None:
     scanner, cached = get_scanner(titles, ScannerConfig(**base_cfg), domain="ml-100k")
     results["scanner"] = {"cached": cached, "threshold": scanner.threshold, "history": scanner.history,
                           "info": scanner.info}
+    voters = [scanner] + [get_scanner(titles, ScannerConfig(**(base_cfg | {"seed": int(v)})), domain="ml-100k")[0]
+                          for v in args.vote_seeds.split(",") if v.strip()]
+    results["vote_thresholds"] = [v.threshold for v in voters]
     onion_model = mini_lm(titles) if args.onion else None
     rows: dict[str, list] = {}
     for position in args.positions.split(","):
@@ -102,6 +108,10 @@ def main() -> None:
                 case = {"scanner": _metrics(s, s >= scanner.threshold, labels)}
                 tok, _ = token_stats_scores(cat)
                 case["tokenstats"] = _metrics(tok, tok >= calibrate_threshold(tok, 0.01), labels)
+                if len(voters) > 1:
+                    each = [s] + [v.score(cat) for v in voters[1:]]
+                    votes = sum((x >= v.threshold).astype(int) for x, v in zip(each, voters))
+                    case["vote"] = _metrics(np.mean(each, axis=0), votes * 2 > len(voters), labels)
                 ens = ensemble_scores({"scanner": s, "tokenstats": tok})
                 case["ensemble"] = _metrics(ens, ens >= calibrate_threshold(ens, 0.01), labels)
                 if onion_model is not None and position == "suffix" and k == 0:
