@@ -49,6 +49,9 @@ with st.container(border=True):
                                      help="Triggers made by the agent for round 0.")
         max_titles = a3.number_input("Max training titles", 50, 100_000, 4000, key="scanner_max_titles",
                                      help="Titles sampled to train on (fewer = faster, e.g. 200 for a smoke test).")
+        spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
+                          help="The words whose removal lowers a flagged title's score most; about a quarter of "
+                               "a large scan's time (off = faster, same scores and flags).")
     if st.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
         try:
             catalog_path = None
@@ -64,7 +67,7 @@ with st.container(border=True):
                              run_id=run_id if source == "run" else None, methods=("scanner", *methods),
                              scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
                                                    epochs=int(epochs), n_triggers=int(n_triggers),
-                                                   max_titles=int(max_titles)))
+                                                   max_titles=int(max_titles)), spans=spans)
             job_store = jobs().store
             job_id = submit_job("scan", dataset or "", cfg.to_dict(),
                                 lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")

@@ -269,7 +269,8 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     at.multiselect(key="scanner_methods").set_value([])
     at.number_input(key="scanner_epochs").set_value(1)
     at.number_input(key="scanner_triggers").set_value(12)
-    at.number_input(key="scanner_max_titles").set_value(50).run()
+    at.number_input(key="scanner_max_titles").set_value(50)
+    at.toggle(key="scanner_spans").set_value(False).run()
     at.button(key="scanner_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wait_jobs(synthetic_store)
@@ -281,6 +282,8 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     assert {m.label: m.value for m in at.metric}["Items"] == "60"
     at.selectbox(key="scanner_show").select("all").run()
     assert len(frame(at, "span", "score")) == 60
+    rows = synthetic_store.scan_results(scan_id)  # spans were switched off: flagged rows carry none
+    assert rows["flagged"].any() and rows["span"].isna().all()
 
 
 def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
