@@ -38,6 +38,7 @@ from . import settings
 from .agent import AgentConfig, SyntheticTrigger, propose
 from .errors import InputError
 from .progress import Progress
+from .train import left_pad
 from .triggers import LEVELS, POSITIONS
 
 log = logging.getLogger(__name__)
@@ -365,8 +366,6 @@ class Scanner:
 
     def _pad(self, rows: Sequence[Sequence[int]]):
         """Left-padded ids, mask and positions on the model's device."""
-        from .train import left_pad
-
         return left_pad(rows, self.tokenizer.pad_token_id, next(self.model.parameters()).device)
 
     def _last_logits(self, titles: Sequence[str]):

@@ -126,7 +126,7 @@ SIZES = {
     "standard": TinyConfig(),
     "small": TinyConfig(vocab_size=1024, hidden=64, layers=2, heads=2, ffn=128, max_len=128, n_choice=500),
     "smoke": TinyConfig(vocab_size=512, hidden=32, layers=1, heads=2, ffn=64, max_len=128,
-                             history_epochs=0.05, n_choice=50),
+                        history_epochs=0.05, n_choice=50),
 }
 
 
