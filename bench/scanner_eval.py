@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import settings  # noqa: E402
+from core import campaign, settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.defend import _metrics  # noqa: E402
 from core.detect_baselines import ensemble_scores, onion_scores, token_stats_scores  # noqa: E402
@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=DEFAULT.rounds)
     ap.add_argument("--hidden", type=int, default=DEFAULT.mini_hidden, help="width of the mini scanner")
     ap.add_argument("--layers", type=int, default=DEFAULT.mini_layers, help="depth of the mini scanner")
+    ap.add_argument("--agent-per-round", type=int, default=DEFAULT.agent_per_round,
+                    help="agent proposals per adversarial round (E11-E17 ran with 200, before the bench used the default)")
+    ap.add_argument("--min-steps", type=int, default=DEFAULT.min_steps, help="E11-E17 ran with 60")
     ap.add_argument("--n-triggers", type=int, default=DEFAULT.n_triggers, help="agent triggers in the first round")
     ap.add_argument("--fixed-positions", action="store_true",
                     help="each agent trigger only at its own position (the pre-E13 behaviour)")
@@ -85,7 +88,8 @@ def main() -> None:
     titles = ds.items["title"].tolist()
     pop = ds.interactions["item_id"].value_counts()
     order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
-    base_cfg = dict(epochs=args.epochs, min_steps=60, rounds=args.rounds, agent_per_round=200, exclude=HELD_OUT,
+    base_cfg = dict(epochs=args.epochs, min_steps=args.min_steps, rounds=args.rounds,
+                    agent_per_round=args.agent_per_round, exclude=HELD_OUT,
                     seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
                     self_clean=args.self_clean, vary_positions=not args.fixed_positions,
                     pos_per_title=args.pos_per_title, hard_per_title=args.hard_per_title)
@@ -100,12 +104,15 @@ def main() -> None:
     results["vote_thresholds"] = [v.threshold for v in voters]
     onion_model = mini_lm(titles) if args.onion else None
     rows: dict[str, list] = {}
+    found_by: dict[str, list] = {}  # the recurring triggers found in each catalog
     for position in args.positions.split(","):
         for level in LEVELS:
             for k, text in enumerate(PRESETS[level]):
                 cat, labels = poisoned_catalog(titles, order, args.n_poison, text, level, position, args.seed)
                 s = scanner.score(cat)
-                case = {"scanner": _metrics(s, s >= scanner.threshold, labels)}
+                flags, _, found = campaign.flag(cat, s, scanner.threshold, scanner.score)
+                case = {"scanner": _metrics(s, flags, labels),
+                        "scanner_title_only": _metrics(s, s >= scanner.threshold, labels)}
                 tok, _ = token_stats_scores(cat)
                 case["tokenstats"] = _metrics(tok, tok >= calibrate_threshold(tok, 0.01), labels)
                 if len(voters) > 1:
@@ -119,9 +126,12 @@ def main() -> None:
                     case["onion"] = _metrics(on, on >= calibrate_threshold(on, 0.01), labels)
                 for method, m in case.items():
                     rows.setdefault(f"{position}|{level}|{method}", []).append(m)
+                found_by.setdefault(f"{position}|{level}", []).append(
+                    {"trigger": text, "found": [vars(c) for c in found]})
                 print(position, level, text, {m: round(v["f1"], 3) for m, v in case.items()},
-                      f"auc={case['scanner']['auc']:.3f}", file=sys.stderr)
+                      f"auc={case['scanner']['auc']:.3f}", [c.text for c in found], file=sys.stderr)
     results["detection"] = {key: summarise(r) for key, r in rows.items()}
+    results["campaigns"] = found_by
     save(results, args.out)
 
     if args.lolo:
@@ -129,12 +139,14 @@ def main() -> None:
         for held in args.lolo_levels.split(","):
             fams = tuple(level for level in LEVELS if level != held)
             sc, _ = get_scanner(titles, ScannerConfig(**base_cfg, families=fams), domain="ml-100k")
-            per = []
+            per, alone = [], []
             for text in PRESETS[held]:
                 cat, labels = poisoned_catalog(titles, order, args.n_poison, text, held, "suffix", args.seed)
                 s = sc.score(cat)
-                per.append(_metrics(s, s >= sc.threshold, labels))
-            lolo[held] = summarise(per) | {"threshold": sc.threshold}
+                flags, _, found = campaign.flag(cat, s, sc.threshold, sc.score)
+                per.append(_metrics(s, flags, labels) | {"trigger": text, "found": [vars(c) for c in found]})
+                alone.append(_metrics(s, s >= sc.threshold, labels))
+            lolo[held] = summarise(per) | {"threshold": sc.threshold, "title_only": summarise(alone), "cases": per}
             print("LOLO", held, lolo[held], file=sys.stderr)
             results["lolo"] = lolo
             save(results, args.out)
@@ -152,10 +164,12 @@ def markdown(results: dict) -> str:
         lines.append(f"| {position} | {level} | {method} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} "
                      f"| {m['auc']:.3f} | {m['fpr']:.4f} | {m['best_f1']:.3f} |")
     if results.get("lolo"):
-        lines += ["", "| held-out level (suffix) | F1 | precision | recall | ROC-AUC | FPR |", "|---|---|---|---|---|---|"]
+        lines += ["", "| held-out level (suffix) | F1 | precision | recall | ROC-AUC | FPR | F1 title only |",
+                  "|---|---|---|---|---|---|---|"]
         for level, m in results["lolo"].items():
+            alone = f"{m['title_only']['f1']:.3f}" if "title_only" in m else "–"
             lines.append(f"| {level} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['auc']:.3f} "
-                         f"| {m['fpr']:.4f} |")
+                         f"| {m['fpr']:.4f} | {alone} |")
     return "\n".join(lines)
 
 

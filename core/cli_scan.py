@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .campaign import CampaignConfig
 from .defend import METHODS, ScanConfig, run_defend, run_scan
 from .errors import InputError
 from .progress import ConsoleProgress
@@ -25,7 +26,8 @@ def _scan_config(args, source: str) -> ScanConfig:
     return ScanConfig(source=source, catalog_path=getattr(args, "catalog", None), label_col=args.label_col,
                       dataset=args.dataset, run_id=getattr(args, "run", None), methods=methods,
                       scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
-                      use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False))
+                      use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
+                      campaigns=None if args.no_campaigns else CampaignConfig(top=args.campaign_top))
 
 
 def _summary(r: dict) -> str:
@@ -34,6 +36,9 @@ def _summary(r: dict) -> str:
     if "f1" in r:
         lines.append(f"  scanner     precision={r['precision']:.3f} recall={r['recall']:.3f} f1={r['f1']:.3f} "
                      f"auc={r['auc']:.3f} fpr={r['fpr']:.4f}")
+    for c in r.get("campaigns", []):
+        lines.append(f"  recurring trigger {c['text']!r} on {c['n_titles']} items (median score "
+                     f"{c['median_score']:.3f}, {c['median_without']:.3f} without it)")
     for name, m in r.get("baselines", {}).items():
         if "f1" in m:
             lines.append(f"  {name:<11} precision={m['precision']:.3f} recall={m['recall']:.3f} f1={m['f1']:.3f} "
@@ -98,6 +103,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")
     p.add_argument("--llm-agent", action="store_true", help="also ask the configured LLM endpoint for triggers")
+    p.add_argument("--no-campaigns", action="store_true",
+                   help="judge each title alone: do not flag titles sharing a trigger that recurs among the "
+                        "top-scored titles (core.campaign)")
+    p.add_argument("--campaign-top", type=float, default=CampaignConfig.top,
+                   help="share of the catalog, by score, in which a recurring trigger is looked for")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

@@ -23,6 +23,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from . import campaign
+from .campaign import CampaignConfig
 from .errors import InputError
 from .metrics import detection_metrics
 from .progress import Progress
@@ -55,6 +57,8 @@ class ScanConfig:
         chunk_size (`int`): titles scored and written per chunk (bounds memory; larger chunks sort
             into batches of closer lengths: 16,384 scored ~15 % faster than 4,096).
         spans (`bool`): find the suspicious span of flagged titles.
+        campaigns (`CampaignConfig`, optional): also flag every title carrying a trigger that recurs among the
+            top-scored titles (`core.campaign`); None = each title judged alone.
         judge_max_items (`int`): the LLM judge is skipped (with a warning) above this many titles.
         use_cache (`bool`): reuse / store trained scanners.
     """
@@ -70,6 +74,7 @@ class ScanConfig:
     train_on: Literal["auto", "domain", "catalog"] = "auto"
     chunk_size: int = 16384
     spans: bool = True
+    campaigns: CampaignConfig | None = field(default_factory=CampaignConfig)
     judge_max_items: int = 2000
     use_cache: bool = True
 
@@ -199,11 +204,12 @@ def _metrics(scores: np.ndarray, flagged: np.ndarray, labels: np.ndarray | None)
     return m
 
 
-def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels) -> pd.DataFrame:
+def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels, campaign=None) -> pd.DataFrame:
     n = len(ids)
     return pd.DataFrame({"scan_id": scan_id, "item_id": list(ids), "title": list(titles),
                          "score": np.asarray(scores, dtype=float), "flagged": np.asarray(flagged, dtype=bool),
                          "method": method, "span": spans if spans is not None else [None] * n,
+                         "campaign": campaign if campaign is not None else [None] * n,
                          "label": pd.array(labels, dtype="boolean") if labels is not None
                          else pd.array([None] * n, dtype="boolean")})
 
@@ -231,7 +237,8 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
 
     Returns:
         `dict`: scan_id, source, n_items, n_flagged, threshold, seconds, the scanner's metrics
-        (precision/recall/f1/auc/fpr when labels are known), `baselines` and `warnings`.
+        (precision/recall/f1/auc/fpr when labels are known, and `title_only`: the same without the
+        campaign step), `campaigns` (recurring triggers found), `baselines` and `warnings`.
     """
     from . import detect_baselines as bl
     from .llm_client import client_from_env
@@ -265,6 +272,8 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     flags: dict[str, np.ndarray] = {}
     thresholds: dict[str, float] = {"scanner": threshold}
     span_of: dict[int, str | None] = {}
+    campaigns: list = []
+    title_only: dict = {}  # the scanner's metrics without the campaign step, for comparison
     tmp_csv = None if out_csv is None else Path(out_csv).with_name(Path(out_csv).name + f".{os.getpid()}.part")
 
     def chunks() -> Iterator[pd.DataFrame]:
@@ -272,21 +281,27 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
             progress.phase("scoring titles")
         s_all = np.empty(n)
         for start in range(0, n, cfg.chunk_size):
-            part = titles[start:start + cfg.chunk_size]
-            s = scanner.score(part)
-            s_all[start:start + len(s)] = s
-            f = s >= threshold
-            spans: list[str | None] = [None] * len(part)
-            if cfg.spans and f.any():
-                idx = np.flatnonzero(f)
-                for i, sp in zip(idx, scanner.spans([part[i] for i in idx])):
-                    spans[i] = sp
-                    span_of[start + int(i)] = sp
-            yield _frame(scan_id, "scanner", ids[start:start + len(part)], part, s, f, spans,
-                         None if labels is None else labels[start:start + len(part)])
+            s_all[start:start + cfg.chunk_size] = scanner.score(titles[start:start + cfg.chunk_size])
             if progress:
-                progress.update(start + len(part), n, "scoring titles")
-        scores["scanner"], flags["scanner"] = s_all, s_all >= threshold
+                progress.update(min(n, start + cfg.chunk_size), n, "scoring titles")
+        if progress and cfg.campaigns is not None:
+            progress.phase("looking for recurring triggers")
+        flagged, shared, found = campaign.flag(titles, s_all, threshold, scanner.score, cfg.campaigns)
+        campaigns.extend(found)
+        by_score = s_all >= threshold
+        for start in range(0, n, cfg.chunk_size):
+            stop = min(n, start + cfg.chunk_size)
+            spans = shared[start:stop]  # a campaign's trigger is the span of the titles carrying it
+            idx = [i for i in range(start, stop) if by_score[i] and shared[i] is None] if cfg.spans else []
+            for i, sp in zip(idx, scanner.spans([titles[i] for i in idx])):
+                spans[i - start] = sp
+            span_of.update((start + i, sp) for i, sp in enumerate(spans) if sp)
+            yield _frame(scan_id, "scanner", ids[start:stop], titles[start:stop], s_all[start:stop],
+                         flagged[start:stop], spans, None if labels is None else labels[start:stop], shared[start:stop])
+            if progress and idx:
+                progress.update(stop, n, "suspicious spans of flagged titles")
+        title_only.update(_metrics(s_all, by_score, labels))
+        scores["scanner"], flags["scanner"] = s_all, flagged
         for method in cfg.methods:
             if method in ("scanner", "ensemble"):
                 continue
@@ -347,10 +362,13 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
               "n_flagged": main["n_flagged"], "threshold": threshold, "seconds": round(time.monotonic() - t0, 2),
               "scanner_cached": cached, "scanner": {"model": cfg.scanner.model, "rounds": scanner.history,
                                                     "info": scanner.info},
-              "baselines": {k: v for k, v in summary.items() if k != "scanner"}, "warnings": warnings}
+              "baselines": {k: v for k, v in summary.items() if k != "scanner"},
+              "campaigns": [asdict(c) for c in campaigns], "warnings": warnings}
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
             result[key] = main[key]
+    if title_only:
+        result["title_only"] = title_only
     if out_csv is not None:
         result["csv"] = str(out_csv)
     return result

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS scans (
     threshold DOUBLE, n_items BIGINT, n_flagged BIGINT, metrics VARCHAR, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS scan_results (
     scan_id VARCHAR, item_id VARCHAR, title VARCHAR, score DOUBLE, flagged BOOLEAN,
-    method VARCHAR, span VARCHAR, label BOOLEAN);
+    method VARCHAR, span VARCHAR, label BOOLEAN, campaign VARCHAR);
+ALTER TABLE scan_results ADD COLUMN IF NOT EXISTS campaign VARCHAR;
 CREATE TABLE IF NOT EXISTS trigger_sets (
     name VARCHAR PRIMARY KEY, triggers VARCHAR, created_at TIMESTAMP);
 CREATE INDEX IF NOT EXISTS items_ds ON items(dataset);
@@ -429,7 +430,7 @@ class Store:
                 where.append("flagged = ?")
                 params.append(bool(flagged))
             else:
-                where.append("(score >= ?) = ?")
+                where.append("(score >= ? OR campaign IS NOT NULL) = ?")  # a recurring trigger stays flagged
                 params += [float(threshold), bool(flagged)]
         return " AND ".join(where), params
 
@@ -440,7 +441,8 @@ class Store:
 
         Args:
             flagged (`bool`, optional): keep only flagged (True) or unflagged (False) items; with
-                `threshold`, "flagged" means score >= threshold instead of the stored flag.
+                `threshold`, "flagged" means score >= threshold or carrying a recurring trigger (`campaign`)
+                instead of the stored flag.
             sort (`str`): one of `SCAN_SORTS`.
         """
         if sort not in self.SCAN_SORTS:
@@ -449,7 +451,8 @@ class Store:
         order = f"{self.SCAN_SORTS[sort]} {'DESC' if descending else 'ASC'}, item_id"
         # `marked`: the title with its suspicious span in ⟦ ⟧ (plain text, for the table)
         return self.query(f"SELECT item_id, title, score, flagged, span, CASE WHEN coalesce(span, '') = '' THEN NULL"
-                          f" ELSE replace(title, span, '⟦' || span || '⟧') END AS marked, method, label FROM scan_results"
+                          f" ELSE replace(title, span, '⟦' || span || '⟧') END AS marked, campaign, method, label"
+                          f" FROM scan_results"
                           f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
                           [*params, int(limit), int(offset)])
 
@@ -459,11 +462,19 @@ class Store:
         return int(self.scalar(f"SELECT count(*) FROM scan_results WHERE {where}", params))
 
     def scan_scores(self, scan_id: str) -> pd.DataFrame:
-        """Scores and ground-truth labels (null when unknown) of every item of a scan."""
-        return self.query("SELECT score, label FROM scan_results WHERE scan_id = ?", [scan_id])
+        """Scores, ground-truth labels (null when unknown) and recurring triggers of every item of a scan."""
+        return self.query("SELECT score, label, campaign FROM scan_results WHERE scan_id = ?", [scan_id])
+
+    def scan_campaigns(self, scan_id: str) -> pd.DataFrame:
+        """The recurring triggers a scan found, with how many items carry each (and how many are poisoned)."""
+        return self.query("SELECT campaign AS \"trigger\", count(*) AS items,"
+                          " count(*) FILTER (WHERE label) AS poisoned, min(score) AS min_score,"
+                          " max(score) AS max_score FROM scan_results"
+                          " WHERE scan_id = ? AND campaign IS NOT NULL GROUP BY campaign ORDER BY items DESC, campaign",
+                          [scan_id])
 
     # -- scans (helper B) ----------------------------------------------------------
-    SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label")
+    SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label", "campaign")
 
     def write_scan(self, chunks: Iterable[pd.DataFrame], finish: Callable[[], list[dict]]) -> None:
         """Stream a scan's per-item rows into `scan_results`, then its `scans` rows, in one transaction.
@@ -491,7 +502,7 @@ class Store:
 
     def scan_results(self, scan_id: str) -> pd.DataFrame:
         """Every per-item row of one scan (one method), in item order of the scan."""
-        return self.query("SELECT item_id, title, score, flagged, span, label FROM scan_results"
+        return self.query("SELECT item_id, title, score, flagged, span, label, campaign FROM scan_results"
                           " WHERE scan_id = ? ORDER BY rowid", [scan_id])
 
     def delete_scan(self, scan_id: str) -> None:

@@ -7,8 +7,8 @@ export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
 source "$(dirname "$0")/common.sh"
 scan_eval() {  # NAME, then scanner_eval flags
   local name=$1; shift
-  echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --positions suffix $*" > "experiments/logs/e11_$name.cmd"
-  python bench/scanner_eval.py --positions suffix "$@" --out "experiments/logs/e11_$name.json" \
+  echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --positions suffix $*" > "experiments/logs/e11_$name.cmd"
+  python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --positions suffix "$@" --out "experiments/logs/e11_$name.json" \
     2> "experiments/logs/e11_$name.log"
 }
 for spec in "${@:-e3r2_128x2:--epochs 3 --rounds 2}"; do

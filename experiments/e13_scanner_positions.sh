@@ -7,7 +7,7 @@ export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
 source "$(dirname "$0")/common.sh"
 for spec in "$@"; do
   name=${spec%%:*}
-  echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --epochs 3 --rounds 2 ${spec#*:}" > "experiments/logs/e13_$name.cmd"
-  python bench/scanner_eval.py --epochs 3 --rounds 2 ${spec#*:} --out "experiments/logs/e13_$name.json" \
+  echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --epochs 3 --rounds 2 ${spec#*:}" > "experiments/logs/e13_$name.cmd"
+  python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --epochs 3 --rounds 2 ${spec#*:} --out "experiments/logs/e13_$name.json" \
     2> "experiments/logs/e13_$name.log"
 done

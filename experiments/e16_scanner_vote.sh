@@ -5,6 +5,6 @@
 set -euo pipefail
 export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
 source "$(dirname "$0")/common.sh"
-echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --epochs 3 --rounds 2 --vote-seeds 1,2" > experiments/logs/e16_vote.cmd
-python bench/scanner_eval.py --epochs 3 --rounds 2 --vote-seeds 1,2 --out experiments/logs/e16_vote.json \
+echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --epochs 3 --rounds 2 --vote-seeds 1,2" > experiments/logs/e16_vote.cmd
+python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --epochs 3 --rounds 2 --vote-seeds 1,2 --out experiments/logs/e16_vote.json \
   2> experiments/logs/e16_vote.log

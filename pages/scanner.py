@@ -1,9 +1,11 @@
 """Scanner: run P-Scanner on a catalog as a background job, then inspect per-item scores with a live
-threshold, detection metrics, score plots and the suspicious span of each flagged title."""
+threshold, detection metrics, score plots, the recurring triggers found and the suspicious span of each
+flagged title."""
 
 import streamlit as st
 
 from core import plots, reports, settings
+from core.campaign import CampaignConfig
 from core.defend import ScanConfig, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
@@ -52,6 +54,10 @@ with st.container(border=True):
         spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
                           help="The words whose removal lowers a flagged title's score most; about a quarter of "
                                "a large scan's time (off = faster, same scores and flags).")
+        recurring = st.toggle("Catch recurring triggers", value=True, key="scanner_campaigns",
+                              help="Also flag every title carrying a word or phrase that recurs among the top-scored "
+                                   "tenth of the catalog and whose removal lowers their scores (core.campaign): "
+                                   "BadRec writes one trigger into several items.")
     if st.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
         try:
             catalog_path = None
@@ -67,7 +73,8 @@ with st.container(border=True):
                              run_id=run_id if source == "run" else None, methods=("scanner", *methods),
                              scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
                                                    epochs=int(epochs), n_triggers=int(n_triggers),
-                                                   max_titles=int(max_titles)), spans=spans)
+                                                   max_titles=int(max_titles)), spans=spans,
+                             campaigns=CampaignConfig() if recurring else None)
             job_store = jobs().store
             job_id = submit_job("scan", dataset or "", cfg.to_dict(),
                                 lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")
@@ -94,10 +101,11 @@ stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None
 threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
                       format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
                                           "threshold is the default; moving it updates the numbers below.")
-flags = scores["score"].to_numpy() >= threshold
+flags = (scores["score"].to_numpy() >= threshold) | scores["campaign"].notna().to_numpy()
 cols = st.columns(5)
 cols[0].metric("Items", f"{len(scores):,}")
-cols[1].metric("Flagged", f"{int(flags.sum()):,}", help="at the threshold above")
+cols[1].metric("Flagged", f"{int(flags.sum()):,}",
+               help="at the threshold above, plus every item carrying a recurring trigger")
 if has_labels:
     labelled = scores["label"].notna().to_numpy()
     m = detection_metrics(flags[labelled], scores["label"][labelled].astype(bool).to_numpy(),
@@ -108,11 +116,22 @@ if has_labels:
 else:
     cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
 
+campaigns = store().scan_campaigns(scan_id)
+if len(campaigns):
+    st.subheader("Recurring triggers")
+    st.caption("Text that recurs among the top-scored titles and lifts their scores: every item carrying it is "
+               "flagged whatever its own score (core.campaign.find_campaigns).")
+    st.dataframe(campaigns if has_labels else campaigns.drop(columns="poisoned"), hide_index=True,
+                 key="scanner_campaigns_table",
+                 column_config={"trigger": st.column_config.TextColumn("trigger", help="plain text"),
+                                "min_score": st.column_config.NumberColumn("lowest score", format="%.3f"),
+                                "max_score": st.column_config.NumberColumn("highest score", format="%.3f")})
+
 st.subheader("Items")
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 search = f1.text_input("Search", key="scanner_search", help="Substring of the title, or an exact item id.")
 show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
-                    help="Flagged = score at or above the threshold.")
+                    help="Flagged = score at or above the threshold, or carrying a recurring trigger.")
 sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
 descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
 flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
@@ -127,7 +146,9 @@ st.dataframe(rows, hide_index=True, key="scanner_table",
                                                                 help="the part of the title the scanner "
                                                                      "suspects (plain text)"),
                             "marked": st.column_config.TextColumn("title with span marked",
-                                                                  help="the suspicious span between ⟦ ⟧")})
+                                                                  help="the suspicious span between ⟦ ⟧"),
+                            "campaign": st.column_config.TextColumn("recurring trigger",
+                                                                    help="flagged because it carries this")})
 
 
 def flagged_csv() -> bytes:
@@ -137,7 +158,8 @@ def flagged_csv() -> bytes:
 
 st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_id}-flagged.csv", mime="text/csv",
                    key="scanner_export", type="primary", on_click="ignore",
-                   help="Every item at or above the threshold; formula-safe CSV.")
+                   help="Every flagged item (at or above the threshold, or carrying a recurring trigger); "
+                        "formula-safe CSV.")
 
 st.subheader("Scores")
 labels = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None

@@ -46,7 +46,7 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert rc == 0, captured.err
     result = json.loads(captured.out)
     assert result["n_items"] == 42 and result["scan_id"].startswith("scan-")
-    assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged"} <= set(result)
+    assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged", "campaigns", "title_only"} <= set(result)
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
     assert "tokenstats" in result["baselines"]
     with open(out, newline="") as fh:
@@ -59,12 +59,14 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert store.scan_row(result["scan_id"])["n_items"] == 42
     assert store.scan_results_count(result["scan_id"]) == 42
     # the second scan of the same domain reuses the cached scanner; with every title flagged (threshold 0)
-    # spans are found for flagged titles, and --no-spans skips them
+    # spans are found for flagged titles, and --no-spans skips them (--no-campaigns: no recurring trigger's text
+    # stands in for a span)
     def flagged_rows(*extra):
         path = tmp_path / f"out{len(extra)}.csv"
         assert main(["scan", "--catalog", str(cat), "--out", str(path), "--threshold", "0", "--json", *extra,
-                     *FAST]) == 0
-        assert json.loads(capsys.readouterr().out)["scanner_cached"] is True
+                     "--no-campaigns", *FAST]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["scanner_cached"] is True and again["campaigns"] == []
         with open(path, newline="") as fh:
             return [r for r in csv.DictReader(fh) if r["flagged"] == "True"]
 

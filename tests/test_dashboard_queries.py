@@ -17,10 +17,11 @@ def scan_store(store: Store) -> Store:
     df = pd.DataFrame({"scan_id": "s1", "item_id": [str(i) for i in range(n)],
                        "title": [f"Title {i}" + (" 5v" if i % 10 == 0 else "") for i in range(n)],
                        "score": scores, "flagged": scores >= 0.5, "method": "pscanner",
-                       "span": [" 5v" if i % 10 == 0 else None for i in range(n)], "label": [i % 10 == 0 for i in range(n)]})
+                       "span": [" 5v" if i % 10 == 0 else None for i in range(n)], "label": [i % 10 == 0 for i in range(n)],
+                       "campaign": ["5v" if i % 10 == 0 else None for i in range(n)]})
     with store.connect(write=True) as con:
         con.register("df", df)
-        con.execute("INSERT INTO scan_results SELECT * FROM df")
+        con.execute("INSERT INTO scan_results BY NAME SELECT * FROM df")
     return store
 
 
@@ -31,8 +32,12 @@ def test_scan_page_filters_sorts_and_limits(scan_store):
     assert asc["score"].is_monotonic_increasing
     flagged = scan_store.scan_results_page("s1", flagged=True, limit=2000)
     assert flagged["flagged"].all() and len(flagged) == scan_store.scan_results_count("s1", flagged=True)
+    # at a threshold, "flagged" = score >= it, or carrying a recurring trigger (a campaign)
     at_09 = scan_store.scan_results_count("s1", flagged=True, threshold=0.9)
-    assert at_09 == int((scan_store.scan_scores("s1")["score"] >= 0.9).sum())
+    every = scan_store.scan_scores("s1")
+    assert at_09 == int(((every["score"] >= 0.9) | every["campaign"].notna()).sum()) > 100
+    campaigns = scan_store.scan_campaigns("s1")
+    assert campaigns[["trigger", "items", "poisoned"]].values.tolist() == [["5v", 100, 100]]
     hits = scan_store.scan_results_page("s1", search="5V", limit=2000)
     assert len(hits) == 100 and hits["title"].str.endswith(" 5v").all()
     assert hits["marked"].str.endswith("⟦ 5v⟧").all()

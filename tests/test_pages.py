@@ -110,10 +110,11 @@ def seed_scan(store: Store, scan_id: str = "scan-seeded", n: int = 300) -> str:
     df = pd.DataFrame({"scan_id": scan_id, "item_id": [str(i) for i in range(n)],
                        "title": [f"=Title {i}" + (" cf" if label[i] else "") for i in range(n)], "score": score,
                        "flagged": score >= 0.5, "method": "pscanner",
-                       "span": [" cf" if x else None for x in label], "label": label})
+                       "span": [" cf" if x else None for x in label], "label": label,
+                       "campaign": ["cf" if x else None for x in label]})
     with store.connect(write=True) as con:
         con.register("df", df)
-        con.execute("INSERT INTO scan_results SELECT * FROM df")
+        con.execute("INSERT INTO scan_results BY NAME SELECT * FROM df")
         con.execute("INSERT INTO scans VALUES (?, NULL, 'synthetic', 'pscanner', 0.5, ?, ?, ?, now())",
                     [scan_id, n, int((score >= 0.5).sum()), json.dumps({})])
     return scan_id
@@ -199,7 +200,10 @@ def test_scanner_threshold_moves_metrics_and_filters(synthetic_store):
     assert int(after["Flagged"]) < int(before["Flagged"])
     assert float(after["Precision"]) >= float(before["Precision"])
     table = frame(at, "span", "score")
-    assert (table["score"] >= 0.9).all()
+    # flagged: at or above the threshold, or carrying the recurring trigger (all 30 "cf" items, whatever their score)
+    assert ((table["score"] >= 0.9) | table["campaign"].notna()).all()
+    assert (table["campaign"] == "cf").sum() == 30 and float(after["Recall"]) == 1.0
+    assert frame(at, "trigger")[["trigger", "items", "poisoned"]].values.tolist() == [["cf", 30, 30]]
     at.text_input(key="scanner_search").input("cf").run()
     at.selectbox(key="scanner_show").select("all").run()
     table = frame(at, "span", "score")
@@ -227,7 +231,8 @@ def test_scanner_exports_flagged_items_at_the_threshold(synthetic_store, downloa
     at.slider(key="scanner_threshold").set_value(0.7).run()
     exported = pd.read_csv(io.BytesIO(download(at, downloads, "scanner_export")))
     assert len(exported) == int({m.label: m.value for m in at.metric}["Flagged"])
-    assert (exported["score"] >= 0.7).all() and exported["title"].str.startswith("'=").all()
+    assert ((exported["score"] >= 0.7) | exported["campaign"].notna()).all()
+    assert exported["title"].str.startswith("'=").all()
 
 
 def test_dataset_upload_with_mapping_imports_catalog(home):

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import campaign
+from core.campaign import CampaignConfig
 from core.errors import InputError
 from core.scanner import (ScannerConfig, calibrate_threshold, get_scanner, hard_negative, title_vocab,
                           train_scanner)
@@ -91,6 +93,22 @@ def test_span_points_at_the_trigger(trained):
     assert sum("zzqx" in (s or "") for s in spans) >= 1
 
 
+def test_a_recurring_trigger_is_caught_below_the_threshold(trained):
+    """Every twelfth title carries a trigger the scanner never saw; with the threshold out of reach (1.0) the
+    campaign step alone flags exactly those titles and names the trigger."""
+    titles, scanner = trained
+    catalog = [f"{t} zzqx" if i % 12 == 0 else t for i, t in enumerate(titles)]
+    poisoned = np.array([i % 12 == 0 for i in range(len(titles))])
+    scores = scanner.score(catalog)
+    flags, shared, found = campaign.flag(catalog, scores, 1.0, scanner.score, CampaignConfig(top=0.2))
+    assert [c.text for c in found] == ["zzqx"] and found[0].n_titles == poisoned.sum() >= 6
+    assert found[0].median_without < found[0].median_score
+    assert (flags == poisoned).all() and [s for s in shared if s] == ["zzqx"] * poisoned.sum()
+    # the clean catalog has no campaign, and None judges each title alone
+    assert campaign.find_campaigns(titles, scanner.score(titles), scanner.score, CampaignConfig(top=0.2)) == []
+    assert not campaign.flag(catalog, scores, 1.0, scanner.score, None)[0].any()
+
+
 def test_threshold_calibration_bounds_the_fpr():
     clean = np.linspace(0, 1, 1000)
     t = calibrate_threshold(clean, 0.01)
@@ -137,7 +155,8 @@ def test_cache_round_trip(home):
 def _rows(scan_id: str, n: int) -> pd.DataFrame:
     return pd.DataFrame({"scan_id": scan_id, "item_id": [str(i) for i in range(n)], "title": [f"t{i}" for i in range(n)],
                          "score": np.linspace(0, 1, n), "flagged": np.linspace(0, 1, n) > 0.9, "method": "scanner",
-                         "span": [None] * n, "label": pd.array([None] * n, dtype="boolean")})
+                         "span": [None] * n, "label": pd.array([None] * n, dtype="boolean"),
+                         "campaign": [None] * n})
 
 
 def test_scan_storage_round_trip_and_rollback(store: Store):

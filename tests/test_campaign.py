@@ -1,0 +1,62 @@
+"""The recurring-trigger rule (core.campaign) on its own: which n-grams qualify and which do not.
+
+The score functions here are plain rules standing in for a scanner's scores; the rule with a real trained
+scanner is tested in test_scanner.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.campaign import CampaignConfig, campaign_of, find_campaigns, ngrams, without, words
+from core.errors import InputError
+
+CATALOG = [f"Title number {i} ({1950 + i % 40})" for i in range(100)]
+
+
+def _scores(titles, marker: str = "xq7") -> np.ndarray:
+    """High for titles carrying `marker`, otherwise spread low by position in the catalog."""
+    return np.array([0.95 if marker in t else 0.1 + 0.5 * (hash(t) % 100) / 100 for t in titles])
+
+
+def test_words_split_glued_triggers_and_removal_rejoins():
+    assert words("Toy Story (1995)_xq7") == ["Toy", "Story", "(1995)", "xq7"]
+    assert "Story (1995)" in ngrams(words("Toy Story (1995)"), 2)
+    assert ngrams(["a", "b", "c"], 2, first={"b"}) == {"b", "b c"}
+    assert without("xq7 Toy Story (1995)", "xq7") == "Toy Story (1995)"
+    assert without("Toy Story", "absent") == "Toy Story"
+
+
+def test_a_trigger_on_several_titles_is_found_and_flags_every_carrier():
+    catalog = [f"{t} xq7" if i in (3, 30, 60, 90) else t for i, t in enumerate(CATALOG)]
+    found = find_campaigns(catalog, _scores(catalog), _scores, CampaignConfig(top=0.1))
+    assert [(c.text, c.n_titles) for c in found] == [("xq7", 4)]
+    assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60, 90]
+
+
+def test_a_longer_trigger_is_reported_once_not_as_each_of_its_words():
+    catalog = [f"{t} buy it now" if i % 20 == 0 else t for i, t in enumerate(CATALOG)]
+    found = find_campaigns(catalog, _scores(catalog, "buy it now"), lambda ts: _scores(ts, "buy it now"))
+    assert [c.text for c in found] == ["buy it now"]
+
+
+def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():
+    catalog = [f"{t} xq7" if i in (3, 30, 60, 90) else t for i, t in enumerate(CATALOG)]
+    # the four titles score high for another reason (their number), so removing "xq7" lowers nothing
+    by_number = lambda ts: np.array([0.95 if words(t)[2] in {"3", "30", "60", "90"} else 0.2 for t in ts])  # noqa: E731
+    assert find_campaigns(catalog, by_number(catalog), by_number) == []
+    # "xq7" also on 40 low-scored titles: most carriers are not top titles (share)
+    spread = [f"{t} xq7" if i % 2 == 0 else t for i, t in enumerate(CATALOG[:80])] + catalog[80:]
+    low = lambda ts: np.array([0.95 if "(1951)" in t else 0.2 for t in ts])  # noqa: E731
+    assert find_campaigns(spread, low(spread), low) == []
+    # a single triggered title is left to the threshold
+    one = [f"{t} xq7" if i == 3 else t for i, t in enumerate(CATALOG)]
+    assert find_campaigns(one, _scores(one), _scores) == []
+
+
+@pytest.mark.parametrize("bad", [dict(top=0.0), dict(top=0.9), dict(min_titles=1), dict(min_share=0.2),
+                                 dict(max_words=0)])
+def test_config_validation(bad):
+    with pytest.raises(InputError):
+        CampaignConfig(**bad)
