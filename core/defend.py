@@ -237,8 +237,9 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
 
     Returns:
         `dict`: scan_id, source, n_items, n_flagged, threshold, seconds, the scanner's metrics
-        (precision/recall/f1/auc/fpr when labels are known, and `title_only`: the same without the
-        campaign step), `campaigns` (recurring triggers found), `baselines` and `warnings`.
+        (precision/recall/f1/auc/fpr when labels are known, and the same for each rule alone: `title_only`,
+        the calibrated threshold, and `campaigns_only`, the recurring triggers), `campaigns` (the recurring
+        triggers found), `baselines` and `warnings`.
     """
     from . import detect_baselines as bl
     from .llm_client import client_from_env
@@ -273,7 +274,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     thresholds: dict[str, float] = {"scanner": threshold}
     span_of: dict[int, str | None] = {}
     campaigns: list = []
-    title_only: dict = {}  # the scanner's metrics without the campaign step, for comparison
+    by_rule: dict[str, dict] = {}  # the scanner's metrics for each of its two rules alone, for comparison
     tmp_csv = None if out_csv is None else Path(out_csv).with_name(Path(out_csv).name + f".{os.getpid()}.part")
 
     def chunks() -> Iterator[pd.DataFrame]:
@@ -300,7 +301,9 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
                          flagged[start:stop], spans, None if labels is None else labels[start:stop], shared[start:stop])
             if progress and idx:
                 progress.update(stop, n, "suspicious spans of flagged titles")
-        title_only.update(_metrics(s_all, by_score, labels))
+        if labels is not None:
+            by_rule["title_only"] = _metrics(s_all, by_score, labels)
+            by_rule["campaigns_only"] = _metrics(s_all, np.array([c is not None for c in shared], dtype=bool), labels)
         scores["scanner"], flags["scanner"] = s_all, flagged
         for method in cfg.methods:
             if method in ("scanner", "ensemble"):
@@ -367,8 +370,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
             result[key] = main[key]
-    if title_only:
-        result["title_only"] = title_only
+    result.update(by_rule)
     if out_csv is not None:
         result["csv"] = str(out_csv)
     return result
@@ -399,6 +401,8 @@ def run_defend(store: Store, run_id: str, cfg: ScanConfig | None = None, progres
     retrained = attack.retrain_without(store, run_id, dropped, progress)
     detection = {k: scan.get(k) for k in ("precision", "recall", "f1", "auc", "fpr")}
     detection["n_flagged"] = scan["n_flagged"]
+    detection["campaigns"] = scan["campaigns"]
+    detection.update({rule: scan[rule] for rule in ("title_only", "campaigns_only") if rule in scan})
     return {"run_id": run_id, "scan_id": scan["scan_id"], "detection": detection,
             "before": retrained.get("before", {}), "after": retrained.get("after", {}),
             "dropped": dropped, "retrain": {k: v for k, v in retrained.items() if k not in ("before", "after")},

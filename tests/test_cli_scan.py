@@ -46,7 +46,8 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert rc == 0, captured.err
     result = json.loads(captured.out)
     assert result["n_items"] == 42 and result["scan_id"].startswith("scan-")
-    assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged", "campaigns", "title_only"} <= set(result)
+    assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged", "campaigns", "title_only",
+            "campaigns_only"} <= set(result)
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
     assert "tokenstats" in result["baselines"]
     with open(out, newline="") as fh:
