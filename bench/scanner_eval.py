@@ -43,6 +43,25 @@ def poisoned_catalog(titles, ids_popular_order, n_poison, text, level, position,
     return out, labels
 
 
+def unseen_titles(scanner, store, dataset: str, known: set[str], seed: int, n_triggered: int = 200) -> dict:
+    """The scanner's threshold on clean titles from outside its training (same domain, another dataset)."""
+    fresh = sorted({t for t in load_dataset(store, dataset).items["title"] if t not in known})
+    s = scanner.score(fresh)
+    rng = random.Random(seed)
+    sample = rng.sample(fresh, min(n_triggered, len(fresh)))
+    recall = {}
+    for position in ("suffix", "prefix", "random"):
+        for level in LEVELS:
+            hits = [float(np.mean(scanner.score([apply_trigger(t, Trigger(text, level, position, seed=i))
+                                                 for i, t in enumerate(sample)]) >= scanner.threshold))
+                    for text in PRESETS[level]]
+            recall[f"{position}|{level}"] = float(np.mean(hits))
+    over = np.argsort(-s)[:int((s >= scanner.threshold).sum())]
+    return {"dataset": dataset, "n_titles": len(fresh), "fpr": float(np.mean(s >= scanner.threshold)),
+            "flagged_examples": [fresh[i] for i in over[:10]], "recall": recall,
+            "mean_recall": float(np.mean(list(recall.values())))}
+
+
 def summarise(rows):
     keys = ("precision", "recall", "f1", "auc", "fpr", "best_f1")
     return {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"n_cases": len(rows)}
@@ -58,6 +77,8 @@ def main() -> None:
     ap.add_argument("--agent-per-round", type=int, default=DEFAULT.agent_per_round,
                     help="agent proposals per adversarial round (E11-E17 ran with 200, before the bench used the default)")
     ap.add_argument("--min-steps", type=int, default=DEFAULT.min_steps, help="E11-E17 ran with 60")
+    ap.add_argument("--mine-passes", type=int, default=DEFAULT.mine_passes,
+                    help="hard-negative passes over the reference titles (0 before E18)")
     ap.add_argument("--n-triggers", type=int, default=DEFAULT.n_triggers, help="agent triggers in the first round")
     ap.add_argument("--fixed-positions", action="store_true",
                     help="each agent trigger only at its own position (the pre-E13 behaviour)")
@@ -72,6 +93,9 @@ def main() -> None:
     ap.add_argument("--lolo", action="store_true", help="also leave-one-level-out scanners")
     ap.add_argument("--lolo-levels", default=",".join(LEVELS), help="levels to hold out, in this order")
     ap.add_argument("--onion", action="store_true", help="also the ONION baseline (slow)")
+    ap.add_argument("--unseen", help="also score this dataset's titles that ml-100k lacks (e.g. ml-1m): the "
+                                     "false-positive rate on clean titles the scanner never trained on, and its "
+                                     "title-level recall on them with each held-out trigger")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vote-seeds", default="",
                     help="comma-separated extra scanner seeds: also report `vote`, the majority of the seed "
@@ -92,7 +116,8 @@ def main() -> None:
                     agent_per_round=args.agent_per_round, exclude=HELD_OUT,
                     seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
                     self_clean=args.self_clean, vary_positions=not args.fixed_positions,
-                    pos_per_title=args.pos_per_title, hard_per_title=args.hard_per_title)
+                    pos_per_title=args.pos_per_title, hard_per_title=args.hard_per_title,
+                    mine_passes=args.mine_passes)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
                                "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
 
@@ -102,6 +127,9 @@ def main() -> None:
     voters = [scanner] + [get_scanner(titles, ScannerConfig(**(base_cfg | {"seed": int(v)})), domain="ml-100k")[0]
                           for v in args.vote_seeds.split(",") if v.strip()]
     results["vote_thresholds"] = [v.threshold for v in voters]
+    if args.unseen:
+        results["unseen"] = unseen_titles(scanner, store, args.unseen, set(titles), args.seed)
+        print("unseen", {k: v for k, v in results["unseen"].items() if k != "recall"}, file=sys.stderr)
     onion_model = mini_lm(titles) if args.onion else None
     rows: dict[str, list] = {}
     found_by: dict[str, list] = {}  # the recurring triggers found in each catalog

@@ -27,7 +27,7 @@ def _scan_config(args, source: str) -> ScanConfig:
                       dataset=args.dataset, run_id=getattr(args, "run", None), methods=methods,
                       scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
-                      campaigns=None if args.no_campaigns else CampaignConfig(top=args.campaign_top))
+                      campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top))
 
 
 def _summary(r: dict) -> str:
@@ -103,9 +103,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")
     p.add_argument("--llm-agent", action="store_true", help="also ask the configured LLM endpoint for triggers")
-    p.add_argument("--no-campaigns", action="store_true",
-                   help="judge each title alone: do not flag titles sharing a trigger that recurs among the "
-                        "top-scored titles (core.campaign)")
+    p.add_argument("--campaigns", default="auto", choices=("auto", "on", "off"),
+                   help="also flag every title carrying a trigger that recurs among the top-scored titles "
+                        "(core.campaign); auto = on when the scanner trains on a trusted reference (--dataset "
+                        "for a run or a file), off when a catalog trains its own scanner")
     p.add_argument("--campaign-top", type=float, default=CampaignConfig.top,
                    help="share of the catalog, by score, in which a recurring trigger is looked for")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")

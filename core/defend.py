@@ -57,8 +57,11 @@ class ScanConfig:
         chunk_size (`int`): titles scored and written per chunk (bounds memory; larger chunks sort
             into batches of closer lengths: 16,384 scored ~15 % faster than 4,096).
         spans (`bool`): find the suspicious span of flagged titles.
-        campaigns (`CampaignConfig`, optional): also flag every title carrying a trigger that recurs among the
-            top-scored titles (`core.campaign`); None = each title judged alone.
+        campaigns (`Literal["auto", "on", "off"]`): also flag every title carrying a trigger that recurs among
+            the top-scored titles (`core.campaign`). `auto` = on when the scanner trained on a trusted
+            reference (a domain dataset for a run or an upload), off when a catalog trains its own scanner:
+            there series and franchise names recur among the top titles (steam: 27 false campaigns, E18).
+        campaign (`CampaignConfig`): the rule's parameters.
         judge_max_items (`int`): the LLM judge is skipped (with a warning) above this many titles.
         use_cache (`bool`): reuse / store trained scanners.
     """
@@ -74,7 +77,8 @@ class ScanConfig:
     train_on: Literal["auto", "domain", "catalog"] = "auto"
     chunk_size: int = 16384
     spans: bool = True
-    campaigns: CampaignConfig | None = field(default_factory=CampaignConfig)
+    campaigns: Literal["auto", "on", "off"] = "auto"
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
     judge_max_items: int = 2000
     use_cache: bool = True
 
@@ -92,6 +96,8 @@ class ScanConfig:
             raise InputError(f"scan methods must include scanner and come from {', '.join(METHODS)}; got {bad}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise InputError(f"threshold {self.threshold} must be between 0 and 1")
+        if self.campaigns not in ("auto", "on", "off"):
+            raise InputError("campaigns must be auto, on or off")
         if self.train_on not in ("auto", "domain", "catalog"):
             raise InputError("train_on must be auto, domain or catalog")
         if self.train_on == "domain" and not (self.dataset or self.run_id):
@@ -267,6 +273,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     scanner, cached = get_scanner(train_titles, scanner_cfg, progress, client, domain, cfg.use_cache)
     warnings += [w for w in scanner.info.get("warnings", []) if not cached]
     threshold = scanner.threshold if cfg.threshold is None else float(cfg.threshold)
+    use_campaigns = cfg.campaigns == "on" or (cfg.campaigns == "auto" and trusted)
     scan_id = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     labels = catalog.labels
     scores: dict[str, np.ndarray] = {}
@@ -274,6 +281,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     thresholds: dict[str, float] = {"scanner": threshold}
     span_of: dict[int, str | None] = {}
     campaigns: list = []
+    seconds: dict[str, float] = {}  # time of the recurring-trigger step
     by_rule: dict[str, dict] = {}  # the scanner's metrics for each of its two rules alone, for comparison
     tmp_csv = None if out_csv is None else Path(out_csv).with_name(Path(out_csv).name + f".{os.getpid()}.part")
 
@@ -285,10 +293,13 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
             s_all[start:start + cfg.chunk_size] = scanner.score(titles[start:start + cfg.chunk_size])
             if progress:
                 progress.update(min(n, start + cfg.chunk_size), n, "scoring titles")
-        if progress and cfg.campaigns is not None:
+        if progress and use_campaigns:
             progress.phase("looking for recurring triggers")
-        flagged, shared, found = campaign.flag(titles, s_all, threshold, scanner.score, cfg.campaigns)
+        t_campaigns = time.monotonic()
+        flagged, shared, found = campaign.flag(titles, s_all, threshold, scanner.score,
+                                               cfg.campaign if use_campaigns else None)
         campaigns.extend(found)
+        seconds["campaigns"] = round(time.monotonic() - t_campaigns, 2)
         by_score = s_all >= threshold
         for start in range(0, n, cfg.chunk_size):
             stop = min(n, start + cfg.chunk_size)
@@ -366,7 +377,9 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
               "scanner_cached": cached, "scanner": {"model": cfg.scanner.model, "rounds": scanner.history,
                                                     "info": scanner.info},
               "baselines": {k: v for k, v in summary.items() if k != "scanner"},
-              "campaigns": [asdict(c) for c in campaigns], "warnings": warnings}
+              "campaign_step": use_campaigns, "campaigns": [asdict(c) for c in campaigns],
+              "campaign_seconds": seconds.get("campaigns"),
+              "warnings": warnings}
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
             result[key] = main[key]

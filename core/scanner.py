@@ -81,6 +81,8 @@ class ScannerConfig:
         self_clean (`bool`): drop training titles the half-trained scanner flags from the No set — for
             titles that may hold poison (the scanned catalog itself); off for a trusted reference catalog,
             whose odd but clean titles (`M*A*S*H`, `MURDER and murder`) must be learned as clean.
+        mine_passes (`int`): for a trusted reference (`self_clean` off), up to this many extra passes over
+            its titles still scored at or above the threshold after training, as No (0 = off).
         seed (`int`): seeds data, agent, initialisation and order.
     """
 
@@ -111,6 +113,7 @@ class ScannerConfig:
     consolidate: bool = True
     vary_positions: bool = True
     self_clean: bool = True
+    mine_passes: int = 3
     seed: int = 0
 
     def __post_init__(self):
@@ -130,8 +133,9 @@ class ScannerConfig:
             raise InputError(f"target_fpr={self.target_fpr} must be between 0 and 0.5")
         if not 0.05 <= self.holdout_frac <= 0.5:
             raise InputError("holdout_frac must be between 0.05 and 0.5")
-        if self.rounds < 0 or self.n_triggers < 3 or self.pos_per_title < 1 or self.hard_per_title < 0:
-            raise InputError("rounds >= 0, n_triggers >= 3, pos_per_title >= 1, hard_per_title >= 0")
+        if self.rounds < 0 or self.n_triggers < 3 or self.pos_per_title < 1 or self.hard_per_title < 0 \
+                or self.mine_passes < 0:
+            raise InputError("rounds >= 0, n_triggers >= 3, pos_per_title >= 1, hard_per_title >= 0, mine_passes >= 0")
         AgentConfig(n=self.n_triggers, families=self.families, positions=self.positions)
 
     @property
@@ -647,6 +651,22 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         replay = rng.sample(examples, min(len(examples), 2 * len(extra)))
         fit(scanner, extra + replay, 1, cfg.lr / 2, cfg.seed + 99, progress, "consolidation")
         history.append({"round": "consolidation", "n_examples": len(extra) + len(replay)})
+    # Hard negatives: reference titles still at or above the threshold (odd but clean ones such as
+    # `M*A*S*H (1970)`) get extra passes as No, beside triggered copies of them as Yes so the trigger keeps
+    # its meaning. Only for a trusted reference: on a catalog that may hold poison this would teach the
+    # poisoned titles as clean.
+    if not cfg.self_clean and cfg.mine_passes:
+        mined: list[int] = []
+        for p in range(cfg.mine_passes):
+            hard = [t for t, s in zip(titles, scanner.score(titles)) if s >= scanner.threshold]
+            if not hard:
+                break
+            mined.append(len(hard))
+            extra = [Example(t, False, "clean") for t in hard for _ in range(4)] + \
+                triggered_examples(hard, pool, cfg.pos_per_title, rng, places)
+            replay = rng.sample(examples, min(len(examples), 4 * len(extra)))
+            fit(scanner, extra + replay, 1, cfg.lr / 2, cfg.seed + 200 + p, progress, "hard negatives")
+        history.append({"round": "hard negatives", "n_above_threshold_per_pass": mined})
     if cfg.mode == "lora" and cfg.quant == "none":
         scanner.model = scanner.model.merge_and_unload()  # no adapter overhead when scoring
     scanner.model.eval()

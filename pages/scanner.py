@@ -5,7 +5,6 @@ flagged title."""
 import streamlit as st
 
 from core import plots, reports, settings
-from core.campaign import CampaignConfig
 from core.defend import ScanConfig, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
@@ -54,10 +53,13 @@ with st.container(border=True):
         spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
                           help="The words whose removal lowers a flagged title's score most; about a quarter of "
                                "a large scan's time (off = faster, same scores and flags).")
-        recurring = st.toggle("Catch recurring triggers", value=True, key="scanner_campaigns",
-                              help="Also flag every title carrying a word or phrase that recurs among the top-scored "
-                                   "tenth of the catalog and whose removal lowers their scores (core.campaign): "
-                                   "BadRec writes one trigger into several items.")
+        recurring = st.radio("Catch recurring triggers", ["auto", "on", "off"], key="scanner_campaigns",
+                             horizontal=True,
+                             help="Also flag every title carrying a word or phrase that recurs among the "
+                                  "top-scored tenth of the catalog and whose removal lowers their scores "
+                                  "(core.campaign): BadRec writes one trigger into several items. auto = on when "
+                                  "the scanner trains on a trusted reference (a dataset for a run or a file), off "
+                                  "when a catalog trains its own scanner (series and franchise names recur there).")
     if st.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
         try:
             catalog_path = None
@@ -74,7 +76,7 @@ with st.container(border=True):
                              scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
                                                    epochs=int(epochs), n_triggers=int(n_triggers),
                                                    max_titles=int(max_titles)), spans=spans,
-                             campaigns=CampaignConfig() if recurring else None)
+                             campaigns=recurring)
             job_store = jobs().store
             job_id = submit_job("scan", dataset or "", cfg.to_dict(),
                                 lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")

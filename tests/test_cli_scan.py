@@ -49,6 +49,7 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged", "campaigns", "title_only",
             "campaigns_only"} <= set(result)
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
+    assert result["campaign_step"] is False  # auto: off, the catalog trained its own scanner
     assert "tokenstats" in result["baselines"]
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -60,12 +61,12 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert store.scan_row(result["scan_id"])["n_items"] == 42
     assert store.scan_results_count(result["scan_id"]) == 42
     # the second scan of the same domain reuses the cached scanner; with every title flagged (threshold 0)
-    # spans are found for flagged titles, and --no-spans skips them (--no-campaigns: no recurring trigger's text
+    # spans are found for flagged titles, and --no-spans skips them (--campaigns off: no recurring trigger's text
     # stands in for a span)
     def flagged_rows(*extra):
         path = tmp_path / f"out{len(extra)}.csv"
         assert main(["scan", "--catalog", str(cat), "--out", str(path), "--threshold", "0", "--json", *extra,
-                     "--no-campaigns", *FAST]) == 0
+                     "--campaigns", "off", *FAST]) == 0
         again = json.loads(capsys.readouterr().out)
         assert again["scanner_cached"] is True and again["campaigns"] == []
         with open(path, newline="") as fh:
@@ -180,3 +181,21 @@ def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, t
     itself = ScanConfig(source="catalog", catalog_path=str(path), train_on="catalog")
     _, _, trusted = training_titles(store, itself, resolve_catalog(store, itself))
     assert trusted is False
+
+
+def test_recurring_triggers_are_looked_for_with_a_trusted_reference(home, tmp_path, capsys):
+    """`--campaigns auto` runs the recurring-trigger step when a domain dataset is the reference; `off` never."""
+    from tests.conftest import make_synthetic
+
+    store = Store(settings.db_path())
+    ds = make_synthetic()
+    store.save_dataset("synthetic", "test", "interactions", ds.items, ds.interactions, [])
+    cat = _catalog(tmp_path / "cat.csv")
+    steps = []
+    for mode in ("auto", "off"):
+        assert main(["scan", "--catalog", str(cat), "--dataset", "synthetic", "--train-on", "domain",
+                     "--campaigns", mode, "--json", *FAST]) == 0
+        result = json.loads(capsys.readouterr().out)
+        steps.append(result["campaign_step"])
+        assert result["campaign_seconds"] is not None and isinstance(result["campaigns"], list)
+    assert steps == [True, False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,22 @@ def test_a_recurring_trigger_is_caught_below_the_threshold(trained):
     # the clean catalog has no campaign, and None judges each title alone
     assert campaign.find_campaigns(titles, scanner.score(titles), scanner.score, CampaignConfig(top=0.2)) == []
     assert not campaign.flag(catalog, scores, 1.0, scanner.score, None)[0].any()
+
+
+def test_hard_negative_passes_only_for_a_trusted_reference():
+    """Trusted titles still above the threshold get extra No passes (recorded); an untrusted catalog
+    (self-cleaning on) never does, since its odd titles may be the poison."""
+    titles = sorted(set(_titles()))
+    odd = [f"{t} Qx9" for t in titles[:3]]  # clean in this reference, though they look triggered
+    cfg = replace(TINY, rounds=0, self_clean=False, mine_passes=3)
+    mined = train_scanner(titles + odd, cfg, domain="test")
+    plain = train_scanner(titles + odd, replace(cfg, mine_passes=0), domain="test")
+    assert mined.history[-1]["round"] == "hard negatives"
+    assert all(h["round"] != "hard negatives" for h in plain.history)
+    above = [int((sc.score(titles + odd) >= sc.threshold).sum()) for sc in (plain, mined)]
+    assert above[1] <= above[0]
+    untrusted = train_scanner(titles + odd, replace(cfg, self_clean=True), domain="test")
+    assert all(h["round"] != "hard negatives" for h in untrusted.history)
 
 
 def test_threshold_calibration_bounds_the_fpr():

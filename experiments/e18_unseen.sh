@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# E18 unseen: the scanner on clean titles it never trained on — ml-1m's titles that ml-100k lacks — with and
+# without the hard-negative passes over the reference titles: false-positive rate at the calibrated threshold
+# and title-level recall of each held-out trigger on 200 of them. Logs: experiments/logs/e18_unseen_mine<N>.json
+set -euo pipefail
+export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
+source "$(dirname "$0")/common.sh"
+for passes in "$@"; do
+  echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --mine-passes $passes --unseen ml-1m --positions suffix" \
+    > "experiments/logs/e18_unseen_mine$passes.cmd"
+  python bench/scanner_eval.py --mine-passes "$passes" --unseen ml-1m --positions suffix \
+    --out "experiments/logs/e18_unseen_mine$passes.json" 2> "experiments/logs/e18_unseen_mine$passes.log"
+done
