@@ -210,12 +210,12 @@ def _metrics(scores: np.ndarray, flagged: np.ndarray, labels: np.ndarray | None)
     return m
 
 
-def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels, campaign=None) -> pd.DataFrame:
+def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels, carried=None) -> pd.DataFrame:
     n = len(ids)
     return pd.DataFrame({"scan_id": scan_id, "item_id": list(ids), "title": list(titles),
                          "score": np.asarray(scores, dtype=float), "flagged": np.asarray(flagged, dtype=bool),
                          "method": method, "span": spans if spans is not None else [None] * n,
-                         "campaign": campaign if campaign is not None else [None] * n,
+                         "campaign": carried if carried is not None else [None] * n,
                          "label": pd.array(labels, dtype="boolean") if labels is not None
                          else pd.array([None] * n, dtype="boolean")})
 
