@@ -104,7 +104,8 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     k = max(cfg.min_titles, math.ceil(cfg.top * n))
     if n <= k:
         return []
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="stable")
     top_idx, cut = order[:k], float(scores[order[k - 1]])
     top_grams = [ngrams(words(titles[i]), cfg.max_words) for i in top_idx]
     support = Counter(g for gs in top_grams for g in gs)
@@ -117,7 +118,7 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     found: list[Campaign] = []
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
-        med_with = float(np.median(np.asarray(scores, dtype=float)[mine]))
+        med_with = float(np.median(scores[mine]))
         med_without = float(np.median(score_fn([without(titles[i], g) for i in mine])))
         if med_without < cut:
             found.append(Campaign(g, int(df[g]), med_with, med_without))
@@ -146,14 +147,23 @@ def campaign_of(titles: Sequence[str], campaigns: Sequence[Campaign]) -> list[st
     return out
 
 
+def carried(shared: Sequence[str | None]) -> np.ndarray:
+    """Which titles carry a recurring trigger, from `campaign_of`'s answer."""
+    return np.array([c is not None for c in shared], dtype=bool)
+
+
+def flagged_at(scores: np.ndarray, threshold: float, carries: np.ndarray) -> np.ndarray:
+    """The scan's rule: a title is flagged at or above the threshold, or when it carries a recurring trigger."""
+    return (np.asarray(scores) >= threshold) | carries
+
+
 def flag(titles: Sequence[str], scores: np.ndarray, threshold: float,
          score_fn: Callable[[list[str]], np.ndarray], cfg: CampaignConfig | None = CampaignConfig()
          ) -> tuple[np.ndarray, list[str | None], list[Campaign]]:
-    """Flags (score >= threshold, or carrying a recurring trigger), each title's trigger, and the campaigns.
+    """Flags (`flagged_at`), each title's recurring trigger (or None), and the campaigns found.
 
     `cfg=None` judges each title alone.
     """
     campaigns = [] if cfg is None else find_campaigns(titles, scores, score_fn, cfg)
     shared = campaign_of(titles, campaigns)
-    flags = (np.asarray(scores) >= threshold) | np.array([c is not None for c in shared], dtype=bool)
-    return flags, shared, campaigns
+    return flagged_at(scores, threshold, carried(shared)), shared, campaigns

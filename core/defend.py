@@ -314,7 +314,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
                 progress.update(stop, n, "suspicious spans of flagged titles")
         if labels is not None:
             by_rule["title_only"] = _metrics(s_all, by_score, labels)
-            by_rule["campaigns_only"] = _metrics(s_all, np.array([c is not None for c in shared], dtype=bool), labels)
+            by_rule["campaigns_only"] = _metrics(s_all, campaign.carried(shared), labels)
         scores["scanner"], flags["scanner"] = s_all, flagged
         for method in cfg.methods:
             if method in ("scanner", "ensemble"):

@@ -4,7 +4,7 @@ flagged title."""
 
 import streamlit as st
 
-from core import plots, reports, settings
+from core import campaign, plots, reports, settings
 from core.defend import ScanConfig, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
@@ -103,7 +103,7 @@ stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None
 threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
                       format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
                                           "threshold is the default; moving it updates the numbers below.")
-flags = (scores["score"].to_numpy() >= threshold) | scores["campaign"].notna().to_numpy()
+flags = campaign.flagged_at(scores["score"].to_numpy(), threshold, scores["campaign"].notna().to_numpy())
 cols = st.columns(5)
 cols[0].metric("Items", f"{len(scores):,}")
 cols[1].metric("Flagged", f"{int(flags.sum()):,}",
