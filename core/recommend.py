@@ -72,58 +72,75 @@ def _encode_prompts(loaded: LoadedModel, prompts: Sequence[str]):
     return left_pad([prompt_prefix_ids(tok) + _encode(tok, p) for p in prompts], tok.pad_token_id, loaded.device)
 
 
+_LOGIT_BYTES = 256 * 2**20  # logits held at once while scoring continuations: bounds memory, not results
+
+
+def _pack(fed: Sequence[Sequence[Sequence[int]]], mask, pad_id: int, dtype):
+    """Each prompt's continuations side by side in one row after its prompt: token ids, position ids
+    (each continuation restarts right after the prompt) and a 4-D additive attention mask in which a
+    continuation token sees its prompt and the earlier tokens of its own continuation only."""
+    import torch
+    B, P = mask.shape
+    width = max(1, max(sum(len(f) for f in row) for row in fed))
+    ids = torch.full((B, width), pad_id, dtype=torch.long)
+    offset = torch.zeros((B, width), dtype=torch.long)
+    seg = torch.full((B, width), -1, dtype=torch.long)
+    for b, row in enumerate(fed):
+        at = 0
+        for j, f in enumerate(row):
+            ids[b, at:at + len(f)] = torch.tensor(f, dtype=torch.long)
+            offset[b, at:at + len(f)] = torch.arange(len(f))
+            seg[b, at:at + len(f)] = j
+            at += len(f)
+    idx = torch.arange(width)
+    sees = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0) & (idx[None, None, :] <= idx[None, :, None])
+    prompt = mask[:, None, :].bool().cpu().expand(B, width, P)
+    allowed = torch.cat([prompt, sees], -1)[:, None]  # (B, 1, width, P + width)
+    bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return ids, mask.sum(-1).cpu()[:, None] + offset, bias
+
+
 def _score_batch(loaded: LoadedModel, prompts: Sequence[str], conts: Sequence[Sequence[str]],
-                 add_eos: bool, next_ids: Sequence[int] | None) -> list[list[float]]:
+                 add_eos: bool, next_ids: Sequence[int] | None) -> list[list]:
     """For each prompt and each continuation: summed log-prob of the continuation tokens, or (with
-    `next_ids`) the log-probs of those next tokens after the continuation, as a flat list per cont."""
+    `next_ids`) the log-probs of those next tokens after the continuation, as a flat list per cont.
+
+    The prompts are encoded once; then all continuations of all prompts go through one forward pass,
+    packed side by side after their prompt's KV cache (`_pack`), so the cost is one pass over the
+    continuation tokens however many candidates there are.
+    """
     import torch
     tok = loaded.tokenizer
     decoder, head = model_parts(loaded.model)
     ids, mask, pos = _encode_prompts(loaded, prompts)
-    B, P = ids.shape
+    dev = ids.device
+    seqs = [[_encode(tok, text) + ([tok.eos_token_id] if add_eos else []) for text in c] for c in conts]
+    # feed a continuation's tokens when we need the distribution after them, else all but the last
+    fed = [[s if next_ids is not None else s[:-1] for s in row] for row in seqs]
+    results: list[list] = [[None] * len(c) for c in conts]
     with torch.no_grad(), _autocast(loaded):
         cache = _new_cache(decoder)
         out = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
         last = torch.log_softmax(head(out.last_hidden_state[:, -1]).float(), -1)  # (B, V)
-        n_slots = max(len(c) for c in conts)
-        results: list[list] = [[None] * len(c) for c in conts]
-        start = mask.sum(-1)  # next position per row
-        for j in range(n_slots):
-            seqs = []
-            for b in range(B):
-                text = conts[b][j] if j < len(conts[b]) else ""
-                seqs.append(_encode(tok, text) + ([tok.eos_token_id] if add_eos else []))
-            width = max(len(s) for s in seqs)
-            # feed all continuation tokens when we need the distribution after them, else all but the last
-            feed_w = width if next_ids is not None else width - 1
-            first = torch.tensor([s[0] if s else tok.pad_token_id for s in seqs], device=ids.device)
-            lp_first = last.gather(1, first[:, None])[:, 0]
-            if feed_w > 0:
-                feed = torch.full((B, feed_w), tok.pad_token_id, dtype=torch.long)
-                fmask = torch.zeros((B, feed_w), dtype=torch.long)
-                for b, s in enumerate(seqs):
-                    n = len(s) if next_ids is not None else len(s) - 1
-                    if n > 0:
-                        feed[b, :n] = torch.tensor(s[:n])
-                        fmask[b, :n] = 1
-                feed, fmask = feed.to(ids.device), fmask.to(ids.device)
-                fpos = start[:, None] + torch.arange(feed_w, device=ids.device)[None, :]
-                h = decoder(input_ids=feed, attention_mask=torch.cat([mask, fmask], 1), position_ids=fpos,
-                            cache=cache, use_cache=True).last_hidden_state
-                cache.crop(-feed_w)
-                logp = torch.log_softmax(head(h).float(), -1)  # (B, feed_w, V)
-            for b, s in enumerate(seqs):
-                if j >= len(conts[b]):
-                    continue
-                if next_ids is not None:
-                    dist = logp[b, len(s) - 1] if s else last[b]
-                    results[b][j] = [float(dist[i]) for i in next_ids]
-                else:
-                    total = float(lp_first[b]) if s else 0.0
-                    if len(s) > 1:
-                        tgt = torch.tensor(s[1:], device=ids.device)
-                        total += float(logp[b, :len(s) - 1].gather(1, tgt[:, None]).sum())
-                    results[b][j] = total
+        feed, fpos, bias = _pack(fed, mask, tok.pad_token_id, out.last_hidden_state.dtype)
+        h = decoder(input_ids=feed.to(dev), attention_mask=bias.to(dev), position_ids=fpos.to(dev),
+                    cache=cache, use_cache=True).last_hidden_state
+        rows_at_once = max(1, _LOGIT_BYTES // (4 * h.shape[1] * last.shape[-1]))
+        for r0 in range(0, len(prompts), rows_at_once):
+            logp = torch.log_softmax(head(h[r0:r0 + rows_at_once]).float(), -1)  # (rows, width, V)
+            for b in range(r0, min(r0 + rows_at_once, len(prompts))):
+                at = 0
+                for j, (s, f) in enumerate(zip(seqs[b], fed[b])):
+                    lp = logp[b - r0, at:at + len(f)]
+                    if next_ids is not None:
+                        dist = lp[-1] if f else last[b]
+                        results[b][j] = [float(dist[i]) for i in next_ids]
+                    elif s:
+                        tgt = torch.tensor(s[1:], dtype=torch.long, device=dev)
+                        results[b][j] = float(last[b, s[0]] + lp.gather(1, tgt[:, None]).sum())
+                    else:
+                        results[b][j] = 0.0
+                    at += len(f)
     return results
 
 
