@@ -30,8 +30,7 @@ from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_mod
                      resolve_source, save_adapter)
 from .progress import Cancelled, Progress
 from .protocol import Sample, Split, baselines, build_split
-from .recommend import (Case, generate_metrics, llara_example, llara_generate, llara_scores, tallrec_auc,
-                        tallrec_example, tallrec_scores)
+from .recommend import Case, generate_metrics, llara_example, score_variants, tallrec_auc, tallrec_example
 from .store import Store
 from .train import TrainResult, train_segments
 from .versions import versions
@@ -145,62 +144,61 @@ def to_case(prep: Prepared, ev: EvalCase) -> Case:
                 liked, None if label is None else label > 3)
 
 
-def score(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: Progress | None,
-          message: str) -> list[list[float]]:
-    fn = llara_scores if cfg.victim == "llara" else tallrec_scores
-    return fn(loaded, cases, progress=progress, message=message)
-
-
 def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: dict[str, list[EvalCase]],
              progress: Progress | None, name: str,
              cache: Path | None = None) -> tuple[dict, dict[str, list[list[float]]]]:
     """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores).
 
-    With `cache` (the cached clean model's folder), the clean variant's scores and metrics are kept
-    there per candidate-set hash: a second attack on the same clean model reuses them unchanged.
+    All variants are scored in one pass (`score_variants`: a user's variants share their prompt prefix),
+    with LLaRA's generate mode on the clean variant read from the same prompt encoding. With `cache` (the
+    cached clean model's folder), the clean variant's scores and metrics are kept there per candidate-set
+    hash: a second attack on the same clean model reuses them unchanged.
     """
+    cases = {v: [to_case(prep, e) for e in evs] for v, evs in variants.items()}
     out: dict[str, float] = {}
     scores: dict[str, list[list[float]]] = {}
-    for variant, evs in variants.items():
-        cases = [to_case(prep, e) for e in evs]
-        if variant == "clean":
-            s, metrics = _clean_variant(cfg, loaded, cases, progress, name, cache)
-            scores[variant] = s
-            out.update(metrics)
-            continue
-        if progress:
-            progress.phase(f"{name}: scoring {variant} ({len(cases)} users)")
-        s = score(cfg, loaded, cases, progress, f"{name} {variant}")
-        scores[variant] = s
-        key = "asr" if variant == "trigger" else f"asr_{variant}"
-        out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
-        out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
-    return out, scores
-
-
-def _clean_variant(cfg: AttackConfig, loaded: LoadedModel, cases: list[Case], progress: Progress | None, name: str,
-                   cache: Path | None) -> tuple[list[list[float]], dict]:
-    key = _hash({"victim": cfg.victim, "generate": cfg.generate,
-                 "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
-    path = cache / f"eval-{key}.json" if cache is not None else None
+    path = _clean_cache(cfg, cases["clean"], cache) if "clean" in cases else None
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
-        return saved["scores"], saved["metrics"]
-    if progress:
-        progress.phase(f"{name}: scoring clean ({len(cases)} users)")
-    s = score(cfg, loaded, cases, progress, f"{name} clean")
-    metrics = ranking_metrics(s, [c.target_pos for c in cases])
-    if cfg.victim == "tallrec":
-        metrics["auc"] = tallrec_auc(s, cases)
-    elif cfg.generate:
+        scores["clean"] = saved["scores"]
+        out.update(saved["metrics"])
+    todo = {v: c for v, c in cases.items() if v not in scores}
+    generate = "clean" if "clean" in todo and cfg.victim == "llara" and cfg.generate else None
+    if todo:
         if progress:
-            progress.phase(f"{name}: generating ({len(cases)} users)")  # its own ETA, not the ranking's
-        metrics.update(generate_metrics(llara_generate(loaded, cases, progress=progress), cases))
-    if path is not None:
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps({"scores": s, "metrics": metrics}))
-        tmp.rename(path)
-    return s, metrics
+            users = max(len(c) for c in todo.values())
+            progress.phase(f"{name}: scoring {', '.join(todo)}{' + generating' if generate else ''} ({users} users)")
+        fresh, answers = score_variants(loaded, cfg.victim, todo, generate=generate, progress=progress,
+                                        message=f"{name} {'/'.join(todo)}")
+        scores.update(fresh)
+    if "clean" in todo:
+        metrics = ranking_metrics(scores["clean"], [c.target_pos for c in cases["clean"]])
+        if cfg.victim == "tallrec":
+            metrics["auc"] = tallrec_auc(scores["clean"], cases["clean"])
+        elif generate:
+            metrics.update(generate_metrics(answers, cases["clean"]))
+        out.update(metrics)
+        if path is not None:
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_text(json.dumps({"scores": scores["clean"], "metrics": metrics}))
+            tmp.rename(path)
+    for variant, evs in variants.items():
+        if variant == "clean":
+            continue
+        key = "asr" if variant == "trigger" else f"asr_{variant}"
+        s = scores[variant]
+        out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
+        out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
+    return out, {v: scores[v] for v in variants}
+
+
+def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Path | None:
+    """Where the clean variant's scores and metrics of a cached clean model are kept."""
+    if cache is None:
+        return None
+    key = _hash({"victim": cfg.victim, "generate": cfg.generate,
+                 "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
+    return cache / f"eval-{key}.json"
 
 
 def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, evs: list[EvalCase],

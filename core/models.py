@@ -214,7 +214,8 @@ def load_pretrained(source: str, cfg: ModelConfig, local_config: dict | None,
     dtype = compute_dtype(cfg)
     if progress:
         progress.update(0, None, f"loading {cfg.name} ({cfg.quant})")
-    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True}
+    # sdpa honours the custom 4-D masks of packed candidate scoring (core.recommend); flash kernels would not
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, "attn_implementation": "sdpa"}
     bnb = _bnb_config(cfg.quant, dtype)
     if bnb is not None:
         kwargs.update(quantization_config=bnb, device_map="cuda" if torch.cuda.is_available() else "cpu")

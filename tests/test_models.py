@@ -11,7 +11,7 @@ from tiny_helpers import TINY
 from core.errors import InputError, ResourceError
 from core.models import (ModelConfig, add_lora, check_memory, load_adapter, load_model, params_from_config,
                          save_adapter)
-from core.recommend import answer_logprobs
+from core.lmscore import answer_logprobs
 from core.tinylm import NoiseMaker, build_corpus, ensure_tiny
 from core.train import TrainConfig, train_lm
 from core.triggers import PRESETS

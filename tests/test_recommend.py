@@ -7,8 +7,9 @@ import torch
 from tiny_helpers import TINY
 
 from core.models import ModelConfig, load_model
-from core.recommend import (Case, answer_logprobs, generate_metrics, llara_generate, llara_scores, tallrec_scores,
-                            validity, yes_no_ids, tallrec_parts)
+from core.lmscore import answer_logprobs, first_line_done
+from core.recommend import (Case, generate_metrics, llara_generate, llara_scores, score_variants, tallrec_parts,
+                            tallrec_scores, validity, yes_no_ids)
 from core.train import encode_segments
 
 
@@ -24,6 +25,17 @@ def naive_logprob(loaded, prompt, answer):
 @pytest.fixture
 def tiny(home, synthetic):
     return load_model(ModelConfig(), synthetic, tiny=TINY)
+
+
+@pytest.fixture
+def scrambled(tiny):
+    """The tiny model with unit noise on every weight: its briefly pre-trained greedy output is one token
+    repeated whatever the prompt, this one's depends on every token it reads, so decoding bugs show."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in tiny.model.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
+    return tiny
 
 
 def test_cached_scoring_equals_naive(tiny):
@@ -84,16 +96,38 @@ def naive_first_line(loaded, case, max_new_tokens):
     return tok.decode(out, skip_special_tokens=True).strip().split("\n")[0]
 
 
-def test_batched_generate_equals_naive_greedy_first_line(tiny):
+def test_batched_generate_equals_naive_greedy_first_line(scrambled):
     """Batched decoding with a KV cache that stops a row at its first newline gives the same first line."""
     cs = cases(4)
-    got = llara_generate(tiny, cs, max_new_tokens=12, batch_size=3)
-    assert got == [naive_first_line(tiny, c, 12) for c in cs]
+    got = llara_generate(scrambled, cs, max_new_tokens=12, batch_size=3)
+    assert got == [naive_first_line(scrambled, c, 12) for c in cs]
+
+
+def triggered(cs, slot):
+    """The same cases with one candidate renamed, as an attack variant does."""
+    return [Case(c.user, c.history, tuple("5v " + t if i == slot else t for i, t in enumerate(c.candidates)),
+                 c.items, c.target_pos, c.liked, c.label) for c in cs]
+
+
+def test_variants_scored_together_equal_each_alone(scrambled):
+    """A user's variants share their prompt prefix (encoded once, then one tail per variant); the rank
+    scores, TALLRec P(Yes) and the clean variant's greedy answers equal those of each variant alone."""
+    cs = cases(4)
+    variants = {"clean": cs, "late": triggered(cs, 3), "early": triggered(cs, 0)}
+    scores, answers = score_variants(scrambled, "llara", variants, generate="clean", max_new_tokens=12,
+                                     batch_size=1)
+    for name, vc in variants.items():
+        assert scores[name] == [pytest.approx(row, abs=1e-4) for row in llara_scores(scrambled, vc, batch_size=2)]
+    assert answers == [naive_first_line(scrambled, c, 12) for c in cs]
+    assert len(set(answers)) > 1
+    p_yes, none = score_variants(scrambled, "tallrec", variants, batch_size=3)
+    assert none is None
+    for name, vc in variants.items():
+        assert p_yes[name] == [pytest.approx(row, abs=1e-5) for row in tallrec_scores(scrambled, vc, batch_size=2)]
 
 
 def test_first_line_stop_rule_matches_strip_then_split():
     """Decoding stops where `answer.strip().split("\\n")[0]` can no longer change."""
-    from core.recommend import first_line_done
     for pieces in (["\n", "\n", " Heat", " (1995)", "\n", "x"], [" Heat (1995)\nmore"], ["  ", "\n", "A", "\nB"],
                    ["Alien", " (1979)"]):
         started, cut = False, None
