@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from core.recommend import llara_answer, llara_scores
+from core.recommend import Case, llara_answer, llara_generate, llara_scores, score_variants
 from core.prompts import llara_prompt
 
 from . import fixtures
@@ -56,6 +56,26 @@ def _time(fn):
     return value, time.perf_counter() - t0
 
 
+def variants(model, cases: list[Case]) -> dict:
+    """An attack's evaluation: each user's case as 4 variants differing in one candidate slot (as clean,
+    trigger, no-trigger and transfer do), ranked, plus greedy answers for the clean one. Scored variant by
+    variant with a separate generate pass, vs together (`score_variants`: shared prompt prefixes, answers
+    from the rank pass's prompt cache)."""
+    def renamed(slot: int, mark: str) -> list[Case]:
+        return [Case(c.user, c.history, tuple(mark + t if i == slot else t for i, t in enumerate(c.candidates)),
+                     c.items, c.target_pos) for c in cases]
+    named = {"clean": cases, "trigger": renamed(7, "5v "), "no_trigger": renamed(7, "The "),
+             "transfer": renamed(3, "5v ")}
+    (sep, answers), sep_s = _time(lambda: ({k: llara_scores(model, v) for k, v in named.items()},
+                                           llara_generate(model, cases, max_new_tokens=16)))
+    (joint, joint_answers), joint_s = _time(lambda: score_variants(model, "llara", named, generate="clean",
+                                                                   max_new_tokens=16))
+    diff = max(float(np.max(np.abs(np.array(sep[k]) - np.array(joint[k])))) for k in named)
+    return {"n_users": len(cases), "separate_s": round(sep_s, 2), "together_s": round(joint_s, 2),
+            "speedup_together": round(sep_s / joint_s, 2), "max_abs_score_diff": round(diff, 5),
+            "same_answers": answers == joint_answers}
+
+
 def run(quick: bool = False) -> dict:
     fixtures.set_threads()
     n_cases = 16 if quick else 96
@@ -73,6 +93,7 @@ def run(quick: bool = False) -> dict:
                       "kv_unbatched_items_per_s": round(n_items / one_s, 1),
                       "speedup_kv_vs_naive": round(naive_s / kv_s, 2),
                       "speedup_batching_users": round(one_s / kv_s, 2), "max_abs_score_diff": round(diff, 5)}
+    out["variants"] = variants(fixtures.tiny_model("fp32"), cases)
     best = max(dtypes(), key=lambda d: out[d]["kv_items_per_s"])
     out["items_per_s"] = out[best]["kv_items_per_s"]
     out["speedup_kv_vs_naive"] = out[best]["speedup_kv_vs_naive"]

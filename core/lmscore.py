@@ -142,10 +142,18 @@ def _pack(fed: Sequence[Sequence[Sequence[int]]], mask, pad_id: int, dtype):
 def _continuation_scores(loaded: LoadedModel, cache, mask, last, seqs: Sequence[Sequence[Sequence[int]]],
                          next_ids: Sequence[int] | None) -> list[list]:
     """Per prompt and continuation (token ids): its summed log-prob, or (with `next_ids`) the log-probs of
-    those tokens right after it. One packed forward pass (`_pack`); the cache is cropped back afterwards."""
+    those tokens right after it. One packed forward pass (`_pack`); the cache is cropped back afterwards.
+
+    A continuation that occurs twice after one prompt (two items with the same title) is scored once, so
+    the two tie exactly, as the metrics' tie-breaking assumes: in a packed row their float rounding
+    would otherwise differ with their place in it.
+    """
     import torch
     decoder, head = model_parts(loaded.model)
     dev = mask.device
+    original = seqs
+    where = [{s: i for i, s in enumerate(dict.fromkeys(map(tuple, row)))} for row in seqs]
+    seqs = [list(w) for w in where]
     # feed a continuation's tokens when we need the distribution after them, else all but the last
     fed = [[s if next_ids is not None else s[:-1] for s in row] for row in seqs]
     results: list[list] = [[None] * len(row) for row in seqs]
@@ -170,7 +178,7 @@ def _continuation_scores(loaded: LoadedModel, cache, mask, last, seqs: Sequence[
                 else:
                     results[b][j] = 0.0
                 at += len(f)
-    return results
+    return [[results[b][w[tuple(s)]] for s in row] for b, (row, w) in enumerate(zip(original, where))]
 
 
 def first_line_done(piece: str, started: bool) -> tuple[bool, bool]:

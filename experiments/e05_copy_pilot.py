@@ -28,7 +28,7 @@ from core.data import load_dataset
 from core.models import LoadedModel, ModelConfig, compute_dtype
 from core.prompts import llara_prompt
 from core.protocol import ProtocolConfig, build_split
-from core.recommend import answer_logprobs
+from core.lmscore import answer_logprobs
 from core.settings import db_path
 from core.store import Store
 from core.tinylm import TinyConfig, build_corpus, new_model, train_tokenizer
