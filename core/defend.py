@@ -420,3 +420,14 @@ def run_defend(store: Store, run_id: str, cfg: ScanConfig | None = None, progres
             "before": retrained.get("before", {}), "after": retrained.get("after", {}),
             "dropped": dropped, "retrain": {k: v for k, v in retrained.items() if k not in ("before", "after")},
             "seconds": round(time.monotonic() - t0, 2), "warnings": scan["warnings"]}
+
+
+def defence_row(result: dict) -> dict:
+    """One `run_defend` result as a table row: what was dropped and the attack before and after."""
+    d, b, a = result.get("detection", {}), result.get("before", {}), result.get("after", {})
+    retrain = result.get("retrain", {})
+    return {"attack run": result.get("run_id"), "flagged": d.get("n_flagged"),
+            "poisoned items dropped": retrain.get("n_poisoned_dropped"), "f1": d.get("f1"),
+            "asr before": b.get("asr"), "asr after": a.get("asr"), "hr@1 before": b.get("hr@1"),
+            "hr@1 after": a.get("hr@1"), "seconds": result.get("seconds")}
+

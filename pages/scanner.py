@@ -2,10 +2,11 @@
 threshold, detection metrics, score plots, the recurring triggers found and the suspicious span of each
 flagged title."""
 
+import pandas as pd
 import streamlit as st
 
 from core import campaign, plots, reports, settings
-from core.defend import ScanConfig, run_scan
+from core.defend import ScanConfig, defence_row, run_defend, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
 from core.scanner import ScannerConfig
@@ -60,31 +61,61 @@ with st.container(border=True):
                                   "(core.campaign): BadRec writes one trigger into several items. auto = on when "
                                   "the scanner trains on a trusted reference (a dataset for a run or a file), off "
                                   "when a catalog trains its own scanner (series and franchise names recur there).")
-    if st.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
+
+    def scan_config() -> ScanConfig:
+        catalog_path = None
+        if source == "catalog":
+            if upload is None:
+                raise InputError("choose a catalog file to upload first")
+            folder = settings.home() / "uploads"
+            folder.mkdir(parents=True, exist_ok=True)
+            catalog_path = str(folder / f"{upload.file_id}-{upload.name}".replace("/", "_"))
+            with open(catalog_path, "wb") as fh:
+                fh.write(upload.getvalue())
+        return ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
+                          run_id=run_id if source == "run" else None, methods=("scanner", *methods),
+                          scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
+                                                epochs=int(epochs), n_triggers=int(n_triggers),
+                                                max_titles=int(max_titles)), spans=spans, campaigns=recurring)
+
+    b1, b2 = st.columns(2)
+    job_store = jobs().store
+    if b1.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
         try:
-            catalog_path = None
-            if source == "catalog":
-                if upload is None:
-                    raise InputError("choose a catalog file to upload first")
-                folder = settings.home() / "uploads"
-                folder.mkdir(parents=True, exist_ok=True)
-                catalog_path = str(folder / f"{upload.file_id}-{upload.name}".replace("/", "_"))
-                with open(catalog_path, "wb") as fh:
-                    fh.write(upload.getvalue())
-            cfg = ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
-                             run_id=run_id if source == "run" else None, methods=("scanner", *methods),
-                             scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
-                                                   epochs=int(epochs), n_triggers=int(n_triggers),
-                                                   max_titles=int(max_titles)), spans=spans,
-                             campaigns=recurring)
-            job_store = jobs().store
+            cfg = scan_config()
             job_id = submit_job("scan", dataset or "", cfg.to_dict(),
                                 lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
         else:
             st.success(f"Queued {job_id}.")
+    if b2.button("Defend the run", key="scanner_defend", disabled=source != "run",
+                 help="Scan the attack run's catalog with these settings, drop every flagged item, retrain the "
+                      "poisoned victim without them and measure ASR and HR@1 again (python -m core defend)."):
+        try:
+            if run_id is None:
+                raise InputError("choose a finished attack run first")
+            cfg = scan_config()
+            job_id = submit_job("defend", dataset or "", {"attack_run": run_id, **cfg.to_dict()},
+                                lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "defend_monitor")
+        except BadRecError as exc:
+            show_error(exc)
+        else:
+            st.success(f"Queued {job_id}.")
     job_monitor("scan", "scanner_monitor")
+    job_monitor("defend", "defend_monitor")
+
+defences = store().list_runs("defend")
+defences = defences[defences["status"] == "done"] if len(defences) else defences
+if len(defences):
+    st.header("Defences")
+    st.caption("Each row: an attack run scanned, its flagged items dropped and the poisoned victim retrained "
+               "(core.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor is gone.")
+    table = pd.DataFrame([{"defence run": rid, **defence_row(store().get_run(rid)["result"])}
+                          for rid in defences["run_id"]])
+    st.dataframe(table, hide_index=True, key="scanner_defences",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("f1", "asr before", "asr after", "hr@1 before", "hr@1 after")})
 
 scans = store().list_scans()
 if scans.empty:

@@ -317,3 +317,34 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     side = frame(at, "rank_change")
     assert len(side) == 5 and side["is_attack_item"].sum() == 1
     assert "Attacker's item at rank" in texts(at)
+
+
+def test_scanner_defends_an_attack_run_in_the_background(synthetic_store):
+    """'Defend the run' queues core.defend.run_defend on a real tiny attack run; the Defences table then
+    shows what it dropped and the attack's numbers before and after, as the job recorded them."""
+    from core.experiment import run_attack
+    from tiny_helpers import tiny_attack
+
+    attack = run_attack(synthetic_store, tiny_attack())
+    at = open_page("scanner")
+    assert at.button(key="scanner_defend").disabled  # only a run can be defended
+    at.radio(key="scanner_source").set_value("run").run()
+    at.selectbox(key="scanner_run").select(attack["run_id"])
+    at.number_input(key="scanner_rounds").set_value(0)
+    at.multiselect(key="scanner_methods").set_value([])
+    at.number_input(key="scanner_epochs").set_value(1)
+    at.number_input(key="scanner_triggers").set_value(12)
+    at.number_input(key="scanner_max_titles").set_value(50)
+    at.toggle(key="scanner_spans").set_value(False).run()
+    at.button(key="scanner_defend").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    wait_jobs(synthetic_store)
+    job = synthetic_store.list_runs("defend").iloc[0]
+    assert job["status"] == "done", job["error"]
+    result = json.loads(job["result"])
+    at.run()
+    table = frame(at, "asr before", "asr after")
+    assert table["attack run"].tolist() == [attack["run_id"]]
+    assert table["asr before"].iloc[0] == pytest.approx(attack["poisoned"]["asr"])
+    assert table["asr after"].iloc[0] == pytest.approx(result["after"]["asr"])
+    assert table["flagged"].iloc[0] == result["detection"]["n_flagged"] == len(result["dropped"])
