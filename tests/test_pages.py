@@ -267,15 +267,20 @@ def wait_jobs(store: Store, timeout: float = 1200) -> None:
         time.sleep(0.5)
 
 
-def test_scanner_runs_a_tiny_scan_job(synthetic_store):
-    at = open_page("scanner")
-    at.radio(key="scanner_source").set_value("dataset").run()
+def tiny_scan_settings(at: AppTest) -> None:
+    """The Scanner page's smallest training (seconds): no rounds, no baselines, one epoch, 50 titles."""
     at.number_input(key="scanner_rounds").set_value(0)
     at.multiselect(key="scanner_methods").set_value([])
     at.number_input(key="scanner_epochs").set_value(1)
     at.number_input(key="scanner_triggers").set_value(12)
     at.number_input(key="scanner_max_titles").set_value(50)
     at.toggle(key="scanner_spans").set_value(False).run()
+
+
+def test_scanner_runs_a_tiny_scan_job(synthetic_store):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("dataset").run()
+    tiny_scan_settings(at)
     at.button(key="scanner_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wait_jobs(synthetic_store)
@@ -330,12 +335,7 @@ def test_scanner_defends_an_attack_run_in_the_background(synthetic_store):
     assert at.button(key="scanner_defend").disabled  # only a run can be defended
     at.radio(key="scanner_source").set_value("run").run()
     at.selectbox(key="scanner_run").select(attack["run_id"])
-    at.number_input(key="scanner_rounds").set_value(0)
-    at.multiselect(key="scanner_methods").set_value([])
-    at.number_input(key="scanner_epochs").set_value(1)
-    at.number_input(key="scanner_triggers").set_value(12)
-    at.number_input(key="scanner_max_titles").set_value(50)
-    at.toggle(key="scanner_spans").set_value(False).run()
+    tiny_scan_settings(at)
     at.button(key="scanner_defend").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wait_jobs(synthetic_store)
