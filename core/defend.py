@@ -281,11 +281,12 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     thresholds: dict[str, float] = {"scanner": threshold}
     span_of: dict[int, str | None] = {}
     campaigns: list = []
-    seconds: dict[str, float] = {}  # time of the recurring-trigger step
+    campaign_seconds = None  # time of the recurring-trigger step
     by_rule: dict[str, dict] = {}  # the scanner's metrics for each of its two rules alone, for comparison
     tmp_csv = None if out_csv is None else Path(out_csv).with_name(Path(out_csv).name + f".{os.getpid()}.part")
 
     def chunks() -> Iterator[pd.DataFrame]:
+        nonlocal campaign_seconds
         if progress:
             progress.phase("scoring titles")
         s_all = np.empty(n)
@@ -299,7 +300,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
         flagged, shared, found = campaign.flag(titles, s_all, threshold, scanner.score,
                                                cfg.campaign if use_campaigns else None)
         campaigns.extend(found)
-        seconds["campaigns"] = round(time.monotonic() - t_campaigns, 2)
+        campaign_seconds = round(time.monotonic() - t_campaigns, 2)
         by_score = s_all >= threshold
         for start in range(0, n, cfg.chunk_size):
             stop = min(n, start + cfg.chunk_size)
@@ -378,7 +379,7 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
                                                     "info": scanner.info},
               "baselines": {k: v for k, v in summary.items() if k != "scanner"},
               "campaign_step": use_campaigns, "campaigns": [asdict(c) for c in campaigns],
-              "campaign_seconds": seconds.get("campaigns"),
+              "campaign_seconds": campaign_seconds,
               "warnings": warnings}
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
@@ -422,12 +423,15 @@ def run_defend(store: Store, run_id: str, cfg: ScanConfig | None = None, progres
             "seconds": round(time.monotonic() - t0, 2), "warnings": scan["warnings"]}
 
 
-def defence_row(result: dict) -> dict:
-    """One `run_defend` result as a table row: what was dropped and the attack before and after."""
-    d, b, a = result.get("detection", {}), result.get("before", {}), result.get("after", {})
-    retrain = result.get("retrain", {})
-    return {"attack run": result.get("run_id"), "flagged": d.get("n_flagged"),
-            "poisoned items dropped": retrain.get("n_poisoned_dropped"), "f1": d.get("f1"),
-            "asr before": b.get("asr"), "asr after": a.get("asr"), "hr@1 before": b.get("hr@1"),
-            "hr@1 after": a.get("hr@1"), "seconds": result.get("seconds")}
-
+def defence_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished defend runs (`Store.list_runs("defend")`) as one row each: what was dropped and the
+    attack before and after."""
+    rows = []
+    for run in runs[runs["status"] == "done"].itertuples():
+        r = json.loads(run.result) if isinstance(run.result, str) else run.result
+        d, b, a = r.get("detection", {}), r.get("before", {}), r.get("after", {})
+        rows.append({"defence run": run.run_id, "attack run": r.get("run_id"), "flagged": d.get("n_flagged"),
+                     "poisoned items dropped": r.get("retrain", {}).get("n_poisoned_dropped"), "f1": d.get("f1"),
+                     "asr before": b.get("asr"), "asr after": a.get("asr"), "hr@1 before": b.get("hr@1"),
+                     "hr@1 after": a.get("hr@1"), "seconds": r.get("seconds")})
+    return pd.DataFrame(rows)

@@ -144,9 +144,8 @@ def _continuation_scores(loaded: LoadedModel, cache, mask, last, seqs: Sequence[
     """Per prompt and continuation (token ids): its summed log-prob, or (with `next_ids`) the log-probs of
     those tokens right after it. One packed forward pass (`_pack`); the cache is cropped back afterwards.
 
-    A continuation that occurs twice after one prompt (two items with the same title) is scored once, so
-    the two tie exactly, as the metrics' tie-breaking assumes: in a packed row their float rounding
-    would otherwise differ with their place in it.
+    A continuation that occurs twice after one prompt (two items with the same title) is scored once: the
+    two tie exactly, as the metrics' tie rule assumes, whatever the kernels' rounding at their two places.
     """
     import torch
     decoder, head = model_parts(loaded.model)

@@ -214,7 +214,7 @@ def load_pretrained(source: str, cfg: ModelConfig, local_config: dict | None,
     dtype = compute_dtype(cfg)
     if progress:
         progress.update(0, None, f"loading {cfg.name} ({cfg.quant})")
-    # sdpa honours the custom 4-D masks of packed candidate scoring (core.recommend); flash kernels would not
+    # sdpa honours the custom 4-D masks of packed candidate scoring (core.lmscore); flash kernels would not
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, "attn_implementation": "sdpa"}
     bnb = _bnb_config(cfg.quant, dtype)
     if bnb is not None:

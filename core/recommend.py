@@ -19,11 +19,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .lmscore import Row, encode, run_rows
 from .metrics import roc_auc
 from .models import LoadedModel
 from .progress import Progress
 from .prompts import llara_prompt, tallrec_prompt
-from .lmscore import Row, encode, run_rows
 
 TARGET_MARK = "\x00TARGET\x00"
 
@@ -68,8 +68,8 @@ def _llara_row(case: Case, noun: str, generate: bool = False) -> Row:
 def llara_scores(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movie", batch_size: int = 16,
                  progress: Progress | None = None, message: str = "llara ranking") -> list[list[float]]:
     """Rank mode: per case, the summed log-likelihood of every candidate title as the answer."""
-    return run_rows(loaded, [_llara_row(c, noun) for c in cases], batch_size=batch_size, progress=progress,
-                    message=message)[0]
+    return score_variants(loaded, "llara", {"cases": cases}, noun, batch_size=batch_size, progress=progress,
+                          message=message)[0]["cases"]
 
 
 def llara_generate(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movie", max_new_tokens: int = 48,
@@ -100,24 +100,21 @@ def score_variants(loaded: LoadedModel, victim: str, variants: dict[str, Sequenc
         `(scores per variant, answers of the generate variant or None)`.
     """
     names = list(variants)
-    if victim == "llara":
-        rows = [_llara_row(c, noun, name == generate) for name in names for c in variants[name]]
-        raw, answers = run_rows(loaded, rows, max_new_tokens=max_new_tokens, batch_size=batch_size * len(names),
-                                progress=progress, message=message)
-    else:
-        rows = [_tallrec_row(c, noun) for name in names for c in variants[name]]
-        raw = _p_yes(run_rows(loaded, rows, add_eos=False, next_ids=yes_no_ids(loaded.tokenizer),
-                              batch_size=batch_size * len(names), progress=progress, message=message)[0])
-        answers = [None] * len(rows)
-    out: dict[str, list[list[float]]] = {}
-    at = 0
-    picked = None
+    llara = victim == "llara"
+    rows = [_llara_row(c, noun, name == generate) if llara else _tallrec_row(c, noun)
+            for name in names for c in variants[name]]
+    raw, answers = run_rows(loaded, rows, add_eos=llara, next_ids=None if llara else yes_no_ids(loaded.tokenizer),
+                            max_new_tokens=max_new_tokens if llara else 0, batch_size=batch_size * len(names),
+                            progress=progress, message=message)
+    if not llara:
+        raw = _p_yes(raw)
+    out, picked, at = {}, None, 0
     for name in names:
-        n = len(variants[name])
-        out[name] = raw[at:at + n]
-        if name == generate and victim == "llara":
-            picked = [a or "" for a in answers[at:at + n]]
-        at += n
+        span = slice(at, at + len(variants[name]))
+        out[name] = raw[span]
+        if llara and name == generate:
+            picked = [a or "" for a in answers[span]]
+        at = span.stop
     return out, picked
 
 
@@ -167,9 +164,8 @@ def _p_yes(raw: list[list]) -> list[list[float]]:
 def tallrec_scores(loaded: LoadedModel, cases: Sequence[Case], noun: str = "movie", batch_size: int = 16,
                    progress: Progress | None = None, message: str = "tallrec scoring") -> list[list[float]]:
     """P(Yes) (normalised over the Yes/No first tokens) for every candidate of every case."""
-    rows = [_tallrec_row(c, noun) for c in cases]
-    return _p_yes(run_rows(loaded, rows, add_eos=False, next_ids=yes_no_ids(loaded.tokenizer),
-                           batch_size=batch_size, progress=progress, message=message)[0])
+    return score_variants(loaded, "tallrec", {"cases": cases}, noun, batch_size=batch_size, progress=progress,
+                          message=message)[0]["cases"]
 
 
 def tallrec_auc(scores: Sequence[Sequence[float]], cases: Sequence[Case]) -> float:

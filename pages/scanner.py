@@ -2,11 +2,10 @@
 threshold, detection metrics, score plots, the recurring triggers found and the suspicious span of each
 flagged title."""
 
-import pandas as pd
 import streamlit as st
 
 from core import campaign, plots, reports, settings
-from core.defend import ScanConfig, defence_row, run_defend, run_scan
+from core.defend import ScanConfig, defence_table, run_defend, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
 from core.scanner import ScannerConfig
@@ -105,15 +104,12 @@ with st.container(border=True):
     job_monitor("scan", "scanner_monitor")
     job_monitor("defend", "defend_monitor")
 
-defences = store().list_runs("defend")
-defences = defences[defences["status"] == "done"] if len(defences) else defences
+defences = defence_table(store().list_runs("defend"))
 if len(defences):
     st.header("Defences")
     st.caption("Each row: an attack run scanned, its flagged items dropped and the poisoned victim retrained "
                "(core.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor is gone.")
-    table = pd.DataFrame([{"defence run": rid, **defence_row(store().get_run(rid)["result"])}
-                          for rid in defences["run_id"]])
-    st.dataframe(table, hide_index=True, key="scanner_defences",
+    st.dataframe(defences, hide_index=True, key="scanner_defences",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("f1", "asr before", "asr after", "hr@1 before", "hr@1 after")})
 
