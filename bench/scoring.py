@@ -46,7 +46,7 @@ def naive_scores(loaded, cases, batch_size: int = 20) -> list[list[float]]:
 
 def dtypes() -> tuple[str, ...]:
     """bf16 only where the hardware runs it natively; emulated bf16 is ~80x slower on AVX2-only CPUs."""
-    from core.models import native_bf16
+    from core.hardware import native_bf16
     return ("fp32", "bf16") if native_bf16() else ("fp32",)
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import InputError
-from .models import ModelConfig
+from .models import ModelConfig, compute_dtype
 from .protocol import ProtocolConfig, Sample, Split, TestCase
 from .tinylm import TinyConfig
 from .train import TrainConfig
@@ -121,6 +121,7 @@ class AttackConfig:
     def clean_key(self) -> dict:
         """The settings the clean model depends on (anything else can change without retraining it)."""
         return {"dataset": self.dataset, "victim": self.victim, "model": self.model.to_dict(),
+                "compute_dtype": compute_dtype(self.model),
                 "windows_per_user": self.windows_per_user, "train": self.train.to_dict(),
                 "tiny": self.tiny.to_dict() if self.model.is_tiny else None, "protocol": self.protocol.to_dict(),
                 "seed": self.seed}

@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from .attack import AttackConfig
+from .hardware import DTYPES
 from .models import ModelConfig
 from .progress import ConsoleProgress
 from .tinylm import SIZES, TinyConfig
@@ -29,7 +30,7 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
                                                                if args.tiny_history_epochs is not None else {})})
     return AttackConfig(
         dataset=args.dataset, victim=args.victim,
-        model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r),
+        model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r, dtype=args.dtype),
         trigger=trigger, poison_ratio=args.poison_ratio, n_poison_items=args.n_items, target_items=items,
         fake_user_strategy=args.fake_users, history_len=args.k, windows_per_user=args.windows_per_user,
         train=train, tiny=tiny, seed=args.seed, eval_users=args.eval_users, generate=not args.no_generate)
@@ -62,6 +63,8 @@ def register(sub) -> None:
     p.add_argument("--victim", choices=("llara", "tallrec"), default="llara")
     p.add_argument("--model", default="tiny", help="tiny, a Hugging Face model id, or a folder from save_pretrained")
     p.add_argument("--quant", choices=("none", "8bit", "4bit"), default="none")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="compute dtype; auto = BADREC_DTYPE if set, else bf16 where this CPU/GPU runs it natively")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--trigger", help="trigger text (default: the level's preset, e.g. 5v)")
     p.add_argument("--trigger-level", choices=LEVELS, default="char")

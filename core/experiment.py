@@ -25,6 +25,7 @@ from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases
                      training_candidates)
 from .data import Dataset, load_dataset
 from .errors import InputError
+from .hardware import machine_info
 from .metrics import hit_at_k, ranking_metrics
 from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_model, params_from_config,
                      resolve_source, save_adapter)
@@ -292,6 +293,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
                           "triggered_titles": [prep.data.titles[i] for i in prep.data.items]},
             "n_test_users": len(cases), "n_attack_cases": len(variants["trigger"]),
             "train": {"clean": clean_train, "poisoned": poison_train.to_dict()}, "timings": timings,
+            "machine": machine_info(poisoned.info["compute_dtype"], poisoned.info.get("bnb_kernel")),
         }
         metrics = {"clean": m_clean, "poisoned": m_pois, "random": base["random"], "popularity": base["popularity"]}
         store.finish_run(run_id, result, timings, metrics,

@@ -37,6 +37,7 @@ import numpy as np
 from . import settings
 from .agent import AgentConfig, SyntheticTrigger, propose
 from .errors import InputError
+from .hardware import unpack_4bit
 from .progress import Progress
 from .train import left_pad
 from .triggers import LEVELS, POSITIONS
@@ -526,6 +527,7 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     total = epochs * math.ceil(len(data) / bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / total))
+    unpack_4bit(scanner.model)  # the previous round's scoring may have repacked 4-bit weights (no backward)
     scanner.model.train()
     step, losses = 0, []
     for epoch in range(epochs):

@@ -286,6 +286,17 @@ class Store:
             return self.query("SELECT * FROM runs WHERE kind = ? ORDER BY created_at DESC", [kind])
         return self.query("SELECT * FROM runs ORDER BY created_at DESC")
 
+    def runs_overview(self) -> pd.DataFrame:
+        """One row per run with where it ran: machine kind, compute dtype and 4-bit kernel (numbers differ by them)."""
+        return self.query("""
+            SELECT run_id, kind, dataset, status, progress, error,
+                   json_extract_string(versions, '$.machine.kind') AS machine,
+                   coalesce(json_extract_string(result, '$.machine.compute_dtype'),
+                            json_extract_string(versions, '$.machine.compute_dtype')) AS dtype,
+                   json_extract_string(result, '$.machine.bnb_kernel') AS bnb_kernel,
+                   created_at, finished_at
+            FROM runs ORDER BY created_at DESC""")
+
     def mark_stale_runs(self) -> int:
         """Runs left 'running' or 'queued' by a process that died are marked failed.
 

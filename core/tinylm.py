@@ -295,14 +295,15 @@ def pd_bytes(df) -> bytes:
     return pd.util.hash_pandas_object(df, index=False).values.tobytes()
 
 
-def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig") -> str:
+def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype: str) -> str:
+    """Everything the pre-trained weights depend on, the compute dtype included (bf16 and fp32 train apart)."""
     payload = json.dumps({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
-                          "format": 1}, sort_keys=True)
+                          "dtype": dtype, "format": 1}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None" = None,
-                progress: "Progress | None" = None) -> Path:
+                progress: "Progress | None" = None, dtype: str = "fp32") -> Path:
     """The cached folder of the tiny base for this dataset+config, building it first if needed.
 
     Returns:
@@ -310,19 +311,20 @@ def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None
     """
     from .protocol import ProtocolConfig, build_split
     protocol = protocol or ProtocolConfig()
-    folder = settings.cache_dir("models") / f"tiny-{cache_key(ds, cfg, protocol)}"
+    folder = settings.cache_dir("models") / f"tiny-{cache_key(ds, cfg, protocol, dtype)}"
     if (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists():
         return folder
     split = build_split(ds, protocol)
-    build_tiny(split, cfg, folder, progress)
+    build_tiny(split, cfg, folder, progress, dtype)
     return folder
 
 
-def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progress | None" = None) -> dict:
+def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progress | None" = None,
+               dtype: str = "fp32") -> dict:
     """Train tokenizer and model on the split's training text and save them to `folder` (atomically)."""
     import torch
 
-    from .models import LoadedModel, ModelConfig, compute_dtype
+    from .models import LoadedModel
     from .train import TrainConfig, train_segments
 
     t0 = time.monotonic()
@@ -334,7 +336,7 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     model = new_model(cfg, tokenizer)
     if torch.cuda.is_available():
         model.to("cuda")
-    loaded = LoadedModel(model, tokenizer, {"compute_dtype": compute_dtype(ModelConfig()), "tiny": True})
+    loaded = LoadedModel(model, tokenizer, {"compute_dtype": dtype, "tiny": True})
     tcfg = TrainConfig(epochs=1, lr=cfg.lr, batch_size=cfg.batch_size, max_len=cfg.max_len, seed=cfg.seed,
                        warmup_frac=0.03)
     if progress:
@@ -344,7 +346,7 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
-    meta = {"tiny": cfg.to_dict(), "n_examples": len(corpus), "final_loss": result.losses[-1] if result.losses
+    meta = {"tiny": cfg.to_dict(), "dtype": dtype, "n_examples": len(corpus), "final_loss": result.losses[-1] if result.losses
             else None, "seconds": time.monotonic() - t0, "tokens": result.tokens, "n_params": model.num_parameters()}
     (tmp / "badrec_tiny.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(folder, ignore_errors=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from .errors import InputError
+from .hardware import unpack_4bit
 from .models import LoadedModel
 from .progress import Progress
 
@@ -209,6 +210,7 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
     result = TrainResult()
     t0 = time.monotonic()
     window: list[float] = []
+    unpack_4bit(model)  # a scoring pass may have repacked 4-bit weights for a kernel without backward
     model.train()
     try:
         for step, idx in enumerate(plan, start=1):

@@ -1,4 +1,4 @@
-"""Library versions recorded with every run, so a stored number says what produced it."""
+"""Library versions and the machine kind recorded with every run, so a stored number says what produced it."""
 
 from __future__ import annotations
 
@@ -17,5 +17,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     from . import __version__
+    from .hardware import machine_info, resolve_dtype
     out["badrec"] = __version__
+    out["machine"] = machine_info(resolve_dtype("auto"))  # the default dtype here; a run records its own
     return out

@@ -28,12 +28,13 @@ if len(scans):
                           file_name=f"{scan_id}.parquet", mime="application/octet-stream",
                           key="reports_scan_parquet", on_click="ignore", help="The same table as Parquet.")
 
-runs = store().list_runs()
+overview = store().runs_overview()
 st.subheader("All runs")
-if runs.empty:
+if overview.empty:
     st.info("No runs yet: launch an attack on the Attack page or a scan on the Scanner page.")
     st.stop()
-overview = runs[["run_id", "kind", "dataset", "status", "progress", "error", "created_at", "finished_at"]]
+st.caption("`machine`, `dtype` and `bnb_kernel` say where a run's numbers come from: the same seed gives "
+           "different numbers in bf16 (AVX512-BF16/AMX CPUs, CUDA) and fp32 (AVX2-only CPUs).")
 st.dataframe(overview, hide_index=True)
 table_downloads(overview, "runs", "reports_runs")
 
@@ -43,7 +44,7 @@ if len(points):
     table_downloads(points, "asr-vs-rho", "reports_rho_table")
 
 st.subheader("One run")
-run_id = st.selectbox("Run", runs["run_id"].tolist(), key="reports_run",
+run_id = st.selectbox("Run", overview["run_id"].tolist(), key="reports_run",
                       help="Any run, finished or not; failed runs report their error.")
 st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id),
                    file_name=f"{run_id}.html", mime="text/html",
