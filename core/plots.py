@@ -68,18 +68,28 @@ def loss_curve(log: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def asr_vs_rho(df: pd.DataFrame, metric: str = "asr") -> go.Figure:
-    """ASR (or another metric) against the poisoning ratio ρ across runs.
+DOSE_AXES = {"poison_ratio": "ρ (poisoned / all training samples)",
+             "n_poison_samples": "poisoned training samples (log scale)"}
+
+
+def metric_vs_dose(df: pd.DataFrame, metric: str = "asr", x: str = "poison_ratio") -> go.Figure:
+    """ASR (or another metric) against the dose across runs: ρ, or the number of poisoned samples.
 
     Args:
-        df (`pd.DataFrame`): columns `poison_ratio`, `value`, `series` (a label: victim/model/trigger level),
-            optionally `run_id` for the hover text.
+        df (`pd.DataFrame`): columns `x`, `value`, `series` (a label: dataset/victim/model), optionally
+            `run_id` for the hover text (`core.reports.dose_points`).
+        x (`str`): `"poison_ratio"` or `"n_poison_samples"` (drawn on a log axis: doses span 10-1000).
     """
-    fig = _fig(f"{metric} vs poisoning ratio ρ", "ρ (poisoned / all training samples)", metric)
-    for series, part in df.sort_values("poison_ratio").groupby("series", sort=True):
+    fig = _fig(f"{metric} vs {'ρ' if x == 'poison_ratio' else 'poisoned samples'}", DOSE_AXES[x], metric)
+    df = df.dropna(subset=[x])
+    for series, part in df.sort_values(x).groupby("series", sort=True):
         hover = part["run_id"] if "run_id" in part else None
-        fig.add_scatter(x=part["poison_ratio"], y=part["value"], mode="lines+markers", name=str(series),
-                        text=hover, hovertemplate="ρ=%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
+        fig.add_scatter(x=part[x], y=part["value"], mode="lines+markers", name=str(series), text=hover,
+                        hovertemplate="%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
+    if x == "n_poison_samples":
+        fig.update_xaxes(type="log")
+    elif len(df):  # one run alone would get an axis from -1 to 1 around its point
+        fig.update_xaxes(range=[0, float(df[x].max()) * 1.15])
     fig.update_yaxes(range=[0, 1.02])
     return fig
 

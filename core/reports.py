@@ -125,24 +125,37 @@ def _fig_div(fig: go.Figure, first: bool) -> str:
     return fig.to_html(include_plotlyjs=True if first else False, full_html=False)
 
 
-def metric_vs_ratio(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned") -> pd.DataFrame:
-    """One point per finished run: its poisoning ratio ρ (from the stored config) and one metric.
+def dose_points(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned") -> pd.DataFrame:
+    """One point per finished run: its dose, as ρ and as the number of poisoned samples, and one metric.
+
+    The paper's "1 %" is a count that depends on the training-set size (ρ 0.01 of 1,886 samples is 19
+    samples, of all windows ~970): the dose law is read against both.
 
     Args:
-        rows (`pd.DataFrame`): `Store.metrics_across_runs()` (run_id, dataset, config JSON, model, name, value).
+        rows (`pd.DataFrame`): `Store.metrics_across_runs()` (run_id, dataset, config and result JSON, model,
+            name, value).
 
     Returns:
-        `pd.DataFrame`: columns run_id, poison_ratio, value, series (dataset · victim · model name).
+        `pd.DataFrame`: columns run_id, poison_ratio, n_poison_samples (None for runs that did not record
+        it), value, series (dataset · victim · model name).
     """
     sub = rows[(rows["name"] == metric) & (rows["model"] == model)]
     out = []
     for r in sub.itertuples():
-        cfg = json.loads(r.config) if isinstance(r.config, str) else (r.config or {})
+        cfg = _json_field(r.config)
         ratio = cfg.get("poison_ratio")
         if ratio is None:
             continue
+        n_poison = _json_field(getattr(r, "result", None)).get("poisoning", {}).get("n_poison_samples")
         model_cfg = cfg.get("model")
         model_name = model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg
         series = " · ".join(str(p) for p in (r.dataset, cfg.get("victim"), model_name) if p)
-        out.append({"run_id": r.run_id, "poison_ratio": float(ratio), "value": float(r.value), "series": series})
-    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "value", "series"])
+        out.append({"run_id": r.run_id, "poison_ratio": float(ratio), "n_poison_samples": n_poison,
+                    "value": float(r.value), "series": series})
+    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "n_poison_samples", "value", "series"])
+
+
+def _json_field(value) -> dict:
+    if isinstance(value, str):
+        return json.loads(value)
+    return value if isinstance(value, dict) else {}

@@ -416,9 +416,9 @@ class Store:
             [run_id, str(user_id)])
 
     def metrics_across_runs(self, kind: str = "attack") -> pd.DataFrame:
-        """Every finished run's metrics with its config JSON (for ASR-vs-ρ plots)."""
+        """Every finished run's metrics with its config and result JSON (for the dose plots)."""
         return self.query(
-            "SELECT r.run_id, r.dataset, r.config, r.created_at, m.model, m.name, m.value FROM runs r"
+            "SELECT r.run_id, r.dataset, r.config, r.result, r.created_at, m.model, m.name, m.value FROM runs r"
             " JOIN metrics m USING (run_id) WHERE r.kind = ? AND r.status = 'done' ORDER BY r.created_at",
             [kind])
 

@@ -101,10 +101,13 @@ if len(metrics):
     figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "compare_metrics")
 
 st.subheader("Across runs")
-metric = st.selectbox("Metric", ["asr", "asr_no_trigger", "asr_transfer", "hr@1"], key="compare_metric",
-                      help="Plotted against the poisoning ratio ρ, one line per dataset · victim · model.")
-points = reports.metric_vs_ratio(store().metrics_across_runs("attack"), metric)
+m1, m2 = st.columns(2)
+metric = m1.selectbox("Metric", ["asr", "asr_no_trigger", "asr_transfer", "hr@1"], key="compare_metric",
+                      help="Plotted against the dose, one line per dataset · victim · model.")
+dose = m2.radio("Dose as", list(plots.DOSE_AXES), format_func=plots.DOSE_AXES.get, key="compare_dose",
+                help="ρ is a share; what forms a backdoor is closer to the number of poisoned samples.")
+points = reports.dose_points(store().metrics_across_runs("attack"), metric)
 if len(points):
-    figure(plots.asr_vs_rho(points, metric), f"{metric}-vs-rho", "compare_rho")
+    figure(plots.metric_vs_dose(points, metric, dose), f"{metric}-vs-dose", "compare_rho")
 else:
     st.caption("No finished run has this metric yet.")

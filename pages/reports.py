@@ -38,10 +38,15 @@ st.caption("`machine`, `dtype` and `bnb_kernel` say where a run's numbers come f
 st.dataframe(overview, hide_index=True)
 table_downloads(overview, "runs", "reports_runs")
 
-points = reports.metric_vs_ratio(store().metrics_across_runs("attack"), "asr")
+points = reports.dose_points(store().metrics_across_runs("attack"), "asr")
 if len(points):
-    figure(plots.asr_vs_rho(points), "asr-vs-rho", "reports_rho")
-    table_downloads(points, "asr-vs-rho", "reports_rho_table")
+    st.subheader("Dose law")
+    left, right = st.columns(2)
+    with left:
+        figure(plots.metric_vs_dose(points, "asr", "n_poison_samples"), "asr-vs-samples", "reports_dose")
+    with right:
+        figure(plots.metric_vs_dose(points, "asr", "poison_ratio"), "asr-vs-rho", "reports_rho")
+    table_downloads(points, "asr-vs-dose", "reports_rho_table")
 
 st.subheader("One run")
 run_id = st.selectbox("Run", overview["run_id"].tolist(), key="reports_run",

@@ -88,3 +88,17 @@ def test_scans_listed_newest_first_each_before_its_baselines(store):
         scans(con, "scan-new", "2026-01-02 00:00:00")
         scans(con, "scan-new.tokenstats", "2026-01-02 00:00:01")
     assert store.list_scans()["scan_id"].tolist() == ["scan-new", "scan-new.tokenstats", "scan-old"]
+
+
+def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
+    from core.reports import dose_points
+    store.create_run("r1", "attack", "ml-100k", {"poison_ratio": 0.1, "victim": "llara",
+                                                 "model": {"name": "smollm2-135m"}}, 0, {})
+    store.finish_run("r1", {"poisoning": {"n_poison_samples": 105}}, {}, {"poisoned": {"asr": 0.9}}, {})
+    store.create_run("r2", "attack", "ml-100k", {"poison_ratio": 0.01, "victim": "llara",
+                                                 "model": {"name": "tiny"}}, 0, {})
+    store.finish_run("r2", {}, {}, {"poisoned": {"asr": 0.0}, "clean": {"asr": 0.1}}, {})
+    points = dose_points(store.metrics_across_runs("attack"), "asr").sort_values("run_id")
+    assert points[["run_id", "poison_ratio", "value", "series"]].values.tolist() == [
+        ["r1", 0.1, 0.9, "ml-100k · llara · smollm2-135m"], ["r2", 0.01, 0.0, "ml-100k · llara · tiny"]]
+    assert points["n_poison_samples"].tolist()[0] == 105 and points["n_poison_samples"].isna().tolist()[1]

@@ -71,13 +71,22 @@ def test_loss_curve_one_line_per_phase():
     assert list(fig.data[1].y) == [1.5, 1.2]
 
 
-def test_asr_vs_rho_sorted_per_series():
+def test_metric_vs_dose_sorted_per_series():
     df = pd.DataFrame({"poison_ratio": [0.05, 0.01, 0.02, 0.01], "value": [0.9, 0.2, 0.5, 0.1],
+                       "n_poison_samples": [50, 10, 20, None],
                        "series": ["llara", "llara", "llara", "tallrec"], "run_id": ["a", "b", "c", "d"]})
-    fig = plots.asr_vs_rho(df)
+    fig = plots.metric_vs_dose(df)
     assert [t.name for t in fig.data] == ["llara", "tallrec"]
     assert list(fig.data[0].x) == [0.01, 0.02, 0.05]
     assert list(fig.data[0].y) == [0.2, 0.5, 0.9]
+    by_count = plots.metric_vs_dose(df, x="n_poison_samples")
+    assert [t.name for t in by_count.data] == ["llara"] and by_count.layout.xaxis.type == "log"
+
+
+def test_one_run_gets_an_axis_from_zero_to_past_its_dose():
+    fig = plots.metric_vs_dose(pd.DataFrame({"poison_ratio": [0.01], "value": [0.5], "series": ["x"]}))
+    low, high = fig.layout.xaxis.range
+    assert low == 0 and 0.01 < high < 0.02
 
 
 def test_metrics_bars_group_by_model():
