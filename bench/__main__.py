@@ -20,8 +20,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sections():
-    from . import end_to_end, pages_bench, scan_bench, scoring, store_bench, training
-    return {"scoring": scoring.run, "training": training.run, "scan": scan_bench.run,
+    from . import end_to_end, pages_bench, real_llm, scan_bench, scoring, store_bench, training
+    return {"scoring": scoring.run, "training": training.run, "real_llm": real_llm.run, "scan": scan_bench.run,
             "duckdb": store_bench.run, "pages": pages_bench.run, "end_to_end": end_to_end.run}
 
 

