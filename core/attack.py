@@ -324,12 +324,3 @@ def poison_records(split: Split, data: PoisonedData) -> list[dict]:
               "user_id": f.user, "detail": json.dumps({"history": [split.item_ids[i] for i in f.history]})}
              for f in data.fake_users]
     return rows
-
-
-def retrain_without(store, run_id: str, drop_item_ids: list[str], progress=None) -> dict:
-    """Retrain an attack run's poisoned victim without some items; see `core.experiment.retrain_without`.
-
-    Kept here because the defence (`core.defend`) reaches the attack through this module.
-    """
-    from .experiment import retrain_without as _retrain
-    return _retrain(store, run_id, drop_item_ids, progress)

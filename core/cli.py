@@ -6,9 +6,7 @@ Exit status 0 on success; on bad input one line `error: ...` on stderr and exit 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,30 +14,12 @@ from pathlib import Path
 from . import settings
 from .data import dataset_info, dataset_status, ensure_dataset, import_file, load_dataset
 from .errors import BadRecError
-from .progress import ConsoleProgress
+from .cli_output import console_progress, emit, quiet, silence_progress_bars
 from .protocol import ProtocolConfig, baselines, build_split, split_summary
 from .store import Store
 from .uploads import ColumnMap
 
 Handler = Callable[[argparse.Namespace, Store], dict | list | None]
-
-
-def _clean(obj):
-    """JSON-safe: NaN becomes null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def emit(args: argparse.Namespace, result, text: Callable[[object], str]) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(_clean(result), indent=2, default=str))
-    else:
-        print(text(result))
 
 
 # -- datasets -----------------------------------------------------------------
@@ -56,7 +36,7 @@ def cmd_datasets_list(args, store):
 
 
 def cmd_datasets_info(args, store):
-    progress = None if args.json else ConsoleProgress()
+    progress = console_progress(args)
     if args.source:
         ensure_dataset(store, args.name, source=Path(args.source), progress=progress)
     info = dataset_info(store, args.name, allow_network=not args.offline)
@@ -128,15 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Subcommands defined next to the code they drive (attack, scan, defend)."""
-    from . import cli_attack, cli_scan
+    from . import cli_attack, cli_scan, cli_sweep
 
-    return [cli_attack.register, cli_scan.register]
+    return [cli_attack.register, cli_scan.register, cli_sweep.register]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if quiet(args):
+        silence_progress_bars()
     try:
         store = Store(settings.db_path())
         args.fn(args, store)

@@ -10,9 +10,9 @@ import argparse
 import logging
 
 from .attack import AttackConfig
+from .cli_output import console_progress, emit
 from .hardware import DTYPES
 from .models import ModelConfig
-from .progress import ConsoleProgress
 from .protocol import ProtocolConfig
 from .tinylm import SIZES, TinyConfig
 from .train import TrainConfig
@@ -40,10 +40,9 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
 
 
 def cmd_attack(args: argparse.Namespace, store) -> None:
-    from .cli import emit
     from .experiment import resumable_config, run_attack
     cfg = resumable_config(store, args.resume) if args.resume else config_from_args(args)
-    progress = ConsoleProgress()
+    progress = console_progress(args)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     result = run_attack(store, cfg, progress, run_id=args.resume)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from .campaign import CampaignConfig
 from .defend import METHODS, ScanConfig, run_defend, run_scan
+from .cli_output import emit
 from .errors import InputError
 from .progress import ConsoleProgress
+from .ray_engine import RayConfig
 from .scanner import ScannerConfig
 
 
@@ -23,11 +25,15 @@ def _scan_config(args, source: str) -> ScanConfig:
     methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
     if "scanner" not in methods:
         methods = ("scanner", *methods)
+    if args.engine != "ray" and (args.address or args.workers or args.shard_dir):
+        raise InputError("--address, --workers and --shard-dir need --engine ray")
     return ScanConfig(source=source, catalog_path=getattr(args, "catalog", None), label_col=args.label_col,
                       dataset=args.dataset, run_id=getattr(args, "run", None), methods=methods,
                       scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
-                      campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top))
+                      campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top),
+                      unicode_check=not args.no_unicode_check, engine=args.engine,
+                      ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir))
 
 
 def _summary(r: dict) -> str:
@@ -39,6 +45,9 @@ def _summary(r: dict) -> str:
     for c in r.get("campaigns", []):
         lines.append(f"  recurring trigger {c['text']!r} on {c['n_titles']} items (median score "
                      f"{c['median_score']:.3f}, {c['median_without']:.3f} without it)")
+    if r.get("unicode"):
+        kinds = ", ".join(f"{k} {n}" for k, n in r["unicode"]["findings"].items() if n)
+        lines.append(f"  unicode hygiene flagged {r['unicode']['n_flagged']} items" + (f" ({kinds})" if kinds else ""))
     for name, m in r.get("baselines", {}).items():
         if "f1" in m:
             lines.append(f"  {name:<11} precision={m['precision']:.3f} recall={m['recall']:.3f} f1={m['f1']:.3f} "
@@ -49,7 +58,6 @@ def _summary(r: dict) -> str:
 
 
 def cmd_scan(args, store):
-    from .cli import emit
 
     sources = [s for s in ("catalog", "run") if getattr(args, s)]
     if len(sources) > 1:
@@ -70,7 +78,6 @@ def cmd_scan(args, store):
 
 
 def cmd_defend(args, store):
-    from .cli import emit
 
     if store.get_run(args.run) is None:
         raise InputError(f"unknown run id {args.run!r}")
@@ -109,14 +116,26 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "for a run or a file), off when a catalog trains its own scanner")
     p.add_argument("--campaign-top", type=float, default=CampaignConfig.top,
                    help="share of the catalog, by score, in which a recurring trigger is looked for")
+    p.add_argument("--no-unicode-check", action="store_true",
+                   help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
+                        "symbols (core.unicode_hygiene); on by default, whatever the threshold")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "
+                        "scores it; same scores and flags; README: 'Past one machine')")
+    p.add_argument("--address", help="Ray cluster: auto (joined with `ray start`), ray://HOST:PORT or HOST:PORT; "
+                                     "default: a cluster started here for this scan, on 127.0.0.1 only")
+    p.add_argument("--workers", type=int, help="Ray actors scoring at once (default: one per CPU, or per GPU)")
+    p.add_argument("--shard-dir", help="where Ray workers write score shards; a folder or s3:// URI every node and "
+                                       "this process reach (default: under BADREC_HOME, one machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
 
 
 def register(sub) -> None:
     p = sub.add_parser("scan", help="score a catalog's titles for backdoor triggers (P-Scanner + baselines)")
-    p.add_argument("--catalog", help="CSV/TSV/Parquet/JSON Lines file with item id and title columns")
+    p.add_argument("--catalog", help="CSV/TSV/Parquet/JSON Lines file with item id and title columns (with "
+                                     "--engine ray also a folder of such files)")
     p.add_argument("--run", help="scan an attack run's poisoned catalog")
     p.add_argument("--out", help="write per-item results to this .csv")
     p.add_argument("--no-spans", action="store_true",

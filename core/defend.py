@@ -5,7 +5,7 @@ catalog), gets a scanner for its domain (from the cache or trained), scores
 every title in chunks and streams the rows into DuckDB inside one
 transaction, so a failure leaves nothing behind. `run_defend` scans a run's
 poisoned catalog, drops the flagged items (with their interactions and the
-fake users' samples) and retrains the victim through the attack module.
+fake users' samples) and retrains the victim (`core.experiment.retrain_without`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -23,11 +23,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from . import campaign
+from . import campaign, unicode_hygiene
 from .campaign import CampaignConfig
 from .errors import InputError
 from .metrics import detection_metrics
 from .progress import Progress
+from .ray_engine import RayConfig
 from .sanitize import csv_safe
 from .scanner import ScannerConfig, calibrate_threshold, get_scanner, load_base
 from .store import Store
@@ -64,6 +65,13 @@ class ScanConfig:
         campaign (`CampaignConfig`): the rule's parameters.
         judge_max_items (`int`): the LLM judge is skipped (with a warning) above this many titles.
         use_cache (`bool`): reuse / store trained scanners.
+        unicode_check (`bool`): also flag titles with Unicode-hygiene findings (`core.unicode_hygiene`:
+            invisible or bidi characters, mixed-script or look-alike words, emoji and symbols rare in the
+            catalog), whatever the threshold; the score is the larger of the two and `reason` says why.
+        engine (`Literal["local", "ray"]`): score in this process, or on a Ray cluster (`core.ray_engine`:
+            Ray Data reads a catalog file or folder of shards, an actor pool scores it chunk by chunk); the
+            same scores and flags either way.
+        ray (`RayConfig`): the cluster's address, workers and shard folder for `engine="ray"`.
     """
 
     source: Literal["catalog", "dataset", "run"] = "catalog"
@@ -81,6 +89,9 @@ class ScanConfig:
     campaign: CampaignConfig = field(default_factory=CampaignConfig)
     judge_max_items: int = 2000
     use_cache: bool = True
+    unicode_check: bool = True
+    engine: Literal["local", "ray"] = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self):
         if self.source not in ("catalog", "dataset", "run"):
@@ -104,6 +115,11 @@ class ScanConfig:
             raise InputError("train_on=domain needs --dataset NAME (the domain's reference titles)")
         if not 64 <= self.chunk_size <= 1_000_000:
             raise InputError("chunk_size must be between 64 and 1000000")
+        if self.engine not in ("local", "ray"):
+            raise InputError("engine must be local or ray")
+        if self.engine == "ray" and self.scanner.quant != "none":
+            raise InputError("the ray engine ships the scanner as saved safetensors; a quantized scanner is not "
+                             "saved: use --quant none")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,7 +192,13 @@ def resolve_catalog(store: Store, cfg: ScanConfig) -> Catalog:
             raise InputError(f"dataset {cfg.dataset!r} has no items")
         return Catalog(ds.items[["item_id", "title"]].reset_index(drop=True), _labels_from_extra(ds.items),
                        f"dataset:{cfg.dataset}", cfg.dataset)
-    upload = read_upload_path(cfg.catalog_path, ColumnMap(label=cfg.label_col))
+    if cfg.engine == "ray":  # Ray Data parses the file or folder of shards; validation is the local path's
+        from .ray_engine import read_catalog
+        from .uploads import normalise
+
+        upload = normalise(read_catalog(cfg.catalog_path), ColumnMap(label=cfg.label_col), [])
+    else:
+        upload = read_upload_path(cfg.catalog_path, ColumnMap(label=cfg.label_col))
     items = upload.items.drop_duplicates("item_id").reset_index(drop=True)
     labels = items["label"].to_numpy(dtype=bool) if "label" in items else None
     return Catalog(items[["item_id", "title"]], labels, f"file:{Path(cfg.catalog_path).name}", cfg.dataset,
@@ -210,14 +232,37 @@ def _metrics(scores: np.ndarray, flagged: np.ndarray, labels: np.ndarray | None)
     return m
 
 
-def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels, carried=None) -> pd.DataFrame:
+def _frame(scan_id: str, method: str, ids, titles, scores, flagged, spans, labels, carried=None,
+           reasons=None) -> pd.DataFrame:
     n = len(ids)
     return pd.DataFrame({"scan_id": scan_id, "item_id": list(ids), "title": list(titles),
                          "score": np.asarray(scores, dtype=float), "flagged": np.asarray(flagged, dtype=bool),
                          "method": method, "span": spans if spans is not None else [None] * n,
                          "campaign": carried if carried is not None else [None] * n,
+                         "reason": [r or None for r in reasons] if reasons is not None else [None] * n,
                          "label": pd.array(labels, dtype="boolean") if labels is not None
                          else pd.array([None] * n, dtype="boolean")})
+
+
+def score_catalog(scanner, titles: list[str], threshold: float, cfg: ScanConfig, progress: Progress | None = None
+                  ) -> tuple[np.ndarray, Callable[[list[int]], list[str | None]]]:
+    """Every title's score, chunk by chunk, and a function giving the spans of titles by index.
+
+    Locally the spans are searched when asked for; on Ray each actor already searched those of its chunk's
+    titles at or above the threshold. Same chunks, so the same scores either way.
+    """
+    if cfg.engine == "ray":
+        from .ray_engine import score_titles
+
+        scores, spans = score_titles(scanner, titles, threshold, cfg.spans, cfg.ray, cfg.chunk_size, progress)
+        return scores, lambda idx: [spans[i] for i in idx]
+    n = len(titles)
+    scores = np.empty(n)
+    for start in range(0, n, cfg.chunk_size):
+        scores[start:start + cfg.chunk_size] = scanner.score(titles[start:start + cfg.chunk_size])
+        if progress:
+            progress.update(min(n, start + cfg.chunk_size), n, "scoring titles")
+    return scores, lambda idx: scanner.spans([titles[i] for i in idx])
 
 
 def _squash(method: str, raw: np.ndarray) -> np.ndarray:
@@ -238,15 +283,26 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
         cfg (`ScanConfig`): source, methods, scanner config, threshold.
         progress (`Progress`, optional): progress and cancellation.
         client (`LLMClient`, optional): endpoint for the judge / LLM agent; from the environment if omitted.
-        out_csv (`Path`, optional): also write item_id,title,score,flagged,span(,label, baseline scores) here,
-            formula-safe; written only when the scan succeeds.
+        out_csv (`Path`, optional): also write item_id,title,score,flagged,span,reason(,label, baseline scores)
+            here, formula-safe; written only when the scan succeeds.
 
     Returns:
         `dict`: scan_id, source, n_items, n_flagged, threshold, seconds, the scanner's metrics
         (precision/recall/f1/auc/fpr when labels are known, and the same for each rule alone: `title_only`,
-        the calibrated threshold, and `campaigns_only`, the recurring triggers), `campaigns` (the recurring
-        triggers found), `baselines` and `warnings`.
+        the calibrated threshold, `campaigns_only`, the recurring triggers, and `unicode_only`), `campaigns`
+        (the recurring triggers found), `unicode` (titles flagged by Unicode hygiene and findings per kind;
+        None when the check is off), `baselines` and `warnings`.
     """
+    if cfg.engine == "ray":  # one connection for the whole scan: the catalog is read and scored there
+        from .ray_engine import cluster
+
+        with cluster(cfg.ray):
+            return _scan(store, cfg, progress, client, out_csv)
+    return _scan(store, cfg, progress, client, out_csv)
+
+
+def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_csv: Path | str | None) -> dict:
+    """`run_scan` on the engine `cfg.engine` names (connected to Ray when it is Ray)."""
     from . import detect_baselines as bl
     from .llm_client import client_from_env
 
@@ -260,6 +316,12 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
     ids = catalog.items["item_id"].astype(str).tolist()
     titles = catalog.items["title"].astype(str).tolist()
     n = len(titles)
+    t_unicode = time.monotonic()
+    # Unicode hygiene needs no model: findings are fixed before the scanner is trained or scores anything.
+    found = unicode_hygiene.suspicious_findings(titles) if cfg.unicode_check else None
+    unicode_scores, reasons = unicode_hygiene.summarize(found) if found is not None else (np.zeros(n), [""] * n)
+    by_unicode = unicode_scores > 0
+    unicode_seconds = round(time.monotonic() - t_unicode, 2)
     judge_raw = None
     if "judge" in cfg.methods:  # before any training: a broken endpoint fails fast, nothing written
         if n > cfg.judge_max_items:
@@ -289,34 +351,38 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
         nonlocal campaign_seconds
         if progress:
             progress.phase("scoring titles")
-        s_all = np.empty(n)
-        for start in range(0, n, cfg.chunk_size):
-            s_all[start:start + cfg.chunk_size] = scanner.score(titles[start:start + cfg.chunk_size])
-            if progress:
-                progress.update(min(n, start + cfg.chunk_size), n, "scoring titles")
+        s_all, spans_of = score_catalog(scanner, titles, threshold, cfg, progress)
         if progress and use_campaigns:
             progress.phase("looking for recurring triggers")
         t_campaigns = time.monotonic()
-        flagged, shared, found = campaign.flag(titles, s_all, threshold, scanner.score,
-                                               cfg.campaign if use_campaigns else None)
-        campaigns.extend(found)
+        # Campaigns are looked for on the scanner's own scores: a Unicode finding must not seed one.
+        flagged, shared, found_campaigns = campaign.flag(titles, s_all, threshold, scanner.score,
+                                                         cfg.campaign if use_campaigns else None)
+        campaigns.extend(found_campaigns)
         campaign_seconds = round(time.monotonic() - t_campaigns, 2)
         by_score = s_all >= threshold
+        final = np.maximum(s_all, unicode_scores)
+        flagged = flagged | by_unicode  # a hygiene finding is flagged whatever the threshold, like a campaign
         for start in range(0, n, cfg.chunk_size):
             stop = min(n, start + cfg.chunk_size)
             spans = shared[start:stop]  # a campaign's trigger is the span of the titles carrying it
             idx = [i for i in range(start, stop) if by_score[i] and shared[i] is None] if cfg.spans else []
-            for i, sp in zip(idx, scanner.spans([titles[i] for i in idx])):
+            for i, sp in zip(idx, spans_of(idx)):
                 spans[i - start] = sp
+            if cfg.spans and found is not None:  # a title flagged by hygiene alone: its first finding is the span
+                spans = [sp or (found[start + j][0].text if found[start + j] else None) for j, sp in enumerate(spans)]
             span_of.update((start + i, sp) for i, sp in enumerate(spans) if sp)
-            yield _frame(scan_id, "scanner", ids[start:stop], titles[start:stop], s_all[start:stop],
-                         flagged[start:stop], spans, None if labels is None else labels[start:stop], shared[start:stop])
+            yield _frame(scan_id, "scanner", ids[start:stop], titles[start:stop], final[start:stop],
+                         flagged[start:stop], spans, None if labels is None else labels[start:stop], shared[start:stop],
+                         reasons[start:stop])
             if progress and idx:
                 progress.update(stop, n, "suspicious spans of flagged titles")
         if labels is not None:
             by_rule["title_only"] = _metrics(s_all, by_score, labels)
             by_rule["campaigns_only"] = _metrics(s_all, campaign.carried(shared), labels)
-        scores["scanner"], flags["scanner"] = s_all, flagged
+            if found is not None:
+                by_rule["unicode_only"] = _metrics(unicode_scores, by_unicode, labels)
+        scores["scanner"], flags["scanner"] = final, flagged
         for method in cfg.methods:
             if method in ("scanner", "ensemble"):
                 continue
@@ -356,7 +422,8 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
                          "metrics": m or None})
         if tmp_csv is not None:
             table = pd.DataFrame({"item_id": ids, "title": titles, "score": scores["scanner"],
-                                  "flagged": flags["scanner"], "span": [span_of.get(i) for i in range(n)]})
+                                  "flagged": flags["scanner"], "span": [span_of.get(i) for i in range(n)],
+                                  "reason": [r or None for r in reasons]})
             if labels is not None:
                 table["is_poisoned"] = labels
             for method, s in scores.items():
@@ -373,13 +440,16 @@ def run_scan(store: Store, cfg: ScanConfig, progress: Progress | None = None, cl
         if tmp_csv is not None and tmp_csv.exists():
             tmp_csv.unlink()
     main = summary["scanner"]
-    result = {"scan_id": scan_id, "source": catalog.source, "domain": domain, "n_items": n,
+    result = {"scan_id": scan_id, "source": catalog.source, "engine": cfg.engine, "domain": domain, "n_items": n,
               "n_flagged": main["n_flagged"], "threshold": threshold, "seconds": round(time.monotonic() - t0, 2),
               "scanner_cached": cached, "scanner": {"model": cfg.scanner.model, "rounds": scanner.history,
                                                     "info": scanner.info},
               "baselines": {k: v for k, v in summary.items() if k != "scanner"},
               "campaign_step": use_campaigns, "campaigns": [asdict(c) for c in campaigns],
               "campaign_seconds": campaign_seconds,
+              "unicode": None if found is None else {"n_flagged": int(by_unicode.sum()),
+                                                     "findings": unicode_hygiene.kind_counts(found),
+                                                     "seconds": unicode_seconds},
               "warnings": warnings}
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
@@ -408,15 +478,16 @@ def run_defend(store: Store, run_id: str, cfg: ScanConfig | None = None, progres
     scan = run_scan(store, scan_cfg, progress, client)
     rows = store.scan_results(scan["scan_id"])
     dropped = rows.loc[rows["flagged"], "item_id"].astype(str).tolist()
-    from . import attack  # helper A's module: retrains the victim without the dropped items
+    from . import experiment  # retrains the victim without the dropped items
 
     if progress:
         progress.phase(f"retraining without {len(dropped)} flagged items")
-    retrained = attack.retrain_without(store, run_id, dropped, progress)
+    retrained = experiment.retrain_without(store, run_id, dropped, progress)
     detection = {k: scan.get(k) for k in ("precision", "recall", "f1", "auc", "fpr")}
     detection["n_flagged"] = scan["n_flagged"]
     detection["campaigns"] = scan["campaigns"]
-    detection.update({rule: scan[rule] for rule in ("title_only", "campaigns_only") if rule in scan})
+    detection["unicode"] = scan["unicode"]
+    detection.update({rule: scan[rule] for rule in ("title_only", "campaigns_only", "unicode_only") if rule in scan})
     return {"run_id": run_id, "scan_id": scan["scan_id"], "detection": detection,
             "before": retrained.get("before", {}), "after": retrained.get("after", {}),
             "dropped": dropped, "retrain": {k: v for k, v in retrained.items() if k not in ("before", "after")},

@@ -40,6 +40,8 @@ from .versions import versions
 
 log = logging.getLogger(__name__)
 ATTACK_VARIANTS: tuple[Variant, ...] = ("trigger", "no_trigger", "transfer")
+ATTACK_STAGES = ("base model", "clean model", "poisoned model", "evaluating the clean model",
+                 "evaluating the poisoned model")
 CHECKPOINT_EVERY_S = 300.0  # a killed real-LLM run loses at most ~5 minutes of training
 
 
@@ -103,6 +105,8 @@ def _hash(obj) -> str:
 
 
 def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> LoadedModel:
+    if progress:
+        progress.stage("base model")
     return load_model(cfg.model, prep.ds, progress, protocol=cfg.protocol, tiny=cfg.tiny)
 
 
@@ -113,6 +117,7 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
     examples = training_examples(cfg, prep, poisoned)
     phase = "poisoned model" if poisoned else "clean model"
     if progress:
+        progress.stage(phase, epochs=cfg.train.epochs)
         progress.phase(f"training the {phase} ({len(examples)} samples)")
     result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase, checkpoint=checkpoint)
     return victim, result
@@ -217,13 +222,15 @@ def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, e
     split, data = prep.split, prep.data
     rows = []
     for ev, s in zip(evs, scores):
-        order = sorted(range(len(s)), key=lambda i: -s[i])[:top_k]
+        order = sorted(range(len(s)), key=lambda i: -s[i])
         for rank, p in enumerate(order, start=1):
             item = ev.candidates[p]
+            attack = p == ev.inserted_pos or item in data.items
+            if rank > top_k and not attack:
+                continue  # below the stored top list only the attacker's item keeps a row: its real rank
             rows.append({"run_id": run_id, "model": model, "variant": variant, "user_id": ev.case.user,
                          "rank": rank, "item_id": split.item_ids[item], "title": ev.titles[p],
-                         "score": float(s[p]), "is_attack_item": p == ev.inserted_pos or item in data.items,
-                         "is_target": p == ev.target_pos})
+                         "score": float(s[p]), "is_attack_item": attack, "is_target": p == ev.target_pos})
     return rows
 
 
@@ -270,6 +277,11 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
     run_id = _start_run(store, cfg, run_id)
     timings: dict[str, float] = {}
     try:
+        if progress:  # one bar over the whole job; stage weights: training samples and scored lists
+            n_train, n_users = len(prep.data.samples) * cfg.train.epochs, len(prep.split.test[: cfg.eval_users])
+            progress.stages(ATTACK_STAGES, [n_train, n_train, n_train, n_users * (2 + cfg.generate),
+                                            n_users * (4 + cfg.generate)])
+
         def logger(phase):
             return lambda step, total, loss, tps: store.log_train(run_id, phase, step, total, loss, tps)
 
@@ -282,8 +294,12 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
         variants = _variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
+        if progress:
+            progress.stage("evaluating the clean model")
         m_clean, s_clean = evaluate(cfg, prep, clean, {k: variants[k] for k in ("clean", "trigger")}, progress,
                                     "clean model", cache=_clean_folder(cfg))
+        if progress:
+            progress.stage("evaluating the poisoned model")
         m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
         timings["evaluation_s"] = round(time.monotonic() - t, 2)
         cases = [e.case for e in variants["clean"]]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import BadRecError
-from .progress import Cancelled, Progress, format_eta
+from .progress import Cancelled, Progress, describe  # noqa: F401 (describe: re-exported)
 from .store import Store, now
 from .versions import versions
 
@@ -54,17 +54,10 @@ class StoreProgress(Progress):
         if moment - self._last_write < self.min_interval_s and not finished and message == self._last_text:
             return
         self._last_write, self._last_text = moment, message
-        text = describe(done, total, message, eta)
-        fraction = min(max(done / total, 0.0), 1.0) if total else None
-        fields = {"message": text} if fraction is None else {"message": text, "progress": fraction}
+        # label and fraction cover the whole job when it declared its stages (core.progress)
+        fields = {"message": self.label} if self.fraction is None else {"message": self.label,
+                                                                         "progress": self.fraction}
         self.store.update_run(self.run_id, **fields)
-
-
-def describe(done: float, total: float | None, message: str, eta: float | None) -> str:
-    """One line for the UI: 'message · 12/40 · ETA 01:05'."""
-    if not total:
-        return message
-    return f"{message} · {int(done)}/{int(total)} · ETA {format_eta(eta)}"
 
 
 @dataclass

@@ -17,9 +17,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from os.path import commonprefix
 
-from .models import LoadedModel
+from .lm import LoadedModel, left_pad, model_parts, prompt_prefix_ids
 from .progress import Progress
-from .train import left_pad, model_parts, prompt_prefix_ids
 
 _LOGIT_BYTES = 256 * 2**20  # logits held at once while scoring continuations: bounds memory, not results
 

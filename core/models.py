@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError, ResourceError
 from .gguf_model import ensure_converted, is_gguf_name
 from .hardware import DTYPES, guard_4bit, resolve_dtype
+from .lm import LoadedModel
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -90,32 +91,6 @@ class ModelConfig:
     @property
     def is_tiny(self) -> bool:
         return self.name == "tiny"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to train or score.
-
-    Args:
-        model: the `transformers` causal LM (a peft model once `add_lora` ran).
-        tokenizer: a `transformers` tokenizer (`PreTrainedTokenizerFast` for `tiny`).
-        info (`dict`): what was loaded: source, parameters, quantization, dtype, cache folder.
-    """
-
-    model: Any
-    tokenizer: Any
-    info: dict = field(default_factory=dict)
-
-    @property
-    def device(self):
-        """Where the weights live; inputs are built on the CPU and moved here."""
-        return next(self.model.parameters()).device
-
-    @property
-    def autocast_dtype(self):
-        """The dtype to autocast to, or None for plain fp32."""
-        import torch
-        return torch.bfloat16 if self.info.get("compute_dtype") == "bf16" else None
 
 
 def compute_dtype(cfg: ModelConfig) -> str:

@@ -78,7 +78,44 @@ h1{color:#B3261E}h2{border-bottom:1px solid #E4E7EB;padding-bottom:.2em;margin-t
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #E4E7EB;padding:3px 8px;text-align:left}th{background:#F3F4F6}
 pre{background:#F3F4F6;padding:1em;overflow:auto;font-size:12px}.note{color:#52606D;font-size:12px}
+.caveat{background:#FFF4E5;border-left:4px solid #B7791F;padding:.2em 1em;margin:1em 0}
 """
+
+
+def run_caveats(run: dict) -> list[str]:
+    """What a reader must know before trusting an attack run's numbers: a toy victim, a reduced run.
+
+    Args:
+        run (`dict`): a `Store.get_run` row (config and result already parsed).
+
+    Returns:
+        `list[str]`: one sentence per caveat; empty for a full-size run.
+    """
+    from .tinylm import SIZES
+
+    config = _json_field(run.get("config"))
+    result = _json_field(run.get("result"))
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    notes = []
+    if model.get("name", "tiny") == "tiny":
+        size = next((name for name, cfg in SIZES.items() if cfg.to_dict() == config.get("tiny")), None)
+        if size == "smoke":
+            notes.append("Toy victim: the tiny model's smoke size builds in seconds and its numbers mean nothing; "
+                         "use it to check the pipeline, not the attack.")
+        else:
+            notes.append(f"Victim: the embedded tiny model ({size or 'custom'} size), a small stand-in for a "
+                         "real LLM built on this CPU.")
+    if config.get("eval_users"):
+        users = result.get("n_test_users", config["eval_users"])
+        notes.append(f"Reduced run: only the first {users} test users were evaluated (not all of the dataset's "
+                     "test users); a few users make every rate coarse.")
+    protocol = config.get("protocol") if isinstance(config.get("protocol"), dict) else {}
+    off = [f"{protocol[key]} {what} (LLaRA: {full})" for key, what, full in
+           (("n_candidates", "candidates", 20), ("history_len", "history items", 10))
+           if protocol.get(key) not in (None, full)]
+    if off:
+        notes.append("Off-protocol: " + ", ".join(off) + "; numbers do not compare with the paper's.")
+    return notes
 
 
 def run_report_html(store: Store, run_id: str) -> bytes:
@@ -94,6 +131,9 @@ def run_report_html(store: Store, run_id: str) -> bytes:
     parts = [f"<h1>BadRec Lab run report</h1><p class='note'>run <b>{esc(run_id)}</b> · kind {esc(str(run['kind']))}"
              f" · dataset {esc(str(run['dataset']))} · status {esc(str(run['status']))} · generated "
              f"{datetime.now():%Y-%m-%d %H:%M} by badrec {esc(__version__)}</p>"]
+    caveats = run_caveats(run) if run.get("kind") == "attack" else []
+    if caveats:
+        parts.append("<div class='caveat'>" + "".join(f"<p>{esc(c)}</p>" for c in caveats) + "</div>")
     if run.get("error"):
         parts.append(f"<h2>Error</h2><pre>{esc(str(run['error']))}</pre>")
     metrics = store.run_metrics(run_id)

@@ -39,7 +39,7 @@ from .agent import AgentConfig, SyntheticTrigger, propose
 from .errors import InputError
 from .hardware import unpack_4bit
 from .progress import Progress
-from .train import left_pad
+from .lm import left_pad
 from .triggers import LEVELS, POSITIONS
 
 log = logging.getLogger(__name__)

@@ -54,8 +54,9 @@ CREATE TABLE IF NOT EXISTS scans (
     threshold DOUBLE, n_items BIGINT, n_flagged BIGINT, metrics VARCHAR, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS scan_results (
     scan_id VARCHAR, item_id VARCHAR, title VARCHAR, score DOUBLE, flagged BOOLEAN,
-    method VARCHAR, span VARCHAR, label BOOLEAN, campaign VARCHAR);
+    method VARCHAR, span VARCHAR, label BOOLEAN, campaign VARCHAR, reason VARCHAR);
 ALTER TABLE scan_results ADD COLUMN IF NOT EXISTS campaign VARCHAR;
+ALTER TABLE scan_results ADD COLUMN IF NOT EXISTS reason VARCHAR;
 CREATE TABLE IF NOT EXISTS trigger_sets (
     name VARCHAR PRIMARY KEY, triggers VARCHAR, created_at TIMESTAMP);
 CREATE INDEX IF NOT EXISTS items_ds ON items(dataset);
@@ -361,11 +362,16 @@ class Store:
         return df["title"].tolist()
 
     def user_history(self, dataset: str, user_id: str, limit: int = 20) -> pd.DataFrame:
-        """A user's latest interactions with titles, newest first."""
+        """A user's latest interactions with titles, newest first.
+
+        Ties in time are broken as the protocol breaks them (`core.protocol.user_sequences`: time, then the
+        order the file listed them, which is `load_interactions`' rowid order), so the newest row here is
+        the protocol's held-out test item.
+        """
         return self.query(
             "SELECT x.ts, x.item_id, i.title, x.rating FROM interactions x LEFT JOIN items i"
             " ON i.dataset = x.dataset AND i.item_id = x.item_id WHERE x.dataset = ? AND x.user_id = ?"
-            " ORDER BY x.ts DESC, x.item_id LIMIT ?", [dataset, str(user_id), int(limit)])
+            " ORDER BY x.ts DESC, x.rowid DESC LIMIT ?", [dataset, str(user_id), int(limit)])
 
     def active_runs(self) -> pd.DataFrame:
         return self.query("SELECT run_id, kind, dataset, status, progress, message, created_at FROM runs"
@@ -375,13 +381,45 @@ class Store:
         return self.query("SELECT phase, step, total, loss, tokens_per_s, logged_at FROM train_log"
                           " WHERE run_id = ? ORDER BY logged_at, step", [run_id])
 
-    def rec_users(self, run_id: str, limit: int = 2000) -> pd.DataFrame:
-        """Test users with stored recommendations in a run; those whose triggered list (variant 'trigger')
-        ranks the attacker's item first come first (the cases that show the backdoor)."""
+    def rec_users(self, run_id: str, limit: int = 2000, model: str = "poisoned", left: str = "no_trigger",
+                  right: str = "trigger") -> pd.DataFrame:
+        """Test users with stored recommendations in a run, in numeric order (1, 2, ..., 10, 100; ids that are
+        not numbers after them, as text).
+
+        Returns:
+            `pd.DataFrame` with columns user_id, hit (the poisoned model's triggered list ranks the attacker's
+            item first: the cases that show the backdoor) and changed (`model`'s `left` and `right` lists
+            differ in order or items).
+        """
         return self.query(
             "SELECT user_id, bool_or(variant = 'trigger' AND model = 'poisoned' AND is_attack_item AND rank = 1)"
-            " AS hit FROM recommendations WHERE run_id = ? GROUP BY user_id"
-            " ORDER BY hit DESC, try_cast(user_id AS BIGINT), user_id LIMIT ?", [run_id, int(limit)])
+            " AS hit, coalesce(string_agg(rank || ':' || item_id, '|' ORDER BY rank) FILTER (model = ? AND"
+            " variant = ?), '') <> coalesce(string_agg(rank || ':' || item_id, '|' ORDER BY rank) FILTER"
+            " (model = ? AND variant = ?), '')"
+            " AS changed FROM recommendations WHERE run_id = ? GROUP BY user_id"
+            " ORDER BY try_cast(user_id AS BIGINT) NULLS LAST, user_id LIMIT ?",
+            [model, left, model, right, run_id, int(limit)])
+
+    def attack_history(self) -> pd.DataFrame:
+        """Attack runs, newest first, with their headline numbers (null until a run finished).
+
+        Returns:
+            `pd.DataFrame`: run_id, status, dataset, model, asr, hr1_clean, hr1_poisoned, rho (the dose as
+            run: poisoned / all training samples), n_poison_samples, progress, message, error, created_at,
+            finished_at.
+        """
+        return self.query(
+            "SELECT r.run_id, r.status, r.dataset, json_extract_string(r.config, '$.model.name') AS model,"
+            " max(m.value) FILTER (m.model = 'poisoned' AND m.name = 'asr') AS asr,"
+            " max(m.value) FILTER (m.model = 'clean' AND m.name = 'hr@1') AS hr1_clean,"
+            " max(m.value) FILTER (m.model = 'poisoned' AND m.name = 'hr@1') AS hr1_poisoned,"
+            " coalesce(try_cast(json_extract_string(r.result, '$.poisoning.poison_ratio_actual') AS DOUBLE),"
+            " try_cast(json_extract_string(r.config, '$.poison_ratio') AS DOUBLE)) AS rho,"
+            " try_cast(json_extract_string(r.result, '$.poisoning.n_poison_samples') AS BIGINT) AS n_poison_samples,"
+            " r.progress, r.message, r.error, r.created_at, r.finished_at"
+            " FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id WHERE r.kind = 'attack'"
+            " GROUP BY r.run_id, r.status, r.dataset, r.config, r.result, r.progress, r.message, r.error,"
+            " r.created_at, r.finished_at ORDER BY r.created_at DESC")
 
     def rec_variants(self, run_id: str) -> pd.DataFrame:
         """Which (model, variant) lists a run stored."""
@@ -442,7 +480,8 @@ class Store:
                 where.append("flagged = ?")
                 params.append(bool(flagged))
             else:
-                where.append("(score >= ? OR campaign IS NOT NULL) = ?")  # a recurring trigger stays flagged
+                # a recurring trigger or a Unicode-hygiene finding (`reason`) stays flagged
+                where.append("(score >= ? OR campaign IS NOT NULL OR reason IS NOT NULL) = ?")
                 params += [float(threshold), bool(flagged)]
         return " AND ".join(where), params
 
@@ -453,8 +492,8 @@ class Store:
 
         Args:
             flagged (`bool`, optional): keep only flagged (True) or unflagged (False) items; with
-                `threshold`, "flagged" means score >= threshold or carrying a recurring trigger (`campaign`)
-                instead of the stored flag.
+                `threshold`, "flagged" means score >= threshold, carrying a recurring trigger (`campaign`) or
+                a Unicode-hygiene finding (`reason`) instead of the stored flag.
             sort (`str`): one of `SCAN_SORTS`.
         """
         if sort not in self.SCAN_SORTS:
@@ -463,8 +502,8 @@ class Store:
         order = f"{self.SCAN_SORTS[sort]} {'DESC' if descending else 'ASC'}, item_id"
         # `marked`: the title with its suspicious span in ⟦ ⟧ (plain text, for the table)
         return self.query(f"SELECT item_id, title, score, flagged, span, CASE WHEN coalesce(span, '') = '' THEN NULL"
-                          f" ELSE replace(title, span, '⟦' || span || '⟧') END AS marked, campaign, method, label"
-                          f" FROM scan_results"
+                          f" ELSE replace(title, span, '⟦' || span || '⟧') END AS marked, campaign, reason, method,"
+                          f" label FROM scan_results"
                           f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
                           [*params, int(limit), int(offset)])
 
@@ -474,8 +513,9 @@ class Store:
         return int(self.scalar(f"SELECT count(*) FROM scan_results WHERE {where}", params))
 
     def scan_scores(self, scan_id: str) -> pd.DataFrame:
-        """Scores, ground-truth labels (null when unknown) and recurring triggers of every item of a scan."""
-        return self.query("SELECT score, label, campaign FROM scan_results WHERE scan_id = ?", [scan_id])
+        """Scores, ground-truth labels (null when unknown), recurring triggers and Unicode-hygiene reasons of every
+        item of a scan."""
+        return self.query("SELECT score, label, campaign, reason FROM scan_results WHERE scan_id = ?", [scan_id])
 
     def scan_campaigns(self, scan_id: str) -> pd.DataFrame:
         """The recurring triggers a scan found, with how many items carry each (and how many are poisoned)."""
@@ -486,24 +526,27 @@ class Store:
                           [scan_id])
 
     # -- scans (helper B) ----------------------------------------------------------
-    SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label", "campaign")
+    SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label", "campaign",
+                        "reason")
+    SCAN_OPTIONAL_COLS = ("reason",)  # written as NULL when a frame lacks them (writers older than the column)
 
     def write_scan(self, chunks: Iterable[pd.DataFrame], finish: Callable[[], list[dict]]) -> None:
         """Stream a scan's per-item rows into `scan_results`, then its `scans` rows, in one transaction.
 
         Args:
-            chunks (`Iterable[pd.DataFrame]`): frames with `SCAN_RESULT_COLS`, produced while scoring, so
-                only one chunk is in memory at a time.
+            chunks (`Iterable[pd.DataFrame]`): frames with `SCAN_RESULT_COLS` (those in `SCAN_OPTIONAL_COLS`
+                may be missing), produced while scoring, so only one chunk is in memory at a time.
             finish (`Callable[[], list[dict]]`): called after the last chunk; returns the `scans` rows
                 (scan_id, run_id, source, method, threshold, n_items, n_flagged, metrics).
 
         A failure anywhere (scoring included) rolls everything back: nothing half-written.
         """
-        cols = ", ".join(self.SCAN_RESULT_COLS)
         with self.connect(write=True) as con:
             for df in chunks:
                 if len(df):
-                    con.register("_scan_rows", df[list(self.SCAN_RESULT_COLS)])
+                    present = [c for c in self.SCAN_RESULT_COLS if c in df or c not in self.SCAN_OPTIONAL_COLS]
+                    cols = ", ".join(present)
+                    con.register("_scan_rows", df[present])
                     con.execute(f"INSERT INTO scan_results ({cols}) SELECT {cols} FROM _scan_rows")
                     con.unregister("_scan_rows")
             for row in finish():
@@ -514,7 +557,7 @@ class Store:
 
     def scan_results(self, scan_id: str) -> pd.DataFrame:
         """Every per-item row of one scan (one method), in item order of the scan."""
-        return self.query("SELECT item_id, title, score, flagged, span, label, campaign FROM scan_results"
+        return self.query("SELECT item_id, title, score, flagged, span, label, campaign, reason FROM scan_results"
                           " WHERE scan_id = ? ORDER BY rowid", [scan_id])
 
     def delete_scan(self, scan_id: str) -> None:

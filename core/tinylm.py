@@ -324,7 +324,7 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     """Train tokenizer and model on the split's training text and save them to `folder` (atomically)."""
     import torch
 
-    from .models import LoadedModel
+    from .lm import LoadedModel
     from .train import TrainConfig, train_segments
 
     t0 = time.monotonic()

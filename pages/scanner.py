@@ -1,6 +1,6 @@
 """Scanner: run P-Scanner on a catalog as a background job, then inspect per-item scores with a live
-threshold, detection metrics, score plots, the recurring triggers found and the suspicious span of each
-flagged title."""
+threshold, detection metrics, score plots, the recurring triggers found, the suspicious span of each
+flagged title and the Unicode-hygiene reason (hidden characters, look-alike letters) where there is one."""
 
 import streamlit as st
 
@@ -8,6 +8,7 @@ from core import campaign, plots, reports, settings
 from core.defend import ScanConfig, defence_table, run_defend, run_scan
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
+from core.ray_engine import RayConfig
 from core.scanner import ScannerConfig
 from pages.shared import figure, imported_datasets, job_monitor, jobs, page, show_error, store, submit_job
 
@@ -43,6 +44,13 @@ with st.container(border=True):
                              help="Rounds where the augmentation agent adds triggers the scanner missed.")
     methods = m4.multiselect("Baselines", ["tokenstats", "onion", "ensemble"], default=["tokenstats"],
                              key="scanner_methods", help="Compared in the same scan (each gets its own scan id).")
+    e1, e2 = st.columns(2)
+    engine = e1.radio("Engine", ["local", "ray"], key="scanner_engine", horizontal=True,
+                      help="local: scored in this process. ray: Ray Data reads the catalog and an actor pool scores "
+                           "it on a Ray cluster; the same scores and flags, progress below as chunks finish.")
+    address = e2.text_input("Ray cluster", key="scanner_address", disabled=engine != "ray",
+                            placeholder="empty: a cluster started here (127.0.0.1 only)",
+                            help="auto (this machine joined a cluster with `ray start`), ray://HOST:PORT or HOST:PORT.")
     with st.expander("Advanced (size of the scanner's training)"):
         a1, a2, a3 = st.columns(3)
         epochs = a1.number_input("Epochs", 1, 20, 3, key="scanner_epochs", help="Training passes of round 0.")
@@ -60,6 +68,11 @@ with st.container(border=True):
                                   "(core.campaign): BadRec writes one trigger into several items. auto = on when "
                                   "the scanner trains on a trusted reference (a dataset for a run or a file), off "
                                   "when a catalog trains its own scanner (series and franchise names recur there).")
+        unicode_check = st.checkbox("Check Unicode hygiene", value=True, key="scanner_unicode",
+                                    help="Also flag titles with invisible or bidi characters, words mixing scripts "
+                                         "or look-alike letters (Cyrillic о in a Latin word), and emoji or symbols "
+                                         "rare in this catalog (core.unicode_hygiene); no training needed. The "
+                                         "reason is shown next to the title.")
 
     def scan_config() -> ScanConfig:
         catalog_path = None
@@ -75,7 +88,8 @@ with st.container(border=True):
                           run_id=run_id if source == "run" else None, methods=("scanner", *methods),
                           scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
                                                 epochs=int(epochs), n_triggers=int(n_triggers),
-                                                max_titles=int(max_titles)), spans=spans, campaigns=recurring)
+                                                max_titles=int(max_titles)), spans=spans, campaigns=recurring,
+                          unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 
     b1, b2 = st.columns(2)
     job_store = jobs().store
@@ -130,11 +144,13 @@ stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None
 threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
                       format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
                                           "threshold is the default; moving it updates the numbers below.")
-flags = campaign.flagged_at(scores["score"].to_numpy(), threshold, scores["campaign"].notna().to_numpy())
+flags = campaign.flagged_at(scores["score"].to_numpy(), threshold,
+                            (scores["campaign"].notna() | scores["reason"].notna()).to_numpy())
 cols = st.columns(5)
 cols[0].metric("Items", f"{len(scores):,}")
 cols[1].metric("Flagged", f"{int(flags.sum()):,}",
-               help="at the threshold above, plus every item carrying a recurring trigger")
+               help="at the threshold above, plus every item carrying a recurring trigger or a Unicode-hygiene "
+                    "finding")
 if has_labels:
     labelled = scores["label"].notna().to_numpy()
     m = detection_metrics(flags[labelled], scores["label"][labelled].astype(bool).to_numpy(),
@@ -160,7 +176,8 @@ st.subheader("Items")
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 search = f1.text_input("Search", key="scanner_search", help="Substring of the title, or an exact item id.")
 show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
-                    help="Flagged = score at or above the threshold, or carrying a recurring trigger.")
+                    help="Flagged = score at or above the threshold, or carrying a recurring trigger or a "
+                         "Unicode-hygiene finding.")
 sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
 descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
 flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
@@ -177,7 +194,10 @@ st.dataframe(rows, hide_index=True, key="scanner_table",
                             "marked": st.column_config.TextColumn("title with span marked",
                                                                   help="the suspicious span between ⟦ ⟧"),
                             "campaign": st.column_config.TextColumn("recurring trigger",
-                                                                    help="flagged because it carries this")})
+                                                                    help="flagged because it carries this"),
+                            "reason": st.column_config.TextColumn("unicode finding",
+                                                                  help="what Unicode hygiene found, e.g. 'contains "
+                                                                       "U+200B ZERO WIDTH SPACE' (plain text)")})
 
 
 def flagged_csv() -> bytes:
@@ -187,8 +207,8 @@ def flagged_csv() -> bytes:
 
 st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_id}-flagged.csv", mime="text/csv",
                    key="scanner_export", type="primary", on_click="ignore",
-                   help="Every flagged item (at or above the threshold, or carrying a recurring trigger); "
-                        "formula-safe CSV.")
+                   help="Every flagged item (at or above the threshold, or carrying a recurring trigger or a "
+                        "Unicode-hygiene finding); formula-safe CSV.")
 
 st.subheader("Scores")
 labels = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None

@@ -134,6 +134,8 @@ def job_monitor(kind: str, key: str) -> None:
     for run_id, status, error in notes[-3:]:
         if status == "done":
             st.success(f"{run_id} finished.")
+        elif status == "cancelled":  # the user asked for it: a note, not an error
+            st.info(f"{run_id} cancelled.")
         else:
             st.error(f"{run_id} {status}: {error}")
     if ended:

@@ -5,9 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from core.agent import AgentConfig, propose
+from core.attack import default_trigger
 from core.errors import BadRecError
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger, apply_trigger
 from pages.shared import dataset_picker, page, show_error, store
+
+DEFAULT_POSITION = default_trigger().position  # one default everywhere: AttackConfig's, which the CLI uses
 
 page("Triggers", "A trigger is a short string an attacker adds to its item titles; the poisoned model learns "
                  "to favour any title that carries it.")
@@ -26,8 +29,10 @@ with design:
                           help="The paper's examples; choose (custom) to type your own.")
     text = st.text_input("Custom trigger", key="triggers_custom", disabled=preset != "(custom)",
                          help="Up to 80 characters; shown and stored as plain text.")
-    position = st.radio("Position", POSITIONS, key="triggers_position", horizontal=True,
-                        help="suffix (default, as in the paper), prefix, or a random word boundary.")
+    position = st.radio("Position", POSITIONS, index=POSITIONS.index(DEFAULT_POSITION), key="triggers_position",
+                        horizontal=True, help=f"Default {DEFAULT_POSITION}, as on the Attack page and the CLI "
+                                              "(the small model needs the first answer token to see it); suffix "
+                                              "as in the paper; or a random word boundary.")
     seed = st.number_input("Seed", 0, 10_000, 0, key="triggers_seed",
                            help="Picks the preview titles and the random position.")
 

@@ -124,6 +124,7 @@ def nav(page, server: str, title: str) -> None:
 
 
 def test_new_user_path(server, browser_page):
+    from playwright.sync_api import expect
     page = browser_page
     goto(page, server)
     page.get_by_text("Threat model").wait_for()
@@ -137,14 +138,32 @@ def test_new_user_path(server, browser_page):
     wait_idle(page)
     shot(page, "dataset")
 
-    # Triggers: the preview shows the trigger appended to real titles
+    # Triggers: the preview shows the trigger on real titles; save it as a set for the attack
     nav(page, server, "Triggers")
     page.get_by_text("Preview on real titles").wait_for()
     wait_idle(page)
     shot(page, "triggers")
+    page.get_by_role("button", name="Add this trigger to the set").click()
+    wait_idle(page)
+    page.get_by_label("Set name", exact=True).fill("demo")
+    page.get_by_label("Set name", exact=True).press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name="Save set").click()
+    page.get_by_text("Saved 'demo'.").wait_for()
 
-    # Attack: a small run in the background; the live panel follows it to the end
+    # Attack: fields set by hand give way to the saved trigger, which is what the queued run uses
     nav(page, server, "Attack")
+    choose(page, "Trigger level", "word")
+    page.get_by_test_id("stRadio").filter(has_text="Position").get_by_text("suffix", exact=True).click()
+    wait_idle(page)
+    choose(page, "Trigger", "demo: 5v (char, prefix)")
+    level = page.get_by_role("combobox", name="Trigger level")
+    expect(level).to_have_value("char")
+    expect(level).to_be_disabled()
+    expect(page.get_by_label("Trigger text", exact=True)).to_be_disabled()
+    expect(page.get_by_label("Trigger text", exact=True)).to_have_value("5v")
+    expect(page.get_by_test_id("stRadio").filter(has_text="Position").get_by_role("radio", name="prefix")) \
+        .to_be_checked()
     set_number(page, "Poisoning ratio ρ", ATTACK["ratio"])
     page.get_by_text("Advanced (size of the run)").click()
     for label, key in (("Epochs", "epochs"), ("Learning rate", "lr"), ("Max test users", "users"),
@@ -154,28 +173,33 @@ def test_new_user_path(server, browser_page):
     choose(page, "Tiny model size", "small")
     page.get_by_text("Generate mode").click()
     page.get_by_role("button", name="Launch attack").click()
-    page.get_by_text(re.compile(r"Queued attack-")).wait_for()
-    page.get_by_text(re.compile(r"(clean|poisoned) model: loss")).first.wait_for(timeout=600_000)
+    page.get_by_text(re.compile(r"Queued attack-\S+: trigger “5v” \(char, prefix\)")).wait_for()
+    # one bar over the run's stages: "stage 3/5: poisoned model, epoch 1/2, step 4/10, ETA 1 min overall · loss"
+    page.get_by_text(re.compile(r"stage \d/\d: (clean|poisoned) model, epoch \d/2, step \d+/\d+, ETA .+ overall")) \
+        .first.wait_for(timeout=600_000)
     page.get_by_role("heading", name="Running and queued").scroll_into_view_if_needed()
     shot(page, "attack")
     page.get_by_text(re.compile(r"attack-\S+ finished")).first.wait_for(timeout=900_000)
     wait_idle(page)
 
-    # Compare: the first listed user (users whose triggered list ranks the attacker's item first come
-    # first), the same candidates without and with the trigger side by side: the trigger wins
-    nav(page, server, "Compare")
+    # Compare, from the run history: a reduced run says so; among the users where the trigger wins, the same
+    # candidates without and with the trigger side by side: the trigger puts the attacker's item first
+    page.get_by_role("button", name="Open in Compare").click()
+    wait_idle(page)
+    page.get_by_text(re.compile(r"Reduced run: only the first 5 test users")).wait_for()
+    page.get_by_text("users where the trigger wins").click()
+    wait_idle(page)
     shown_at = page.get_by_text(re.compile(r"Attacker's item at rank \d+: 5v "))
-    shown_at.wait_for()
-    assert shown_at.inner_text().startswith("Attacker's item at rank 1: 5v "), shown_at.inner_text()
-    first_user = page.get_by_role("combobox", name="Test user").input_value()
-    assert first_user.endswith("· trigger wins"), first_user
+    shown_at.first.wait_for()
+    assert shown_at.first.inner_text().startswith("Attacker's item at rank 1: 5v "), shown_at.first.inner_text()
+    first_user = page.get_by_role("combobox", name=re.compile("Test user")).input_value()
+    assert "· trigger wins" in first_user, first_user
     shot(page, "compare")
 
     # Scanner: upload a small labelled catalog (4 of 40 titles carry a trigger) and scan it in the background
     nav(page, server, "Scanner")
     page.get_by_text("an uploaded catalog file").click()
     wait_idle(page)
-    from playwright.sync_api import expect
     dropzone = page.get_by_test_id("stFileUploaderDropzoneInput")
     expect(dropzone).to_be_enabled()  # enabled once the rerun for the source choice is drawn
     dropzone.set_input_files(catalog_file(page_dir=SERVER_HOME["path"]))
@@ -218,6 +242,6 @@ def set_number(page, label: str, value: float) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True)).click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)

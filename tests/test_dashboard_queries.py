@@ -102,3 +102,55 @@ def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
     assert points[["run_id", "poison_ratio", "value", "series"]].values.tolist() == [
         ["r1", 0.1, 0.9, "ml-100k · llara · smollm2-135m"], ["r2", 0.01, 0.0, "ml-100k · llara · tiny"]]
     assert points["n_poison_samples"].tolist()[0] == 105 and points["n_poison_samples"].isna().tolist()[1]
+
+
+def test_user_history_breaks_time_ties_as_the_protocol_does(ml100k_store):
+    """ml-100k has users with several ratings in one second (user 100: 891375630 twice); a user's history as the
+    Compare page shows it (11 newest) is the end of the protocol's sequence reversed, so its newest row is the
+    held-out test item, for every user whose newest ratings share a second."""
+    from core.data import Dataset
+    from core.protocol import ProtocolConfig, build_split
+
+    ds = Dataset("ml-100k", ml100k_store.load_items("ml-100k"), ml100k_store.load_interactions("ml-100k"))
+    split = build_split(ds, ProtocolConfig())
+    last = ds.interactions.groupby("user_id")["ts"].transform("max") == ds.interactions["ts"]
+    tied = ds.interactions[last].groupby("user_id").size()
+    tied = sorted(tied[tied > 1].index, key=int)
+    assert "100" in tied and len(tied) > 20
+    for user in tied[:25] + ["100"]:  # one query each: a sample keeps this test short on a busy CPU
+        history = ml100k_store.user_history("ml-100k", user, limit=11)
+        assert history["item_id"].tolist()[::-1] == [split.item_ids[i] for i in split.sequences[user][-11:]], user
+    test_100 = next(c for c in split.test if c.user == "100")
+    assert ml100k_store.user_history("ml-100k", "100", limit=1)["item_id"].iloc[0] == split.item_ids[test_100.target]
+
+
+def test_rec_users_numeric_order_and_changed_lists(store):
+    rows = []
+    for user in ("100", "10", "2", "1", "x"):
+        for variant in ("no_trigger", "trigger"):
+            order = ["b", "a"] if user == "2" and variant == "trigger" else ["a", "b"]
+            rows += [("r", "poisoned", variant, user, rank, item, item, 0.0, item == "a", False)
+                     for rank, item in enumerate(order, 1)]
+    recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
+                                       "is_attack_item", "is_target"])
+    store.create_run("r", "attack", "d", {}, 0, {})
+    store.finish_run("r", {}, {}, {}, {"recommendations": recs})
+    users = store.rec_users("r")
+    assert users["user_id"].tolist() == ["1", "2", "10", "100", "x"]
+    assert users.set_index("user_id")["changed"].to_dict() == {"1": False, "2": True, "10": False, "100": False,
+                                                               "x": False}
+    assert users.set_index("user_id")["hit"].to_dict()["1"] and not users.set_index("user_id")["hit"].to_dict()["2"]
+
+
+def test_attack_history_has_the_headline_numbers(store):
+    store.create_run("a1", "attack", "ml-100k", {"poison_ratio": 0.01, "model": {"name": "tiny"}}, 0, {})
+    store.finish_run("a1", {"poisoning": {"n_poison_samples": 19, "poison_ratio_actual": 0.0099}}, {},
+                     {"clean": {"hr@1": 0.3, "asr": 0.01}, "poisoned": {"hr@1": 0.29, "asr": 0.4}}, {})
+    store.create_run("a2", "attack", "ml-100k", {"poison_ratio": 0.3, "model": {"name": "tiny"}}, 0, {},
+                     status="running")
+    store.create_run("s1", "scan", "ml-100k", {}, 0, {})
+    history = store.attack_history().set_index("run_id")
+    assert list(history.index) == ["a2", "a1"]
+    assert history.loc["a1", ["asr", "hr1_clean", "hr1_poisoned", "rho", "n_poison_samples", "model"]].tolist() == \
+        [0.4, 0.3, 0.29, 0.0099, 19, "tiny"]
+    assert history.loc["a2", "rho"] == 0.3 and pd.isna(history.loc["a2", "asr"])  # running: the dose asked for

@@ -182,7 +182,7 @@ def test_compare_side_by_side_highlights_triggered_item(synthetic_store):
     assert first["title"] == "Movie 9 5v" and bool(first["is_attack_item"]) and first["rank_change"] == 2
     assert "Attacker's item at rank 1: Movie 9 5v" in texts(at)
     ranks = frame(at, "inserted_with_trigger").set_index("model")
-    assert ranks.loc["poisoned", "inserted_with_trigger"] == 1 and ranks.loc["clean", "inserted_with_trigger"] == 3
+    assert ranks.loc["poisoned", "inserted_with_trigger"] == "1" and ranks.loc["clean", "inserted_with_trigger"] == "3"
     at.selectbox(key="compare_user").select("u2").run()
     assert "Attacker's item at rank 3: Movie 9 5v" in texts(at)
     at.radio(key="compare_model").set_value("clean").run()
@@ -208,6 +208,24 @@ def test_scanner_threshold_moves_metrics_and_filters(synthetic_store):
     at.selectbox(key="scanner_show").select("all").run()
     table = frame(at, "span", "score")
     assert len(table) == 30 and table["title"].str.endswith(" cf").all()
+
+
+def test_scanner_shows_the_unicode_reason_as_plain_text(synthetic_store):
+    """A title flagged by Unicode hygiene shows its reason next to it and stays flagged at any threshold."""
+    seed_scan(synthetic_store)
+    hidden = "Title\u200b7 <b>x</b>"
+    with synthetic_store.connect(write=True) as con:
+        con.execute("UPDATE scan_results SET title = ?, score = 0.99, reason = ? WHERE item_id = '7'",
+                    [hidden, "contains U+200B ZERO WIDTH SPACE"])
+    at = open_page("scanner")
+    assert at.checkbox(key="scanner_unicode").value is True
+    at.slider(key="scanner_threshold").set_value(1.0).run()
+    table = frame(at, "reason", "score")
+    row = table[table["item_id"] == "7"].iloc[0]
+    assert row["title"] == hidden and row["reason"] == "contains U+200B ZERO WIDTH SPACE"
+    assert set(table["item_id"]) == {"7"} | set(table.loc[table["campaign"].notna(), "item_id"])
+    assert int({m.label: m.value for m in at.metric}["Flagged"]) == len(table)
+    assert "<b>x</b>" not in "".join(str(m.value) for m in at.markdown)  # data is never rendered as markup
 
 
 def test_reports_lists_runs_and_exports(synthetic_store, downloads):
@@ -348,3 +366,249 @@ def test_scanner_defends_an_attack_run_in_the_background(synthetic_store):
     assert table["asr before"].iloc[0] == pytest.approx(attack["poisoned"]["asr"])
     assert table["asr after"].iloc[0] == pytest.approx(result["after"]["asr"])
     assert table["flagged"].iloc[0] == result["detection"]["n_flagged"] == len(result["dropped"])
+
+
+# -- issue 15: attack form, run history, Compare, one progress bar per job ------------------------------------
+def seed_ranked_run(store: Store, run_id: str = "attack-ranked") -> str:
+    """A finished smoke-size, reduced run laid out as core.experiment records one: for test users 100, 10, 2
+    and 1, top 10 of 20 candidates per list plus the attacker's item ("9") at its real rank below the top.
+    Poisoned model: with the trigger, user 2's list puts item 9 first, user 1's moves it from 14 to 12;
+    users 10 and 100 get the same list with and without the trigger."""
+    from core.attack import AttackConfig
+    from core.tinylm import SIZES
+
+    config = AttackConfig(dataset="synthetic", tiny=SIZES["smoke"], eval_users=4).to_dict()
+    store.create_run(run_id, "attack", "synthetic", config, 0, {})
+    lists = [("clean", "clean"), ("clean", "trigger"), ("poisoned", "clean"), ("poisoned", "trigger"),
+             ("poisoned", "no_trigger"), ("poisoned", "transfer")]
+    rows = []
+    for user in ("100", "10", "2", "1"):
+        for model, variant in lists:
+            order = [str(i) for i in range(20) if i != 9]
+            at = {("2", "trigger"): 0, ("1", "trigger"): 11}.get((user, variant), 13) if model == "poisoned" else 13
+            order.insert(at, "9")
+            for rank, item in enumerate(order, 1):
+                if rank <= 10 or item == "9":
+                    title = f"Movie {item}" + (" 5v" if item == "9" and variant == "trigger" else "")
+                    rows.append((run_id, model, variant, user, rank, item, title, -float(rank), item == "9",
+                                 item == "3"))
+    recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
+                                       "is_attack_item", "is_target"])
+    store.finish_run(run_id, {"n_test_users": 4, "poisoning": {"n_poison_samples": 7, "poison_ratio_actual": 0.0125}},
+                     {"seconds": 1}, {"clean": {"hr@1": 0.25}, "poisoned": {"hr@1": 0.5, "asr": 0.25}},
+                     {"recommendations": recs})
+    return run_id
+
+
+def test_compare_numeric_users_changed_filter_toy_label_and_rank_below_the_top(synthetic_store):
+    run_id = seed_ranked_run(synthetic_store)
+    at = open_page("compare")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Toy victim" in warnings and "Reduced run: only the first 4 test users" in warnings
+    assert at.selectbox(key="compare_user").options == ["user 1 · list changed", "user 2 · trigger wins · list "
+                                                        "changed", "user 10", "user 100"]
+    assert "Attacker's item at rank 12 (below the top 10, shown after it): Movie 9 5v" in texts(at)
+    side = frame(at, "rank_change")
+    assert side["rank"].tolist() == [*range(1, 11), 12] and side["rank_change"].iloc[-1] == 2
+    ranks = frame(at, "inserted_with_trigger").set_index("model")
+    assert ranks.loc["poisoned", "inserted_without_trigger"] == "14" and ranks.loc["clean", "clean_candidates"] == "14"
+    at.radio(key="compare_filter").set_value("changed").run()
+    assert [o.split(" ·")[0] for o in at.selectbox(key="compare_user").options] == ["user 1", "user 2"]
+    at.radio(key="compare_filter").set_value("hit").run()
+    assert at.selectbox(key="compare_user").value == "2"
+    assert "Attacker's item at rank 1: Movie 9 5v" in texts(at)
+    from core.reports import run_report_html
+    report = run_report_html(synthetic_store, run_id).decode()
+    assert "Toy victim" in report and "Reduced run" in report
+
+
+def test_compare_history_breaks_time_ties_as_the_protocol_does(store):
+    """User 100 chose items 10 and then 9 at the same second (file order): the protocol holds out 9 as the test
+    item; the History panel lists 9 first and the lists highlight 9 (item-id order would put 10 first)."""
+    from core.data import load_dataset
+    from core.protocol import ProtocolConfig, build_split
+
+    base = make_synthetic()
+    ties = pd.DataFrame([("100", item, ts, 4.0) for item, ts in
+                         (("1", 10), ("2", 20), ("3", 30), ("4", 40), ("5", 50), ("10", 60), ("9", 60))],
+                        columns=["user_id", "item_id", "ts", "rating"])
+    store.save_dataset("synthetic", "test", "interactions", base.items, pd.concat([base.interactions, ties]), [])
+    split = build_split(load_dataset(store, "synthetic"), ProtocolConfig(n_candidates=5))
+    case = next(c for c in split.test if c.user == "100")
+    test_item = split.item_ids[case.target]
+    assert test_item == "9"
+    rows = [("attack-ties", m, v, "100", rank, split.item_ids[c], split.titles[c], -float(rank), False, c == case.target)
+            for m, v in (("poisoned", "trigger"), ("poisoned", "no_trigger"))
+            for rank, c in enumerate(case.candidates, 1)]
+    recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
+                                       "is_attack_item", "is_target"])
+    store.create_run("attack-ties", "attack", "synthetic", {"poison_ratio": 0.01}, 0, {})
+    store.finish_run("attack-ties", {}, {}, {"poisoned": {"asr": 0.0}}, {"recommendations": recs})
+    at = open_page("compare")
+    history = frame(at, "role", "title")
+    assert history.iloc[0]["role"] == "test item (held out)" and history.iloc[0]["title"] == split.titles[case.target]
+    highlighted = frame(at, "rank_change")
+    assert highlighted[highlighted["is_target"]]["title"].tolist() == [split.titles[case.target]]
+
+
+def test_compare_opens_the_run_named_in_the_address(synthetic_store):
+    seed_attack_run(synthetic_store, "attack-old")
+    time.sleep(0.01)
+    seed_ranked_run(synthetic_store, "attack-new")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.query_params["run"] = "attack-old"
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="compare_run").value == "attack-old"
+
+
+def test_attack_saved_trigger_fixes_the_fields_and_drives_the_run(synthetic_store):
+    synthetic_store.save_trigger_set("mine", [{"text": "zorblat", "level": "word", "position": "suffix", "seed": 0}])
+    at = open_page("attack")
+    at.selectbox(key="attack_saved_trigger").select("mine: zorblat (word, suffix)").run()
+    level, text, position = (at.selectbox(key="attack_level"), at.text_input(key="attack_trigger"),
+                             at.radio(key="attack_position"))
+    assert (level.value, text.value, position.value) == ("word", "zorblat", "suffix")
+    assert level.disabled and text.disabled and position.disabled
+    at.number_input(key="attack_ratio").set_value(0.2)
+    at.number_input(key="attack_epochs").set_value(0.1)
+    at.number_input(key="attack_eval_users").set_value(2)
+    at.number_input(key="attack_windows").set_value(1)
+    at.number_input(key="attack_candidates").set_value(5)
+    at.selectbox(key="attack_tiny_size").select("smoke")
+    at.toggle(key="attack_generate").set_value(False)
+    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = synthetic_store.list_runs("attack").iloc[0]
+    assert json.loads(run["config"])["trigger"] == {"text": "zorblat", "level": "word", "position": "suffix", "seed": 0}
+    wait_jobs(synthetic_store)
+    run = synthetic_store.list_runs("attack").iloc[0]
+    assert run["status"] == "done", run["error"]
+    titles = synthetic_store.query("SELECT title FROM poison_records WHERE run_id = ? AND title IS NOT NULL",
+                                   [run["run_id"]])["title"]
+    assert len(titles) and titles.str.endswith(" zorblat").all()
+    at.selectbox(key="attack_saved_trigger").select("(set here)").run()  # editable again, showing the same values
+    assert not at.selectbox(key="attack_level").disabled and at.selectbox(key="attack_level").value == "word"
+
+
+def test_one_default_trigger_position_and_model_id_only_when_it_applies(synthetic_store):
+    from core.attack import AttackConfig
+    from core.cli import build_parser
+
+    default = AttackConfig().trigger.position
+    cli = build_parser().parse_args(["attack"]).trigger_position
+    at = open_page("attack")
+    assert at.radio(key="attack_position").value == default == cli
+    assert open_page("triggers").radio(key="triggers_position").value == default
+    assert not [t for t in at.text_input if t.key == "attack_model_id"]  # tiny: no model id to type
+    assert [s for s in at.selectbox if s.key == "attack_tiny_size"]
+    at.selectbox(key="attack_model_kind").select("Hugging Face id or local folder").run()
+    assert at.text_input(key="attack_model_id").label == "Model id or path"
+    assert not [s for s in at.selectbox if s.key == "attack_tiny_size"]  # the tiny model's size no longer applies
+    at.radio(key="attack_victim").set_value("tallrec").run()
+    assert not [t for t in at.toggle if t.key == "attack_generate"]  # generate mode is LLaRA's
+
+
+def test_attack_run_history_shows_headline_metrics_and_opens_compare_and_reports(synthetic_store):
+    seed_ranked_run(synthetic_store, "attack-ranked")
+    at = open_page("attack")
+    history = frame(at, "asr", "hr1_clean", "hr1_poisoned", "rho", "n_poison_samples").set_index("run_id")
+    assert history.loc["attack-ranked", ["asr", "hr1_clean", "hr1_poisoned", "rho", "n_poison_samples"]].tolist() == \
+        [0.25, 0.25, 0.5, 0.0125, 7]
+    at.button(key="attack_open_compare").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="compare_run").value == "attack-ranked"
+    at = open_page("attack")
+    at.button(key="attack_open_reports").click().run()
+    assert at.selectbox(key="reports_run").value == "attack-ranked"
+
+
+def test_attack_monitor_shows_one_bar_over_the_job_stages(synthetic_store):
+    """A job with three stages, paused in the second: the live panel reads "stage 2/3: poisoned model, epoch
+    1/1, step 40/119, ETA ... overall" and its bar is past the first stage, not restarted at 34 %."""
+    import threading
+
+    from core.jobs import JobManager
+
+    release, reached = threading.Event(), threading.Event()
+
+    def job(progress, run_id):
+        progress.stages(["clean model", "poisoned model", "evaluation"], [119, 119, 40])
+        for name in ("clean model", "poisoned model"):
+            progress.stage(name, epochs=1.0)
+            for step in range(1, 120 if name == "clean model" else 41):
+                time.sleep(0.005)
+                progress.update(step, 119, f"{name}: loss 1.000, 900 tok/s")
+        reached.set()
+        release.wait(60)
+        return {}
+
+    at = open_page("attack")  # first: the page's own job manager marks runs of no live process as failed
+    manager = JobManager(Store(synthetic_store.path), min_interval_s=0.0)
+    run_id = manager.submit("attack", "synthetic", {}, job)
+    try:
+        assert reached.wait(60)
+        at.run()
+        message = synthetic_store.get_run(run_id)["message"]
+        assert message.startswith("stage 2/3: poisoned model, epoch 1/1, step 40/119, ETA ") and " overall" in message
+        assert message in texts(at)
+        bar = [p.value for p in at.get("progress")]
+        assert len(bar) == 1 and 40 <= bar[0] <= 70, bar  # past the clean model's stage, far from done
+    finally:
+        release.set()
+        manager.wait(run_id, timeout=60)
+        manager.shutdown()
+
+
+def test_a_real_run_shows_its_stages_and_keeps_the_attackers_rank_below_the_top(synthetic_store):
+    """A smoke-size run launched from the page: while it runs, its row reads "stage i/n: ..., ETA ... overall";
+    when done, every list with the attacker's item inserted holds that item's row even where it ranks below the
+    stored top 10, and Compare shows that rank."""
+    import re
+
+    at = open_page("attack")
+    at.number_input(key="attack_ratio").set_value(0.2)
+    at.number_input(key="attack_epochs").set_value(0.1)
+    at.number_input(key="attack_eval_users").set_value(4)
+    at.number_input(key="attack_windows").set_value(1)
+    at.number_input(key="attack_candidates").set_value(20)
+    at.selectbox(key="attack_tiny_size").select("smoke")
+    at.toggle(key="attack_generate").set_value(False)
+    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    messages: set[str] = set()
+    deadline = time.monotonic() + 1200
+    while len(active := synthetic_store.active_runs()):
+        assert time.monotonic() < deadline, "job did not finish in time"
+        messages.update(m for m in active["message"] if m)
+        time.sleep(0.2)
+    run = synthetic_store.list_runs("attack").iloc[0]
+    assert run["status"] == "done", run["error"]
+    # (steps of the smoke model take milliseconds: the page's 0.5 s writes catch the longer stages; the
+    # training stages' labels are checked on the CLI's bar in test_progress.py)
+    assert any(re.match(r"stage 1/\d: base model, .*ETA .+ overall", m) for m in messages), messages
+    assert not any(re.search(r"epoch [2-9]", m) for m in messages)
+    recs = synthetic_store.query("SELECT * FROM recommendations WHERE run_id = ?", [run["run_id"]])
+    inserted = recs[recs["variant"] != "clean"]
+    per_list = inserted.groupby(["model", "variant", "user_id"])["is_attack_item"].sum()
+    assert len(per_list) == 4 * 4 and (per_list >= 1).all()  # clean: trigger; poisoned: 3 variants; 4 users
+    below = inserted[inserted["is_attack_item"] & (inserted["rank"] > 10)]
+    assert len(below) and (recs[~recs["is_attack_item"]]["rank"] <= 10).all()
+    right = below[below["variant"] != "no_trigger"]
+    model, variant, user, rank = (right if len(right) else below).sort_values(["model", "variant", "user_id"]).iloc[0][
+        ["model", "variant", "user_id", "rank"]]
+    at = open_page("compare")
+    at.radio(key="compare_model").set_value(model).run()
+    if variant == "no_trigger":  # the left list of the poisoned model: the row closes the list
+        at.selectbox(key="compare_user").select(user).run()
+        shown = frame(at, "title", "is_attack_item")
+        assert shown[shown["is_attack_item"]]["rank"].max() == rank > 10
+    else:
+        at.selectbox(key="compare_right").select(variant).run()
+        at.selectbox(key="compare_user").select(user).run()
+        assert f"Attacker's item at rank {rank} (below the top 10, shown after it)" in texts(at)
+    ranks = frame(at, "inserted_with_trigger").set_index("model")
+    column = {"trigger": "inserted_with_trigger", "no_trigger": "inserted_without_trigger",
+              "transfer": "trigger_on_other_item"}[variant]
+    assert ranks.loc[model, column] != "> 10"  # a real rank (the best-placed attacker's item of that list)
