@@ -80,10 +80,8 @@ def ray_available() -> bool:
 
 def _this_machines_cluster() -> str:
     """What `auto` names: RAY_ADDRESS, else the head address `ray start` wrote into Ray's temp folder."""
-    if os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"]
     bootstrap = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    address = bootstrap.read_text().strip() if bootstrap.is_file() else ""
+    address = os.environ.get("RAY_ADDRESS") or (bootstrap.read_text().strip() if bootstrap.is_file() else "")
     if not _ADDRESS.match(address):
         raise InputError("no Ray cluster was started on this machine: run `ray start --head` first, or give "
                          "--address HOST:PORT")
@@ -384,15 +382,20 @@ def map_unordered(fn: Callable, calls: Sequence[tuple], cfg: RayConfig,
     limit = cfg.workers or max(1, int(resources.get("CPU", 1)))
     pending = list(enumerate(calls))[::-1]
     running: dict[Any, int] = {}
-    while pending or running:
-        while pending and len(running) < limit:
-            i, call = pending.pop()
-            running[remote.remote(*call)] = i
-        ready, _ = ray.wait(list(running), num_returns=1)
-        i = running.pop(ready[0])
-        try:
-            yield i, ray.get(ready[0])
-        except ray.exceptions.RayTaskError as exc:  # the call raised: its own exception
-            yield i, exc.cause if isinstance(exc.cause, BaseException) else exc
-        except ray.exceptions.RayError as exc:  # its worker died past Ray's retries, or it was cancelled
-            yield i, exc
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                i, call = pending.pop()
+                running[remote.remote(*call)] = i
+            ready, _ = ray.wait(list(running), num_returns=1)
+            i = running.pop(ready[0])
+            try:
+                out = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the call raised: its own exception
+                out = exc.cause if isinstance(exc.cause, BaseException) else exc
+            except ray.exceptions.RayError as exc:  # its worker died past Ray's retries, or it was cancelled
+                out = exc
+            yield i, out
+    finally:  # the caller stopped early (cancelled, failed): stop what still runs
+        for ref in running:
+            ray.cancel(ref)

@@ -285,7 +285,7 @@ def _run_on_ray(store: Store, configs: Sequence[AttackConfig], ray_cfg: RayConfi
 
 
 def run_sweep(store: Store, configs: Sequence[AttackConfig], engine: Literal["local", "ray"] = "local",
-              ray_cfg: RayConfig = RayConfig(), progress: Progress | None = None,
+              ray_cfg: RayConfig | None = None, progress: Progress | None = None,
               points: Sequence[dict[str, Any]] | None = None) -> dict:
     """Run every config as an attack and record the sweep (a `runs` row of kind `sweep`).
 
@@ -293,7 +293,7 @@ def run_sweep(store: Store, configs: Sequence[AttackConfig], engine: Literal["lo
         store (`Store`): the driver's store; every run lands here.
         configs (`Sequence[AttackConfig]`): the runs.
         engine (`Literal["local", "ray"]`): one after another in this process, or as Ray tasks.
-        ray_cfg (`RayConfig`): the cluster for `engine="ray"`.
+        ray_cfg (`RayConfig`, optional): the cluster for `engine="ray"` (default: one started here).
         progress (`Progress`, optional): runs finished; cancelling stops the sweep.
         points (`Sequence[dict]`, optional): each run's grid values (`SweepGrid.points`); default: the
             settings that differ across configs.
@@ -313,6 +313,7 @@ def run_sweep(store: Store, configs: Sequence[AttackConfig], engine: Literal["lo
         raise InputError("the sweep has no runs")
     if engine not in ("local", "ray"):
         raise InputError("engine must be local or ray")
+    ray_cfg = ray_cfg or RayConfig()
     for cfg in configs:
         prepare(store, cfg)
     points = list(points) if points is not None else varying(configs)

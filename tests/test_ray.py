@@ -5,7 +5,6 @@ one by one, and bad input exits 2 with nothing written."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 from types import SimpleNamespace
