@@ -1,6 +1,6 @@
 """The Ray engine against the local one at equal cores: a scan's overhead and flags, a sweep's metrics.
 
-    BADREC_HOME=/tmp/rb BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/ray_bench.py \
+    BADREC_HOME="$(mktemp -d)" BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/ray_bench.py \
         --sizes 200000 1000000 --json
     BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/ray_bench.py --sweep bench/sweep_smoke.json --json
 

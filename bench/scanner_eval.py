@@ -5,7 +5,7 @@ A BadRec-style poisoned catalog: `--n-poison` items from the less popular half g
 core.triggers, which the scanner's agent is told never to generate. Also leave-one-level-out:
 a scanner trained without one family, tested on it. Prints JSON and markdown tables.
 
-    BADREC_HOME=/tmp/x BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/scanner_eval.py --out docs/scanner_eval.json
+    BADREC_HOME="$(mktemp -d)" BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/scanner_eval.py --out docs/scanner_eval.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scanner throughput and peak memory: titles/s scoring, and a large synthetic catalog through `scan`.
 
     # titles/s with the cached mini scanner of ml-100k (trained on first use)
-    BADREC_HOME=/tmp/x BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/scanner_throughput.py --n 20000
+    BADREC_HOME="$(mktemp -d)" BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/scanner_throughput.py --n 20000
     # a 1,000,000-title catalog end to end (CSV -> scan -> DuckDB), peak RSS reported
     ... python bench/scanner_throughput.py --n 1000000 --end-to-end
 """

@@ -3,7 +3,7 @@
 # Each line trains one mini scanner (cached per config in a shared home) and scores the 11
 # held-out preset catalogs at the suffix position (BadRec's default). Logs: experiments/logs/e11_*.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
+export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
 source "$(dirname "$0")/common.sh"
 scan_eval() {  # NAME, then scanner_eval flags
   local name=$1; shift
@@ -15,5 +15,5 @@ for spec in "${@:-e3r2_128x2:--epochs 3 --rounds 2}"; do
   scan_eval "${spec%%:*}" ${spec#*:}
 done
 # The full table for docs/SCANNER.md (all positions, ONION, leave-one-level-out) with the chosen config:
-#   BADREC_HOME=/tmp/sc-exp bash experiments/e11_scanner_capacity.sh \
+#   BADREC_HOME=DIR bash experiments/e11_scanner_capacity.sh \
 #     "full:--epochs 3 --rounds 2 --positions suffix,prefix,random --onion --lolo"

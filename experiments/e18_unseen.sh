@@ -3,7 +3,7 @@
 # without the hard-negative passes over the reference titles: false-positive rate at the calibrated threshold
 # and title-level recall of each held-out trigger on 200 of them. Logs: experiments/logs/e18_unseen_mine<N>.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-/tmp/sc-exp}
+export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
 source "$(dirname "$0")/common.sh"
 for passes in "$@"; do
   echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --mine-passes $passes --unseen ml-1m --positions suffix" \

@@ -120,6 +120,18 @@ def seed_scan(store: Store, scan_id: str = "scan-seeded", n: int = 300) -> str:
     return scan_id
 
 
+
+def launch_smallest_attack(at, eval_users: int) -> None:
+    """Set the Attack form to its smallest real run (smoke model, 5 candidates, no generate) and launch it."""
+    at.number_input(key="attack_ratio").set_value(0.2)
+    at.number_input(key="attack_epochs").set_value(0.1)
+    at.number_input(key="attack_eval_users").set_value(eval_users)
+    at.number_input(key="attack_windows").set_value(1)
+    at.number_input(key="attack_candidates").set_value(5)
+    at.selectbox(key="attack_tiny_size").select("smoke")
+    at.toggle(key="attack_generate").set_value(False)
+    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+
 def test_home_says_what_to_do(home):
     at = open_page()
     body = texts(at)
@@ -318,14 +330,7 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     at = open_page("attack")
     at.text_input(key="attack_target_search").input("Movie B1").run()
     at.multiselect(key="attack_targets").select("1").run()  # "Movie B1 (1981)"
-    at.number_input(key="attack_ratio").set_value(0.2)
-    at.number_input(key="attack_epochs").set_value(0.1)
-    at.number_input(key="attack_eval_users").set_value(4)
-    at.number_input(key="attack_windows").set_value(1)
-    at.number_input(key="attack_candidates").set_value(5)
-    at.selectbox(key="attack_tiny_size").select("smoke")
-    at.toggle(key="attack_generate").set_value(False)
-    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+    launch_smallest_attack(at, eval_users=4)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Queued attack-") for s in at.success)
     wait_jobs(synthetic_store)
@@ -471,14 +476,7 @@ def test_attack_saved_trigger_fixes_the_fields_and_drives_the_run(synthetic_stor
                              at.radio(key="attack_position"))
     assert (level.value, text.value, position.value) == ("word", "zorblat", "suffix")
     assert level.disabled and text.disabled and position.disabled
-    at.number_input(key="attack_ratio").set_value(0.2)
-    at.number_input(key="attack_epochs").set_value(0.1)
-    at.number_input(key="attack_eval_users").set_value(2)
-    at.number_input(key="attack_windows").set_value(1)
-    at.number_input(key="attack_candidates").set_value(5)
-    at.selectbox(key="attack_tiny_size").select("smoke")
-    at.toggle(key="attack_generate").set_value(False)
-    at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+    launch_smallest_attack(at, eval_users=2)
     assert not at.exception and not at.error, [e.value for e in at.error]
     run = synthetic_store.list_runs("attack").iloc[0]
     assert json.loads(run["config"])["trigger"] == {"text": "zorblat", "level": "word", "position": "suffix", "seed": 0}
