@@ -2,6 +2,8 @@
 
     BADREC_HOME="$(mktemp -d)" BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/ray_bench.py \
         --sizes 200000 1000000 --json
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --num-cpus 2 --node-ip-address 127.0.0.1 \
+        --include-dashboard false && python bench/ray_bench.py --sizes 200000 --address auto --json
     BADREC_DATA_DIRS=../shared/data nice -n 10 python bench/ray_bench.py --sweep bench/sweep_smoke.json --json
 
 For each size a catalog-like Parquet file (`scanner_throughput.synthetic_titles`: ml-100k titles with natural
@@ -127,6 +129,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--address", help="scan on a running cluster (`auto` after `ray start --head`) instead of one "
+                    "started by each scan; that cluster's processes are not in the Ray side's peak RSS")
     ap.add_argument("--sweep", type=Path, help="compare a sweep grid on both engines instead of the scans")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -143,7 +147,7 @@ def main() -> None:
         return
     store = Store(settings.db_path())
     base = load_dataset(store, "ml-100k").items["title"].tolist()
-    out: dict = {"machine": machine(), "workers": args.workers, "sizes": {}}
+    out: dict = {"machine": machine(), "workers": args.workers, "address": args.address, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         def catalog(n: int) -> Path:
             path = Path(tmp) / f"catalog-{n}.parquet"
@@ -156,13 +160,14 @@ def main() -> None:
         run_scan(small)  # trains and caches the scanner both sides then load
         out["scanner_training_s"] = round(time.perf_counter() - t, 1)
         # fixed cost: on 2,000 titles scoring takes ~1 s, so the difference is starting Ray and its actors
-        fixed = {"local": run_scan(small), "ray": run_scan(small, "--engine", "ray", "--workers", str(args.workers))}
+        on_ray = ["--engine", "ray", "--workers", str(args.workers), *(["--address", args.address] if args.address else [])]
+        fixed = {"local": run_scan(small), "ray": run_scan(small, *on_ray)}
         out["fixed_cost_2000_titles"] = {**fixed, "ray_minus_local_s": round(fixed["ray"]["wall_s"]
                                                                             - fixed["local"]["wall_s"], 1)}
         for n in args.sizes:
             path = catalog(n)
             local = run_scan(path)
-            ray = run_scan(path, "--engine", "ray", "--workers", str(args.workers))
+            ray = run_scan(path, *on_ray)
             out["sizes"][str(n)] = {"local": local, "ray": ray,
                                     "overhead": round(ray["wall_s"] / local["wall_s"] - 1, 3),
                                     "same": compare(store, local["scan_id"], ray["scan_id"])}
