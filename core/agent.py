@@ -18,6 +18,7 @@ import string
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .config import ConfigMixin
 from .errors import EndpointError, InputError
 from .triggers import LEVELS, MAX_TRIGGER_CHARS, POSITIONS, Trigger, apply_trigger
 
@@ -106,7 +107,7 @@ class SyntheticTrigger:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(ConfigMixin):
     """What the agent proposes.
 
     Args:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from .config import ConfigMixin
 from .errors import InputError
 from .models import ModelConfig, compute_dtype
 from .protocol import ProtocolConfig, Sample, Split, TestCase
@@ -36,7 +37,7 @@ def default_trigger() -> Trigger:
 
 
 @dataclass(frozen=True)
-class AttackConfig:
+class AttackConfig(ConfigMixin):
     """One BadRec experiment: victim, model, trigger, poisoning and training settings.
 
     Args:
@@ -100,23 +101,6 @@ class AttackConfig:
         if not 1 <= self.top_k <= 100:
             raise InputError("top_k must be in 1..100")
         object.__setattr__(self, "target_items", tuple(str(t) for t in self.target_items))
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["model"] = self.model.to_dict()
-        out["target_items"] = list(self.target_items)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AttackConfig":
-        d = dict(data)
-        d["model"] = ModelConfig.from_dict(d["model"]) if "model" in d else ModelConfig()
-        for key, klass in (("trigger", Trigger), ("train", TrainConfig), ("tiny", TinyConfig),
-                           ("protocol", ProtocolConfig)):
-            if key in d:
-                d[key] = klass(**d[key])
-        d["target_items"] = tuple(d.get("target_items", ()))
-        return cls(**d)
 
     def clean_key(self) -> dict:
         """The settings the clean model depends on (anything else can change without retraining it)."""

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import ConfigMixin
 from .errors import InputError
 
 _SPLIT = re.compile(r"[\s_]+")  # glued triggers (`title_xy`) split like spaced ones
 
 
 @dataclass(frozen=True)
-class CampaignConfig:
+class CampaignConfig(ConfigMixin):
     """When recurring n-grams among the top-scored titles count as a trigger.
 
     Args:

@@ -10,18 +10,19 @@ seed gives the same candidate sets for every model compared.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .config import ConfigMixin
 from .data import Dataset
 from .errors import InputError
 from .metrics import ranking_metrics
 
 
 @dataclass(frozen=True)
-class ProtocolConfig:
+class ProtocolConfig(ConfigMixin):
     """How a dataset becomes training samples and test cases.
 
     Args:
@@ -43,9 +44,6 @@ class ProtocolConfig:
             raise InputError("history_len must be in 1..50")
         if not 2 <= self.n_candidates <= 100:
             raise InputError("n_candidates must be in 2..100")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,12 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .config import ConfigMixin
 from .errors import InputError
 from .prompts import LLARA_ANSWER_PREFIX
 from .triggers import PRESETS
@@ -60,7 +61,7 @@ Segments = list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
-class TinyConfig:
+class TinyConfig(ConfigMixin):
     """Size and pre-training budget of the embedded model.
 
     Args:
@@ -114,9 +115,6 @@ class TinyConfig:
             raise InputError("tiny choice_history_min must be >= 1")
         if self.vocab_size < 300:
             raise InputError("tiny vocab_size must be >= 300 (256 bytes + specials)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # Sizes the dashboard offers. "small" builds in about a minute: pre-trained just enough that its

@@ -13,10 +13,11 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from . import checkpoint as checkpoints
 from .checkpoint import Checkpointing
+from .config import ConfigMixin
 from .errors import InputError
 from .hardware import unpack_4bit
 from .lm import LoadedModel, left_pad, model_parts, prompt_prefix_ids  # noqa: F401 (re-exported)
@@ -29,7 +30,7 @@ OnLog = Callable[[int, int, float, float], None]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Optimiser settings of one training stage.
 
     Args:
@@ -65,9 +66,6 @@ class TrainConfig:
             raise InputError("max_len must be in 8..32768")
         if not 0 <= self.warmup_frac < 1:
             raise InputError("warmup_frac must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
