@@ -204,6 +204,13 @@ class Store:
             "SELECT user_id, item_id, ts, rating FROM interactions WHERE dataset = ? ORDER BY rowid", [name]
         )
 
+    def user_length_stats(self, name: str) -> dict:
+        """Users and their mean and median number of interactions (the sequence lengths `datasets info` shows)."""
+        df = self.query(
+            "SELECT count(*) AS n, avg(c) AS mean_len, median(c) AS median_len FROM "
+            "(SELECT user_id, count(*) AS c FROM interactions WHERE dataset = ? GROUP BY user_id)", [name])
+        return df.iloc[0].to_dict()
+
     def delete_dataset(self, name: str) -> None:
         with self.connect(write=True) as con:
             for table in ("items", "interactions"):
@@ -322,6 +329,31 @@ class Store:
 
     def run_metrics(self, run_id: str) -> pd.DataFrame:
         return self.query("SELECT model, name, value FROM metrics WHERE run_id = ? ORDER BY model, name", [run_id])
+
+    def run_table(self, run_id: str, table: str) -> pd.DataFrame:
+        """A run's rows of one of `RUN_TABLES` in the order they were written (to copy the run to another store)."""
+        if table not in RUN_TABLES:
+            raise ValueError(f"not a run table: {table}")
+        return self.query(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY rowid", [run_id])
+
+    def poison_records(self, run_id: str, kind: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """What an attack run poisoned (kind `item`: a triggered title; `fake_user`: a fake user), in write order.
+
+        Returns:
+            `pd.DataFrame`: kind, item_id, title, user_id.
+        """
+        where, params = "run_id = ?", [run_id]
+        if kind is not None:
+            where, params = where + " AND kind = ?", [*params, kind]
+        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+        return self.query(f"SELECT kind, item_id, title, user_id FROM poison_records WHERE {where} ORDER BY rowid"
+                          f"{limit_sql}", params)
+
+    def top_recommendations(self, run_id: str, top: int = 5, limit: int = 60) -> pd.DataFrame:
+        """The first `top` ranks of a run's stored lists, per user, model and variant (a report's sample)."""
+        return self.query("SELECT user_id, model, variant, rank, title, score, is_attack_item FROM recommendations"
+                          " WHERE run_id = ? AND rank <= ? ORDER BY user_id, model, variant, rank LIMIT ?",
+                          [run_id, int(top), int(limit)])
 
     # -- trigger sets --------------------------------------------------------
     def save_trigger_set(self, name: str, triggers: list[dict]) -> None:

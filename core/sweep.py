@@ -142,15 +142,15 @@ class RunRows:
 
 
 def export_run(store: Store, run_id: str) -> RunRows:
+    """A run's rows read from one store, to be written to another by `import_run` (a Ray task's scratch store
+    to the driver's)."""
     run = store.get_run(run_id)
     if run is None:
         raise InputError(f"unknown run id {run_id!r}")
     metrics: dict[str, dict[str, float]] = {}
-    for model, name, value in store.query("SELECT model, name, value FROM metrics WHERE run_id = ? ORDER BY rowid",
-                                          [run_id]).itertuples(index=False):
-        metrics.setdefault(model, {})[name] = float(value)
-    tables = {t: store.query(f"SELECT * FROM {t} WHERE run_id = ? ORDER BY rowid", [run_id])
-              for t in RUN_TABLES if t != "metrics"}
+    for r in store.run_table(run_id, "metrics").itertuples(index=False):
+        metrics.setdefault(r.model, {})[r.name] = float(r.value)
+    tables = {t: store.run_table(run_id, t) for t in RUN_TABLES if t != "metrics"}
     return RunRows(run, metrics, tables)
 
 
