@@ -10,6 +10,8 @@ run recorded before a field existed still loads.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from typing import Any, ClassVar, TypeVar
@@ -74,3 +76,8 @@ class ConfigMixin:
             raise InputError(f"unknown {label} keys {', '.join(map(str, unknown))}; use {', '.join(names)}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _typed(hints[k], v) for k, v in data.items()})
+
+
+def fingerprint(obj: Any) -> str:
+    """16 hex digits of the sha256 of `obj`'s sorted JSON: the cache key of anything built from configs."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

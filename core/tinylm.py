@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
-from .config import ConfigMixin
+from .config import ConfigMixin, fingerprint
 from .errors import InputError
 from .prompts import LLARA_ANSWER_PREFIX
 from .triggers import PRESETS
@@ -281,23 +281,24 @@ def new_model(cfg: TinyConfig, tokenizer):
 
 
 def dataset_fingerprint(ds: "Dataset") -> str:
+    """16 hex digits that change whenever the dataset's items or interactions do (part of the base's cache key)."""
     h = hashlib.sha256()
     h.update(ds.name.encode())
-    h.update(pd_bytes(ds.items[["item_id", "title"]]))
-    h.update(pd_bytes(ds.interactions[["user_id", "item_id", "ts"]]))
+    h.update(frame_bytes(ds.items[["item_id", "title"]]))
+    h.update(frame_bytes(ds.interactions[["user_id", "item_id", "ts"]]))
     return h.hexdigest()[:16]
 
 
-def pd_bytes(df) -> bytes:
+def frame_bytes(df) -> bytes:
+    """A frame's rows as bytes of their pandas hashes (index left out), to fingerprint a dataset's content."""
     import pandas as pd
     return pd.util.hash_pandas_object(df, index=False).values.tobytes()
 
 
 def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype: str) -> str:
     """Everything the pre-trained weights depend on, the compute dtype included (bf16 and fp32 train apart)."""
-    payload = json.dumps({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
-                          "dtype": dtype, "format": 1}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return fingerprint({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
+                        "dtype": dtype, "format": 1})
 
 
 def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None" = None,
