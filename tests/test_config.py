@@ -88,3 +88,18 @@ def test_unknown_keys_are_named_nested_ones_too():
 def test_a_grid_file_is_its_to_dict():
     text = {"fixed": {"tiny_size": "smoke"}, "grid": {"poison_ratio": [0.01, 0.02]}}
     assert SweepGrid.from_dict(text).to_dict() == text
+
+
+def test_cache_keys_are_the_ones_earlier_runs_cached_under():
+    """Clean adapters and tiny bases cached before `fingerprint` replaced two private hashes are found again."""
+    import pandas as pd
+
+    from core.config import fingerprint
+    from core.data import Dataset
+    from core.tinylm import cache_key
+
+    cfg = AttackConfig(model=ModelConfig(dtype="fp32", quant="4bit"))
+    assert fingerprint(cfg.clean_key()) == "34c9c233a6bb49f2"
+    ds = Dataset("d", pd.DataFrame({"item_id": ["1", "2"], "title": ["A", "B"]}),
+                 pd.DataFrame({"user_id": ["u", "u"], "item_id": ["1", "2"], "ts": [1, 2]}))
+    assert cache_key(ds, TinyConfig(), ProtocolConfig(), "fp32") == "520ae15f9fdf2aeb"
