@@ -256,6 +256,7 @@ LLM_SYSTEM = ("You help test a backdoor scanner for item catalogs. You invent ba
 
 
 def llm_prompt(n: int, families: tuple[str, ...], examples: list[str]) -> str:
+    """The request sent to an LLM endpoint: asks for new triggers unlike the known ones, as JSON the agent can check."""
     shown = "; ".join(examples[:8]) or "none yet"
     return (f"Propose {n} new, diverse backdoor triggers, spread over these levels: {', '.join(families)}. "
             "char = 2-5 random characters (e.g. 'x7', 'QZk'); word = one rare or invented word; "

@@ -32,7 +32,7 @@ FAKE_PREFIX = "fake-"
 
 
 def default_trigger() -> Trigger:
-    # prefix: the first answer token sees the trigger, which a small left-to-right model needs (RESULTS.md)
+    """The paper's `5v` as a prefix: the first answer token sees it, as a small left-to-right model needs."""
     return Trigger("5v", "char", "prefix")
 
 
@@ -138,14 +138,17 @@ class PoisonedData:
 
     @property
     def samples(self) -> list[Sample]:
+        """The victim's whole fine-tuning set: real users' samples, then the fake users'."""
         return self.clean_samples + self.poison_samples
 
     @property
     def ratio(self) -> float:
+        """rho as run: poisoned samples / all samples (differs from the asked ratio by rounding)."""
         n = len(self.clean_samples) + len(self.poison_samples)
         return len(self.poison_samples) / n if n else 0.0
 
     def summary(self) -> dict:
+        """The dose and ground truth a run records (counts, rho as run, poisoned items)."""
         return {"n_clean_samples": len(self.clean_samples), "n_poison_samples": len(self.poison_samples),
                 "poison_ratio_actual": self.ratio, "poisoned_items": list(self.items),
                 "n_fake_users": len(self.fake_users)}
@@ -165,6 +168,7 @@ def n_poison_for(n_clean: int, ratio: float) -> int:
 
 
 def resolve_items(split: Split, item_ids: tuple[str, ...]) -> list[int]:
+    """Item ids turned into split indices, so a typo in `target_items` fails before training."""
     index = {iid: i for i, iid in enumerate(split.item_ids)}
     unknown = [i for i in item_ids if i not in index]
     if unknown:
@@ -251,6 +255,7 @@ class EvalCase:
 
 
 def clean_variant(split: Split, case: TestCase) -> EvalCase:
+    """A test case as the clean model sees it: the protocol's candidates and titles, untouched."""
     return EvalCase(case, case.candidates, tuple(split.titles[c] for c in case.candidates), case.target_pos)
 
 

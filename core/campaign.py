@@ -73,6 +73,7 @@ class Campaign:
 
 
 def words(title: str) -> list[str]:
+    """A title's words, split on spaces and underscores alike so glued triggers (`title_xy`) count too."""
     return [w for w in _SPLIT.split(title) if w]
 
 

@@ -58,11 +58,13 @@ def ensure_dataset(store: Store, name: str, source: Path | None = None, allow_ne
 
 
 def load_dataset(store: Store, name: str, allow_network: bool = True) -> Dataset:
+    """A dataset's normalised frames from the store, imported first if it is a built-in not yet there."""
     ensure_dataset(store, name, allow_network=allow_network)
     return Dataset(name=name, items=store.load_items(name), interactions=store.load_interactions(name))
 
 
 def check_name(name: str) -> str:
+    """The name, if an upload may take it: safe characters and not a built-in's name."""
     if not NAME_RE.match(name):
         raise InputError(f"dataset name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
     if name in builtin.SPECS:

@@ -151,6 +151,7 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
 
 # -- evaluation -------------------------------------------------------------------------------
 def to_case(prep: Prepared, ev: EvalCase) -> Case:
+    """An evaluation case with titles, liked flags and label: what the victims' prompts are built from."""
     split, c = prep.split, ev.case
     liked = tuple(prep.ratings.get((c.user, i), 0) > 3 for i in c.history)
     label = prep.ratings.get((c.user, c.target))
@@ -217,6 +218,7 @@ def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Pa
 
 def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, evs: list[EvalCase],
                         scores: list[list[float]], top_k: int) -> list[dict]:
+    """The stored top list per user and variant, plus the attacker's item at its real rank (Compare shows both)."""
     split, data = prep.split, prep.data
     rows = []
     for ev, s in zip(evs, scores):
@@ -233,7 +235,7 @@ def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, e
 
 
 def eval_variants(cfg: AttackConfig, prep: Prepared, which: tuple[str, ...]) -> dict[str, list[EvalCase]]:
-    """The evaluated test cases (the first `eval_users`) as each variant (clean, trigger, ...) on the same candidates."""
+    """The evaluated test cases (the first `eval_users`) as each variant (clean, trigger, ...), same candidates."""
     cases = prep.split.test[: cfg.eval_users] if cfg.eval_users else prep.split.test
     return {v: attack_cases(prep.split, cases, v, prep.data, cfg.trigger, cfg.seed) for v in which}
 

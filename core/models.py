@@ -79,6 +79,7 @@ class ModelConfig(ConfigMixin):
 
     @property
     def is_tiny(self) -> bool:
+        """Whether this is the embedded model, which is built from the dataset rather than loaded."""
         return self.name == "tiny"
 
 
@@ -88,6 +89,7 @@ def compute_dtype(cfg: ModelConfig) -> str:
 
 
 def available_memory_bytes() -> int:
+    """Free RAM now, for the memory guard that refuses a model before it swaps."""
     import psutil
     return int(psutil.virtual_memory().available)
 

@@ -98,6 +98,7 @@ class SweepGrid(ConfigMixin):
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepGrid:
+        """The grid in a JSON file; a missing file or bad JSON is one `InputError` line."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"grid file not found: {path}")
@@ -180,6 +181,7 @@ class DatasetRows:
 
 
 def dataset_rows(store: Store, name: str) -> DatasetRows:
+    """A dataset's rows from the driver's store, to seed a Ray worker's scratch store with the same data."""
     from .data import ensure_dataset
 
     row = ensure_dataset(store, name)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from . import settings
 from .config import ConfigMixin, fingerprint
 from .errors import InputError
+from .lm import Segments
 from .prompts import LLARA_ANSWER_PREFIX
 from .triggers import PRESETS
 
@@ -57,7 +58,6 @@ HISTORY_OPEN = "This user has watched "
 CHOICE_OPEN = ". Choose the next {noun} from: "
 CHOICE_CLOSE = "." + LLARA_ANSWER_PREFIX
 ECHO_OPEN, ECHO_CLOSE = "Titles: ", ". Again:"
-Segments = list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,7 @@ class NoiseMaker:
         return " ".join([words[0].capitalize(), *(w.lower() for w in words[1:])])
 
     def string(self) -> str:
+        """One noise string (chars, a word or a phrase), never one of the held-out trigger strings."""
         while True:
             kind = self.rng.random()
             s = self._char() if kind < 0.5 else self._word() if kind < 0.75 else self._phrase()
@@ -190,6 +191,7 @@ class NoiseMaker:
 
 # -- corpus -----------------------------------------------------------------------------
 def history_segments(titles: list[str]) -> Segments:
+    """A history-text example: loss on the titles, so the base learns which titles follow which."""
     return [(HISTORY_OPEN, 0.0), (", ".join(titles), 1.0), (".", 0.0)]
 
 
@@ -250,6 +252,7 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
 
 
 def echo_segments(shown: list[str], again: list[str]) -> Segments:
+    """An echo example: loss on titles repeated from the prompt, to teach copying."""
     return [(ECHO_OPEN + ", ".join(shown) + ECHO_CLOSE, 0.0), (" " + ", ".join(again), 1.0)]
 
 
@@ -269,6 +272,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def new_model(cfg: TinyConfig, tokenizer):
+    """A freshly initialised small Llama sized by `cfg`, seeded so the same config builds the same weights."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(cfg.seed)

@@ -58,6 +58,7 @@ class Trigger(ConfigMixin):
 
     @classmethod
     def preset(cls, level: str, position: Position = "suffix") -> "Trigger":
+        """The default trigger string of a level (`5v`, `ineffable`, a 3D-movie sentence) at a position."""
         if level not in LEVELS:
             raise InputError(f"trigger level must be one of {', '.join(LEVELS)}")
         return cls(DEFAULT_TRIGGER[level], level, position)  # type: ignore[arg-type]
