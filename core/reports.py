@@ -48,6 +48,7 @@ def image_engine_available() -> bool:
 
 
 def figure_image(fig: go.Figure, fmt: ImageFormat = "png") -> bytes:
+    """A figure as PNG/SVG bytes for a download; without kaleido, a `ResourceError` naming the alternatives."""
     if not image_engine_available():
         raise ResourceError("server-side PNG/SVG export needs the optional package kaleido; "
                             "use the camera icon of the plot (PNG) or the HTML download")
