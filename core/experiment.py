@@ -10,8 +10,8 @@ attack on the same dataset and settings trains only the poisoned model.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -212,7 +212,7 @@ def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Pa
     if cache is None:
         return None
     key = fingerprint({"victim": cfg.victim, "generate": cfg.generate,
-                 "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
+                       "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
     return cache / f"eval-{key}.json"
 
 
