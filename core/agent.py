@@ -18,6 +18,7 @@ import string
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .config import ConfigMixin
 from .errors import EndpointError, InputError
 from .triggers import LEVELS, MAX_TRIGGER_CHARS, POSITIONS, Trigger, apply_trigger
 
@@ -106,7 +107,7 @@ class SyntheticTrigger:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(ConfigMixin):
     """What the agent proposes.
 
     Args:
@@ -255,6 +256,7 @@ LLM_SYSTEM = ("You help test a backdoor scanner for item catalogs. You invent ba
 
 
 def llm_prompt(n: int, families: tuple[str, ...], examples: list[str]) -> str:
+    """The request sent to an LLM endpoint: asks for new triggers unlike the known ones, as JSON the agent can check."""
     shown = "; ".join(examples[:8]) or "none yet"
     return (f"Propose {n} new, diverse backdoor triggers, spread over these levels: {', '.join(families)}. "
             "char = 2-5 random characters (e.g. 'x7', 'QZk'); word = one rare or invented word; "

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from .config import ConfigMixin
 from .errors import InputError
 from .models import ModelConfig, compute_dtype
 from .protocol import ProtocolConfig, Sample, Split, TestCase
@@ -31,12 +32,12 @@ FAKE_PREFIX = "fake-"
 
 
 def default_trigger() -> Trigger:
-    # prefix: the first answer token sees the trigger, which a small left-to-right model needs (RESULTS.md)
+    """The paper's `5v` as a prefix: the first answer token sees it, as a small left-to-right model needs."""
     return Trigger("5v", "char", "prefix")
 
 
 @dataclass(frozen=True)
-class AttackConfig:
+class AttackConfig(ConfigMixin):
     """One BadRec experiment: victim, model, trigger, poisoning and training settings.
 
     Args:
@@ -101,23 +102,6 @@ class AttackConfig:
             raise InputError("top_k must be in 1..100")
         object.__setattr__(self, "target_items", tuple(str(t) for t in self.target_items))
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["model"] = self.model.to_dict()
-        out["target_items"] = list(self.target_items)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AttackConfig":
-        d = dict(data)
-        d["model"] = ModelConfig.from_dict(d["model"]) if "model" in d else ModelConfig()
-        for key, klass in (("trigger", Trigger), ("train", TrainConfig), ("tiny", TinyConfig),
-                           ("protocol", ProtocolConfig)):
-            if key in d:
-                d[key] = klass(**d[key])
-        d["target_items"] = tuple(d.get("target_items", ()))
-        return cls(**d)
-
     def clean_key(self) -> dict:
         """The settings the clean model depends on (anything else can change without retraining it)."""
         return {"dataset": self.dataset, "victim": self.victim, "model": self.model.to_dict(),
@@ -154,14 +138,17 @@ class PoisonedData:
 
     @property
     def samples(self) -> list[Sample]:
+        """The victim's whole fine-tuning set: real users' samples, then the fake users'."""
         return self.clean_samples + self.poison_samples
 
     @property
     def ratio(self) -> float:
+        """rho as run: poisoned samples / all samples (differs from the asked ratio by rounding)."""
         n = len(self.clean_samples) + len(self.poison_samples)
         return len(self.poison_samples) / n if n else 0.0
 
     def summary(self) -> dict:
+        """The dose and ground truth a run records (counts, rho as run, poisoned items)."""
         return {"n_clean_samples": len(self.clean_samples), "n_poison_samples": len(self.poison_samples),
                 "poison_ratio_actual": self.ratio, "poisoned_items": list(self.items),
                 "n_fake_users": len(self.fake_users)}
@@ -181,6 +168,7 @@ def n_poison_for(n_clean: int, ratio: float) -> int:
 
 
 def resolve_items(split: Split, item_ids: tuple[str, ...]) -> list[int]:
+    """Item ids turned into split indices, so a typo in `target_items` fails before training."""
     index = {iid: i for i, iid in enumerate(split.item_ids)}
     unknown = [i for i in item_ids if i not in index]
     if unknown:
@@ -267,6 +255,7 @@ class EvalCase:
 
 
 def clean_variant(split: Split, case: TestCase) -> EvalCase:
+    """A test case as the clean model sees it: the protocol's candidates and titles, untouched."""
     return EvalCase(case, case.candidates, tuple(split.titles[c] for c in case.candidates), case.target_pos)
 
 

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import ConfigMixin
 from .errors import InputError
 
 _SPLIT = re.compile(r"[\s_]+")  # glued triggers (`title_xy`) split like spaced ones
 
 
 @dataclass(frozen=True)
-class CampaignConfig:
+class CampaignConfig(ConfigMixin):
     """When recurring n-grams among the top-scored titles count as a trigger.
 
     Args:
@@ -72,6 +73,7 @@ class Campaign:
 
 
 def words(title: str) -> list[str]:
+    """A title's words, split on spaces and underscores alike so glued triggers (`title_xy`) count too."""
     return [w for w in _SPLIT.split(title) if w]
 
 

@@ -24,6 +24,7 @@ Handler = Callable[[argparse.Namespace, Store], dict | list | None]
 
 # -- datasets -----------------------------------------------------------------
 def cmd_datasets_list(args, store):
+    """`datasets list`: every built-in and uploaded dataset with its status and size."""
     rows = dataset_status(store)
 
     def table(rs):
@@ -36,6 +37,7 @@ def cmd_datasets_list(args, store):
 
 
 def cmd_datasets_info(args, store):
+    """`datasets info NAME`: imports the dataset on first use, then prints its counts and notes."""
     progress = console_progress(args)
     if args.source:
         ensure_dataset(store, args.name, source=Path(args.source), progress=progress)
@@ -44,6 +46,7 @@ def cmd_datasets_info(args, store):
 
 
 def cmd_datasets_import(args, store):
+    """`datasets import FILE`: validates a user's file and stores it as a dataset (warnings on stderr)."""
     mapping = ColumnMap(item_id=args.item_col, title=args.title_col, user_id=args.user_col,
                         ts=args.time_col, rating=args.rating_col, label=args.label_col)
     row, warnings = import_file(store, args.path, args.name, mapping)
@@ -55,6 +58,7 @@ def cmd_datasets_import(args, store):
 
 
 def cmd_baselines(args, store):
+    """`baselines`: random and popularity HR@k/NDCG@k on the protocol's split, the floor every victim must beat."""
     ds = load_dataset(store, args.dataset)
     split = build_split(ds, ProtocolConfig(seed=args.seed))
     result = {"dataset": args.dataset, **split_summary(split),
@@ -70,6 +74,7 @@ def cmd_baselines(args, store):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m core` parser with every subcommand, so `--help` lists them all."""
     parser = argparse.ArgumentParser(prog="python -m core", description="BadRec Lab: backdoor attacks and "
                                      "defences for LLM recommenders")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -114,6 +119,7 @@ def _extensions() -> list[Callable]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m core`: returns the exit status (2 with one `error:` line on bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

@@ -40,6 +40,7 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
 
 
 def cmd_attack(args: argparse.Namespace, store) -> None:
+    """`attack`: runs (or resumes) a clean and a poisoned victim and prints the run's result."""
     from .experiment import resumable_config, run_attack
     cfg = resumable_config(store, args.resume) if args.resume else config_from_args(args)
     progress = console_progress(args)

@@ -13,6 +13,7 @@ from .sweep import SweepGrid, run_sweep
 
 def cmd_sweep(args: argparse.Namespace, store) -> None:
 
+    """`sweep --grid FILE`: runs every point of the grid and prints each run's ASR and HR@1 (exit 1 if any failed)."""
     if args.engine != "ray" and (args.address or args.workers):
         raise InputError("--address and --workers need --engine ray")
     grid = SweepGrid.from_file(args.grid)

@@ -58,11 +58,13 @@ def ensure_dataset(store: Store, name: str, source: Path | None = None, allow_ne
 
 
 def load_dataset(store: Store, name: str, allow_network: bool = True) -> Dataset:
+    """A dataset's normalised frames from the store, imported first if it is a built-in not yet there."""
     ensure_dataset(store, name, allow_network=allow_network)
     return Dataset(name=name, items=store.load_items(name), interactions=store.load_interactions(name))
 
 
 def check_name(name: str) -> str:
+    """The name, if an upload may take it: safe characters and not a built-in's name."""
     if not NAME_RE.match(name):
         raise InputError(f"dataset name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
     if name in builtin.SPECS:
@@ -96,11 +98,9 @@ def dataset_info(store: Store, name: str, allow_network: bool = True) -> dict:
     if name in builtin.SPECS:
         info["terms"] = builtin.SPECS[name].terms
     if row["kind"] == "interactions":
-        stats = store.query(
-            "SELECT count(*) AS n, avg(c) AS mean_len, median(c) AS median_len FROM "
-            "(SELECT user_id, count(*) AS c FROM interactions WHERE dataset = ? GROUP BY user_id)", [name])
-        info["mean_seq_len"] = round(float(stats["mean_len"].iloc[0]), 2)
-        info["median_seq_len"] = float(stats["median_len"].iloc[0])
+        stats = store.user_length_stats(name)
+        info["mean_seq_len"] = round(float(stats["mean_len"]), 2)
+        info["median_seq_len"] = float(stats["median_len"])
         n = info["n_users"] * info["n_items"]
         info["density"] = round(info["n_interactions"] / n, 6) if n else 0.0
     return info

@@ -62,6 +62,7 @@ def _interactions(df: pd.DataFrame, user: int, item: int, rating: int | None, ts
 
 
 def parse_ml100k(folder: Path) -> Parsed:
+    """MovieLens 100K from the original `u.item`/`u.data` or the PyPI mirror's RecBole files, normalised."""
     if (folder / "u.item").exists():
         raw = _read(folder / "u.item", "latin-1", sep="|")
         genres = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -86,6 +87,7 @@ def parse_ml100k(folder: Path) -> Parsed:
 
 
 def parse_ml1m(folder: Path) -> Parsed:
+    """MovieLens 1M (`movies.dat`, `ratings.dat`) in the normalised form."""
     raw = _read(folder / "movies.dat", "latin-1", sep="::")
     items = pd.DataFrame({"item_id": raw[0], "title": raw[1],
                           "extra": [json.dumps({"genres": g.split("|")}) for g in raw[2]]})
@@ -99,6 +101,7 @@ def parse_ml1m(folder: Path) -> Parsed:
 
 
 def parse_lastfm(folder: Path) -> Parsed:
+    """Last.fm 2K (artists as items, listening counts as ratings) in the normalised form."""
     artists = pd.read_csv(folder / "artists.dat", sep="\t", dtype=str, keep_default_na=False,
                           encoding="utf-8", usecols=[0, 1])
     items = pd.DataFrame({"item_id": artists["id"], "title": artists["name"]})
@@ -109,6 +112,7 @@ def parse_lastfm(folder: Path) -> Parsed:
 
 
 def parse_movietweetings(folder: Path) -> Parsed:
+    """MovieTweetings (ratings on 0-10) in the normalised form."""
     movies = _read(folder / "movies.dat", "utf-8", sep="::")
     items = pd.DataFrame({"item_id": movies[0], "title": movies[1],
                           "extra": [json.dumps({"genres": [g for g in s.split("|") if g]}) for s in movies[2]]})
@@ -117,6 +121,7 @@ def parse_movietweetings(folder: Path) -> Parsed:
 
 
 def parse_steam(folder: Path) -> Parsed:
+    """Steam's game catalog (titles only, no interactions: a catalog to scan), read with literal_eval, never eval."""
     rows = []
     with gzip.open(folder / "steam_games.json.gz", "rt", encoding="utf-8") as fh:
         for line in fh:
@@ -163,6 +168,7 @@ ALIASES = {"lastfm-2k": ("lastfm-2k", "hetrec2011-lastfm-2k"), "ml-100k": ("ml-1
 
 
 def has_files(spec: DatasetSpec, folder: Path) -> bool:
+    """Whether a folder holds every file a dataset needs (any one of each `|`-separated alternative)."""
     return folder.is_dir() and all(
         any((folder / alt).exists() for alt in group.split("|")) or
         any(folder.glob(group)) for group in spec.files)
@@ -187,6 +193,7 @@ def find_local(name: str, explicit: Path | None = None) -> Path | None:
 
 
 def spec_for(name: str) -> DatasetSpec:
+    """The built-in dataset's spec, or `DatasetNotFound` naming the built-ins."""
     if name not in SPECS:
         raise DatasetNotFound(f"unknown dataset {name!r}; built-in: {', '.join(SPECS)}")
     return SPECS[name]
@@ -302,6 +309,7 @@ def obtain(name: str, source: Path | None = None, allow_network: bool = True,
 
 
 def parse(name: str, folder: Path) -> Parsed:
+    """A built-in dataset's files parsed; a malformed file becomes one `InputError` line."""
     try:
         return spec_for(name).parse(folder)
     except (OSError, ValueError, KeyError, SyntaxError, StopIteration) as exc:

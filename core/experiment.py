@@ -9,10 +9,9 @@ attack on the same dataset and settings trains only the poisoned model.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases
                      training_candidates)
 from .data import Dataset, load_dataset
 from .checkpoint import Checkpointing, clear
+from .config import fingerprint
 from .errors import InputError
 from .hardware import machine_info
 from .metrics import hit_at_k, ranking_metrics
@@ -100,11 +100,8 @@ def training_examples(cfg: AttackConfig, prep: Prepared, poisoned: bool) -> list
 
 
 # -- models -----------------------------------------------------------------------------------
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> LoadedModel:
+def base_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> LoadedModel:
+    """The pre-trained model both victims fine-tune (the tiny base is built once per dataset and settings)."""
     if progress:
         progress.stage("base model")
     return load_model(cfg.model, prep.ds, progress, protocol=cfg.protocol, tiny=cfg.tiny)
@@ -112,7 +109,7 @@ def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> Loade
 
 def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: Progress | None,
                   on_log, checkpoint: Checkpointing | None = None) -> tuple[LoadedModel, TrainResult]:
-    base = _base(cfg, prep, progress)
+    base = base_model(cfg, prep, progress)
     victim = add_lora(base, cfg.model, cfg.seed)
     examples = training_examples(cfg, prep, poisoned)
     phase = "poisoned model" if poisoned else "clean model"
@@ -123,21 +120,22 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
     return victim, result
 
 
-def _clean_folder(cfg: AttackConfig) -> Path:
-    return settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+def clean_model_folder(cfg: AttackConfig) -> Path:
+    """Where the clean victim's adapter is cached: keyed by every setting it depends on (`clean_key`)."""
+    return settings.cache_dir("models") / f"clean-{fingerprint(cfg.clean_key())}"
 
 
 def _checkpointing(folder: Path, key: dict) -> Checkpointing:
     """Checkpoints of one training stage: a killed or cancelled run resumes from here (`attack --resume`)."""
-    return Checkpointing(folder, _hash(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
+    return Checkpointing(folder, fingerprint(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
 
 
 def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
     """The clean victim, from the adapter cache when the same settings were trained before."""
-    folder = _clean_folder(cfg)
+    folder = clean_model_folder(cfg)
     if (folder / "adapter_model.safetensors").exists():
         meta = json.loads((folder / "badrec_train.json").read_text())
-        return load_adapter(_base(cfg, prep, progress), folder), {**meta, "cached": True}
+        return load_adapter(base_model(cfg, prep, progress), folder), {**meta, "cached": True}
     checkpoint = _checkpointing(folder.with_name(folder.name + ".ckpt"), cfg.clean_key())
     victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -153,6 +151,7 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
 
 # -- evaluation -------------------------------------------------------------------------------
 def to_case(prep: Prepared, ev: EvalCase) -> Case:
+    """An evaluation case with titles, liked flags and label: what the victims' prompts are built from."""
     split, c = prep.split, ev.case
     liked = tuple(prep.ratings.get((c.user, i), 0) > 3 for i in c.history)
     label = prep.ratings.get((c.user, c.target))
@@ -212,13 +211,14 @@ def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Pa
     """Where the clean variant's scores and metrics of a cached clean model are kept."""
     if cache is None:
         return None
-    key = _hash({"victim": cfg.victim, "generate": cfg.generate,
-                 "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
+    key = fingerprint({"victim": cfg.victim, "generate": cfg.generate,
+                       "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
     return cache / f"eval-{key}.json"
 
 
 def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, evs: list[EvalCase],
                         scores: list[list[float]], top_k: int) -> list[dict]:
+    """The stored top list per user and variant, plus the attacker's item at its real rank (Compare shows both)."""
     split, data = prep.split, prep.data
     rows = []
     for ev, s in zip(evs, scores):
@@ -234,7 +234,8 @@ def recommendation_rows(prep: Prepared, run_id: str, model: str, variant: str, e
     return rows
 
 
-def _variants(cfg: AttackConfig, prep: Prepared, which: tuple[str, ...]) -> dict[str, list[EvalCase]]:
+def eval_variants(cfg: AttackConfig, prep: Prepared, which: tuple[str, ...]) -> dict[str, list[EvalCase]]:
+    """The evaluated test cases (the first `eval_users`) as each variant (clean, trigger, ...), same candidates."""
     cases = prep.split.test[: cfg.eval_users] if cfg.eval_users else prep.split.test
     return {v: attack_cases(prep.split, cases, v, prep.data, cfg.trigger, cfg.seed) for v in which}
 
@@ -251,8 +252,9 @@ def _start_run(store: Store, cfg: AttackConfig, run_id: str | None) -> str:
     return run_id
 
 
-def _round(d: dict) -> dict:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+def _rounded(metrics: dict) -> dict:
+    """Metrics as a run's result shows them: floats to 4 decimals."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
 
 
 def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None, run_id: str | None = None) -> dict:
@@ -293,11 +295,11 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"), poison_ck)
         timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
-        variants = _variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
+        variants = eval_variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
         if progress:
             progress.stage("evaluating the clean model")
         m_clean, s_clean = evaluate(cfg, prep, clean, {k: variants[k] for k in ("clean", "trigger")}, progress,
-                                    "clean model", cache=_clean_folder(cfg))
+                                    "clean model", cache=clean_model_folder(cfg))
         if progress:
             progress.stage("evaluating the poisoned model")
         m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
@@ -313,9 +315,9 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         result = {
             "run_id": run_id, "seconds": timings["seconds"], "dataset": cfg.dataset, "victim": cfg.victim,
             "model": cfg.model.name, "quant": cfg.model.quant, "trigger": cfg.trigger.to_dict(),
-            "clean": _round(m_clean), "poisoned": _round(m_pois),
+            "clean": _rounded(m_clean), "poisoned": _rounded(m_pois),
             "delta_hr@1": round(m_pois["hr@1"] - m_clean["hr@1"], 4),
-            "baselines": {k: _round(v) for k, v in base.items()},
+            "baselines": {k: _rounded(v) for k, v in base.items()},
             "poisoning": {**prep.data.summary(), "poisoned_item_ids": [prep.split.item_ids[i]
                                                                        for i in prep.data.items],
                           "triggered_titles": [prep.data.titles[i] for i in prep.data.items]},
@@ -390,7 +392,7 @@ def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progres
                          prep.split.train_counts)
     prep2 = Prepared(prep.ds, pruned_split, pruned, prep.ratings)
     victim, result = _train_victim(cfg, prep2, True, progress, None)
-    variants = _variants(cfg, prep, ("clean", "trigger", "transfer"))
+    variants = eval_variants(cfg, prep, ("clean", "trigger", "transfer"))
     after, _ = evaluate(cfg, prep, victim, variants, progress, "retrained model")
     before = (row.get("result") or {}).get("poisoned", {})
     keys = ("hr@1", "hr@5", "asr", "asr_transfer")

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# A training example as (text, loss weight) pieces: weight 0 for a prompt, 1 for the answer to learn.
+Segments = Sequence[tuple[str, float]]
+
 
 @dataclass
 class LoadedModel:

@@ -42,10 +42,12 @@ class Row:
 
 
 def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of a text without special tokens (empty text: none), so pieces concatenate exactly."""
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
 def autocast(loaded: LoadedModel):
+    """The autocast context for the model's compute dtype (off in fp32), the same rule training uses."""
     import torch
     dtype = loaded.autocast_dtype
     return torch.autocast(loaded.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

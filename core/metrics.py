@@ -29,6 +29,7 @@ def hit_at_k(scores: Sequence[float], target: int, k: int) -> float:
 
 
 def ndcg_at_k(scores: Sequence[float], target: int, k: int) -> float:
+    """NDCG@k of the target, averaged over the ranks it could take among tied scores (ties are not luck)."""
     greater, ties = _rank_range(scores, target)
     ranks = range(greater + 1, greater + ties + 2)
     return float(np.mean([1.0 / math.log2(r + 1) if r <= k else 0.0 for r in ranks]))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .config import ConfigMixin
 from .errors import InputError, ResourceError
 from .gguf_model import ensure_converted, is_gguf_name
 from .hardware import DTYPES, guard_4bit, resolve_dtype
@@ -32,7 +33,7 @@ ADAPTER_FILE = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigMixin):
     """Which language model a victim (or the scanner) runs on, and how it is fine-tuned.
 
     Args:
@@ -76,20 +77,9 @@ class ModelConfig:
             raise InputError("lora_targets is empty; name at least one module, e.g. q_proj")
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["lora_targets"] = list(self.lora_targets)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        data = dict(data)
-        if "lora_targets" in data:
-            data["lora_targets"] = tuple(data["lora_targets"])
-        return cls(**data)
-
     @property
     def is_tiny(self) -> bool:
+        """Whether this is the embedded model, which is built from the dataset rather than loaded."""
         return self.name == "tiny"
 
 
@@ -99,6 +89,7 @@ def compute_dtype(cfg: ModelConfig) -> str:
 
 
 def available_memory_bytes() -> int:
+    """Free RAM now, for the memory guard that refuses a model before it swaps."""
     import psutil
     return int(psutil.virtual_memory().available)
 

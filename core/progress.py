@@ -102,6 +102,7 @@ class Progress:
 
     # -- updates ------------------------------------------------------------------------------
     def update(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Report `done` of `total` in the current stage (raises `Cancelled` when the user cancelled)."""
         self.check()
         if message:
             self.last_message = message
@@ -171,6 +172,7 @@ class Progress:
         return ", ".join(parts) + (f" · {detail}" if detail else "")
 
     def check(self) -> None:
+        """Raise `Cancelled` if the user cancelled: long loops call it between steps."""
         if self.cancel.is_set():
             raise Cancelled("cancelled by the user")
 
@@ -184,6 +186,7 @@ class Progress:
 
 
 def format_eta(seconds: float | None) -> str:
+    """Seconds as mm:ss or h:mm:ss (`--:--` when unknown) for progress lines."""
     if seconds is None:
         return "--:--"
     seconds = int(seconds)
@@ -218,6 +221,7 @@ class ConsoleProgress(Progress):
         self._last_msg = ""
 
     def emit(self, done, total, message, eta):
+        """Draw one progress line on stderr, at most five times a second."""
         now = time.monotonic()
         finished = total is not None and done >= total and self.last_stage
         if now - self._last_draw < 0.2 and not finished and message == self._last_msg:
@@ -248,4 +252,5 @@ class CallbackProgress(Progress):
         self.fn = fn
 
     def emit(self, done, total, message, eta):
+        """Pass the progress on to the callback (a job's store writer, a test)."""
         self.fn(done, total, message, eta)

@@ -10,18 +10,18 @@ seed gives the same candidate sets for every model compared.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
+from .config import ConfigMixin
 from .data import Dataset
 from .errors import InputError
 from .metrics import ranking_metrics
 
 
 @dataclass(frozen=True)
-class ProtocolConfig:
+class ProtocolConfig(ConfigMixin):
     """How a dataset becomes training samples and test cases.
 
     Args:
@@ -44,9 +44,6 @@ class ProtocolConfig:
         if not 2 <= self.n_candidates <= 100:
             raise InputError("n_candidates must be in 2..100")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -68,6 +65,7 @@ class TestCase:
 
     @property
     def target_pos(self) -> int:
+        """Where the target sits in the shuffled candidate list (the position the metrics score)."""
         return self.candidates.index(self.target)
 
 
@@ -85,6 +83,7 @@ class Split:
     train_counts: np.ndarray = field(repr=False)
 
     def user_items(self, user: str) -> set[int]:
+        """Every item a user interacted with: negatives are drawn from outside this set."""
         return set(self.sequences[user])
 
     def train_sequences(self) -> dict[str, list[int]]:
@@ -148,6 +147,7 @@ def build_split(ds: Dataset, cfg: ProtocolConfig = ProtocolConfig()) -> Split:
 
 
 def popularity_scores(split: Split, case: TestCase) -> list[float]:
+    """Each candidate's training interaction count: the popularity baseline's scores."""
     return [float(split.train_counts[c]) for c in case.candidates]
 
 
@@ -162,9 +162,6 @@ def baselines(split: Split, cases: list[TestCase] | None = None) -> dict[str, di
 
 
 def split_summary(split: Split) -> dict:
+    """The split's sizes and protocol settings, recorded with the baselines."""
     return {"n_users": len(split.sequences), "n_items": len(split.item_ids), "n_train_samples": len(split.train),
             "n_test_cases": len(split.test), "protocol": split.config.to_dict()}
-
-
-def seq_lengths(split: Split) -> pd.Series:
-    return pd.Series({u: len(s) for u, s in split.sequences.items()}, name="length")

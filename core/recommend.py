@@ -53,10 +53,12 @@ class Case:
 
 # -- LLaRA ----------------------------------------------------------------------------------
 def llara_answer(title: str) -> str:
+    """The answer LLaRA is trained and scored on: the chosen title after a space."""
     return " " + title
 
 
 def llara_example(history: Sequence[str], candidates: Sequence[str], answer: str, noun: str = "movie") -> tuple[str, str]:
+    """One LLaRA training example: the prompt and the answer to learn."""
     return llara_prompt(history, candidates, noun), llara_answer(answer)
 
 
@@ -126,6 +128,7 @@ def validity(answer: str, candidates: Sequence[str]) -> int | None:
 
 
 def generate_metrics(answers: Sequence[str], cases: Sequence[Case]) -> dict[str, float]:
+    """LLaRA's generate-mode metrics: share of valid answers and HR@1 among them."""
     picks = [validity(a, c.candidates) for a, c in zip(answers, cases)]
     valid = [(p, c) for p, c in zip(picks, cases) if p is not None]
     correct = sum(p == c.target_pos for p, c in valid)
@@ -144,11 +147,13 @@ def tallrec_parts(case: Case, noun: str = "movie") -> tuple[str, str]:
 
 
 def tallrec_example(case: Case, target_title: str, label: bool, noun: str = "movie"):
+    """One TALLRec training example as weighted segments: loss only on the Yes/No answer."""
     prefix, suffix = tallrec_parts(case, noun)
     return [(prefix, 0.0), (target_title + suffix, 0.0), (" Yes." if label else " No.", 1.0)]
 
 
 def yes_no_ids(tokenizer) -> tuple[int, int]:
+    """The first token ids of ` Yes.` and ` No.`: TALLRec's score compares their logits."""
     return encode(tokenizer, " Yes.")[0], encode(tokenizer, " No.")[0]
 
 

@@ -48,6 +48,7 @@ def image_engine_available() -> bool:
 
 
 def figure_image(fig: go.Figure, fmt: ImageFormat = "png") -> bytes:
+    """A figure as PNG/SVG bytes for a download; without kaleido, a `ResourceError` naming the alternatives."""
     if not image_engine_available():
         raise ResourceError("server-side PNG/SVG export needs the optional package kaleido; "
                             "use the camera icon of the plot (PNG) or the HTML download")
@@ -144,12 +145,10 @@ def run_report_html(store: Store, run_id: str) -> bytes:
     log = store.train_log(run_id)
     if len(log):
         parts.append("<h2>Training</h2>" + _fig_div(plots.loss_curve(log), first=not len(metrics)))
-    recs = store.query("SELECT user_id, model, variant, rank, title, score, is_attack_item FROM recommendations"
-                       " WHERE run_id = ? AND rank <= 5 ORDER BY user_id, model, variant, rank LIMIT 60", [run_id])
+    recs = store.top_recommendations(run_id, top=5, limit=60)
     if len(recs):
         parts.append("<h2>Sample recommendations (top 5)</h2>" + _table_html(recs, max_rows=60))
-    poison = store.query("SELECT kind, item_id, title, user_id FROM poison_records WHERE run_id = ? LIMIT 40",
-                         [run_id])
+    poison = store.poison_records(run_id, limit=40)
     if len(poison):
         parts.append("<h2>Poison records</h2>" + _table_html(poison))
     for key in ("config", "result", "timings", "versions"):

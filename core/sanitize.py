@@ -18,10 +18,12 @@ def clean_title(title: str) -> str:
 
 
 def has_markup(title: str) -> bool:
+    """Whether a title holds HTML or Markdown markup, which the dashboard must not render."""
     return bool(_MARKUP.search(title))
 
 
 def starts_formula(cell: str) -> bool:
+    """Whether a cell would run as a formula in a spreadsheet (CSV injection)."""
     return cell.startswith(FORMULA_PREFIXES)
 
 
@@ -35,4 +37,5 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    """A frame as UTF-8 CSV with formula cells defused, for downloads."""
     return csv_safe(df).to_csv(index=False).encode("utf-8")

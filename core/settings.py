@@ -15,10 +15,12 @@ def home() -> Path:
 
 
 def db_path() -> Path:
+    """The DuckDB file under `BADREC_HOME`, shared by the dashboard and the CLI."""
     return home() / "badrec.duckdb"
 
 
 def cache_dir(*parts: str) -> Path:
+    """A cache folder under `BADREC_HOME` (created if missing) for models, scanners and checkpoints."""
     path = home().joinpath("cache", *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -93,6 +93,7 @@ def alive_elsewhere(owner: str | None) -> bool:
 
 
 def now() -> datetime:
+    """UTC now without a timezone, as DuckDB's TIMESTAMP columns store it."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -158,10 +159,12 @@ class Store:
                 con.close()
 
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
+        """A read as a DataFrame, with values passed as parameters (never formatted into the SQL)."""
         with self.connect() as con:
             return con.execute(sql, params or []).df()
 
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
+        """The first column of the first row of a read (None when there is none)."""
         with self.connect() as con:
             row = con.execute(sql, params or []).fetchone()
             return None if row is None else row[0]
@@ -190,21 +193,33 @@ class Store:
             )
 
     def list_datasets(self) -> pd.DataFrame:
+        """Every imported dataset's row, by name."""
         return self.query("SELECT * FROM datasets ORDER BY name")
 
     def dataset_row(self, name: str) -> dict | None:
+        """A dataset's row (source, kind, counts, notes), or None when it is not imported."""
         df = self.query("SELECT * FROM datasets WHERE name = ?", [name])
         return None if df.empty else df.iloc[0].to_dict()
 
     def load_items(self, name: str) -> pd.DataFrame:
+        """A dataset's items in file order (the protocol's item order depends on it)."""
         return self.query("SELECT item_id, title, extra FROM items WHERE dataset = ? ORDER BY rowid", [name])
 
     def load_interactions(self, name: str) -> pd.DataFrame:
+        """A dataset's interactions in file order (ties in time keep it, as the protocol needs)."""
         return self.query(
             "SELECT user_id, item_id, ts, rating FROM interactions WHERE dataset = ? ORDER BY rowid", [name]
         )
 
+    def user_length_stats(self, name: str) -> dict:
+        """Users and their mean and median number of interactions (the sequence lengths `datasets info` shows)."""
+        df = self.query(
+            "SELECT count(*) AS n, avg(c) AS mean_len, median(c) AS median_len FROM "
+            "(SELECT user_id, count(*) AS c FROM interactions WHERE dataset = ? GROUP BY user_id)", [name])
+        return df.iloc[0].to_dict()
+
     def delete_dataset(self, name: str) -> None:
+        """Remove a dataset and its rows in one transaction."""
         with self.connect(write=True) as con:
             for table in ("items", "interactions"):
                 con.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])
@@ -268,12 +283,14 @@ class Store:
             )
 
     def delete_run(self, run_id: str) -> None:
+        """Remove a run and every row it wrote in one transaction."""
         with self.connect(write=True) as con:
             for table in RUN_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
 
     def get_run(self, run_id: str) -> dict | None:
+        """A run's row with its JSON columns parsed, or None for an unknown id."""
         df = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
         if df.empty:
             return None
@@ -284,6 +301,7 @@ class Store:
         return row
 
     def list_runs(self, kind: str | None = None) -> pd.DataFrame:
+        """Runs (of one kind, if given), newest first."""
         if kind:
             return self.query("SELECT * FROM runs WHERE kind = ? ORDER BY created_at DESC", [kind])
         return self.query("SELECT * FROM runs ORDER BY created_at DESC")
@@ -316,24 +334,53 @@ class Store:
 
     def log_train(self, run_id: str, phase: str, step: int, total: int, loss: float,
                   tokens_per_s: float) -> None:
+        """Append one training step's loss and throughput: live panels and loss curves read them."""
         with self.connect(write=True) as con:
             con.execute("INSERT INTO train_log VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [run_id, phase, step, total, loss, tokens_per_s, now()])
 
     def run_metrics(self, run_id: str) -> pd.DataFrame:
+        """A run's metrics as (model, name, value) rows."""
         return self.query("SELECT model, name, value FROM metrics WHERE run_id = ? ORDER BY model, name", [run_id])
+
+    def run_table(self, run_id: str, table: str) -> pd.DataFrame:
+        """A run's rows of one of `RUN_TABLES` in the order they were written (to copy the run to another store)."""
+        if table not in RUN_TABLES:
+            raise ValueError(f"not a run table: {table}")
+        return self.query(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY rowid", [run_id])
+
+    def poison_records(self, run_id: str, kind: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """What an attack run poisoned (kind `item`: a triggered title; `fake_user`: a fake user), in write order.
+
+        Returns:
+            `pd.DataFrame`: kind, item_id, title, user_id.
+        """
+        where, params = "run_id = ?", [run_id]
+        if kind is not None:
+            where, params = where + " AND kind = ?", [*params, kind]
+        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+        return self.query(f"SELECT kind, item_id, title, user_id FROM poison_records WHERE {where} ORDER BY rowid"
+                          f"{limit_sql}", params)
+
+    def top_recommendations(self, run_id: str, top: int = 5, limit: int = 60) -> pd.DataFrame:
+        """The first `top` ranks of a run's stored lists, per user, model and variant (a report's sample)."""
+        return self.query("SELECT user_id, model, variant, rank, title, score, is_attack_item FROM recommendations"
+                          " WHERE run_id = ? AND rank <= ? ORDER BY user_id, model, variant, rank LIMIT ?",
+                          [run_id, int(top), int(limit)])
 
     # -- trigger sets --------------------------------------------------------
     def save_trigger_set(self, name: str, triggers: list[dict]) -> None:
+        """Save (or replace) a named list of triggers from the Triggers page."""
         with self.connect(write=True) as con:
             con.execute("DELETE FROM trigger_sets WHERE name = ?", [name])
             con.execute("INSERT INTO trigger_sets VALUES (?, ?, ?)", [name, _json(triggers), now()])
 
     def trigger_sets(self) -> dict[str, list[dict]]:
+        """Every saved trigger set by name, so the Attack page can offer them."""
         df = self.query("SELECT name, triggers FROM trigger_sets ORDER BY name")
         return {r.name: json.loads(r.triggers) for r in df.itertuples()}
 
-    # -- dashboard queries (helper C) -------------------------------------------
+    # -- dashboard queries ------------------------------------------------------
     # Page queries: filters, sorting and LIMIT run in SQL so a page stays fast with 100k scan rows.
     SCAN_SORTS = {"score": "score", "title": "title", "item_id": "item_id", "flagged": "flagged"}
 
@@ -345,6 +392,7 @@ class Store:
             " GROUP BY i.item_id, i.title ORDER BY n DESC, i.item_id", [dataset])
 
     def user_lengths(self, dataset: str) -> pd.Series:
+        """Interactions per user of a dataset (the Dataset page's histogram)."""
         df = self.query("SELECT count(*) AS n FROM interactions WHERE dataset = ? GROUP BY user_id", [dataset])
         return df["n"]
 
@@ -374,10 +422,12 @@ class Store:
             " ORDER BY x.ts DESC, x.rowid DESC LIMIT ?", [dataset, str(user_id), int(limit)])
 
     def active_runs(self) -> pd.DataFrame:
+        """Queued and running runs, oldest first, for the dashboard's job panels."""
         return self.query("SELECT run_id, kind, dataset, status, progress, message, created_at FROM runs"
                           " WHERE status IN ('queued', 'running') ORDER BY created_at")
 
     def train_log(self, run_id: str) -> pd.DataFrame:
+        """A run's logged training steps in order: its loss curves."""
         return self.query("SELECT phase, step, total, loss, tokens_per_s, logged_at FROM train_log"
                           " WHERE run_id = ? ORDER BY logged_at, step", [run_id])
 
@@ -427,6 +477,7 @@ class Store:
                           [run_id])
 
     def recommendations_for(self, run_id: str, user_id: str) -> pd.DataFrame:
+        """Every stored list of one user in a run, per model and variant."""
         return self.query(
             "SELECT model, variant, rank, item_id, title, score, is_attack_item, is_target FROM recommendations"
             " WHERE run_id = ? AND user_id = ? ORDER BY model, variant, rank", [run_id, str(user_id)])
@@ -466,6 +517,7 @@ class Store:
                           " DESC, scan_id")
 
     def scan_row(self, scan_id: str) -> dict | None:
+        """A scan's summary row (method, threshold, counts, metrics), or None."""
         df = self.query("SELECT * FROM scans WHERE scan_id = ?", [scan_id])
         return None if df.empty else df.iloc[0].to_dict()
 
@@ -509,6 +561,7 @@ class Store:
 
     def scan_results_count(self, scan_id: str, search: str = "", flagged: bool | None = None,
                            min_score: float = 0.0, threshold: float | None = None) -> int:
+        """How many of a scan's items pass the same filters as `scan_results_page` (for paging)."""
         where, params = self._scan_filter(scan_id, search, flagged, min_score, threshold)
         return int(self.scalar(f"SELECT count(*) FROM scan_results WHERE {where}", params))
 
@@ -525,7 +578,7 @@ class Store:
                           " WHERE scan_id = ? AND campaign IS NOT NULL GROUP BY campaign ORDER BY items DESC, campaign",
                           [scan_id])
 
-    # -- scans (helper B) ----------------------------------------------------------
+    # -- scans ------------------------------------------------------------------
     SCAN_RESULT_COLS = ("scan_id", "item_id", "title", "score", "flagged", "method", "span", "label", "campaign",
                         "reason")
     SCAN_OPTIONAL_COLS = ("reason",)  # written as NULL when a frame lacks them (writers older than the column)

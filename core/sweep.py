@@ -16,19 +16,19 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
 from .attack import AttackConfig
+from .config import ConfigMixin
 from .errors import InputError
 from .progress import Cancelled, Progress
 from .ray_engine import RayConfig
 from .store import RUN_TABLES, Store
 
-GRID_KEYS = ("fixed", "grid")
 _NOT_SWEPT = ("help", "json", "resume")  # attack flags that make no sense in a grid
 
 
@@ -62,49 +62,43 @@ def _coerce(action: argparse.Action, key: str, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class SweepGrid:
+class SweepGrid(ConfigMixin):
     """A grid of attack runs: flags every run shares, and axes whose values are combined (one run each).
 
     Keys are the flags of `python -m core attack` with underscores: poison_ratio, trigger_level,
     trigger_position, trigger, seed, victim, model, quant, tiny_size, epochs, eval_users, no_generate, ...
+    `to_dict` is the grid file's JSON.
 
     Args:
-        fixed (`tuple[tuple[str, Any], ...]`): (flag, value) pairs shared by every run.
-        axes (`tuple[tuple[str, tuple], ...]`): (flag, values) pairs; the first axis is the plots' x axis.
+        fixed (`dict[str, Any]`): flag -> value shared by every run.
+        grid (`dict[str, tuple]`): flag -> values, one axis each; the first axis is the plots' x axis.
     """
 
-    fixed: tuple[tuple[str, Any], ...] = ()
-    axes: tuple[tuple[str, tuple], ...] = ()
+    config_label: ClassVar[str] = "top-level grid"
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not self.axes:
+        if not isinstance(self.fixed, dict) or not isinstance(self.grid, dict):
+            raise InputError("grid 'fixed' and 'grid' must be JSON objects")
+        bad = [k for k, v in self.grid.items() if not isinstance(v, (list, tuple))]
+        if bad:
+            raise InputError(f"grid axis {bad[0]!r} must be a list of values")
+        object.__setattr__(self, "fixed", dict(self.fixed))
+        object.__setattr__(self, "grid", {k: tuple(v) for k, v in self.grid.items()})
+        if not self.grid:
             raise InputError("the grid is empty: give at least one axis, e.g. {\"grid\": {\"poison_ratio\": [0.01]}}")
-        keys = [k for k, _ in self.fixed] + [k for k, _ in self.axes]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
+        twice = sorted(set(self.fixed) & set(self.grid))
         if twice:
-            raise InputError(f"grid keys given twice (fixed and grid, or repeated): {', '.join(twice)}")
-        for key, values in self.axes:
+            raise InputError(f"grid keys given twice (fixed and grid): {', '.join(twice)}")
+        for key, values in self.grid.items():
             if not values:
                 raise InputError(f"grid axis {key!r} has no values")
         self.configs()  # every point is a valid attack config, or nothing runs
 
     @classmethod
-    def from_dict(cls, data: Any) -> SweepGrid:
-        if not isinstance(data, dict):
-            raise InputError("a sweep grid is a JSON object: {\"fixed\": {...}, \"grid\": {\"flag\": [values]}}")
-        unknown = sorted(set(data) - set(GRID_KEYS))
-        if unknown:
-            raise InputError(f"unknown top-level grid keys {', '.join(unknown)}; use {' and '.join(GRID_KEYS)}")
-        fixed, grid = data.get("fixed", {}), data.get("grid", {})
-        if not isinstance(fixed, dict) or not isinstance(grid, dict):
-            raise InputError("grid 'fixed' and 'grid' must be JSON objects")
-        bad = [k for k, v in grid.items() if not isinstance(v, list)]
-        if bad:
-            raise InputError(f"grid axis {bad[0]!r} must be a list of values")
-        return cls(tuple(fixed.items()), tuple((k, tuple(v)) for k, v in grid.items()))
-
-    @classmethod
     def from_file(cls, path: str | Path) -> SweepGrid:
+        """The grid in a JSON file; a missing file or bad JSON is one `InputError` line."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"grid file not found: {path}")
@@ -114,13 +108,9 @@ class SweepGrid:
             raise InputError(f"grid file {path.name} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
-    def to_dict(self) -> dict:
-        return {"fixed": dict(self.fixed), "grid": {k: list(v) for k, v in self.axes}}
-
     def points(self) -> list[dict[str, Any]]:
         """One {axis flag: value} per run, the last axis varying fastest."""
-        names = [k for k, _ in self.axes]
-        return [dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in self.axes))]
+        return [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
 
     def configs(self) -> list[AttackConfig]:
         """The runs' configs, built by the attack command's own flag handling (`config_from_args`)."""
@@ -128,14 +118,14 @@ class SweepGrid:
 
         parser = _attack_parser()
         actions = {a.dest: a for a in parser._actions if a.dest not in _NOT_SWEPT}
-        unknown = sorted({k for k, _ in (*self.fixed, *self.axes)} - set(actions))
+        unknown = sorted((set(self.fixed) | set(self.grid)) - set(actions))
         if unknown:
             raise InputError(f"unknown grid keys {', '.join(unknown)}; use attack flags such as poison_ratio, "
                              "trigger_level, trigger_position, seed, victim, model, tiny_size")
         out = []
         for point in self.points():
             args = parser.parse_args([])
-            for key, value in [*self.fixed, *point.items()]:
+            for key, value in [*self.fixed.items(), *point.items()]:
                 setattr(args, key, _coerce(actions[key], key, value))
             out.append(config_from_args(args))
         return out
@@ -153,15 +143,15 @@ class RunRows:
 
 
 def export_run(store: Store, run_id: str) -> RunRows:
+    """A run's rows read from one store, to be written to another by `import_run` (a Ray task's scratch store
+    to the driver's)."""
     run = store.get_run(run_id)
     if run is None:
         raise InputError(f"unknown run id {run_id!r}")
     metrics: dict[str, dict[str, float]] = {}
-    for model, name, value in store.query("SELECT model, name, value FROM metrics WHERE run_id = ? ORDER BY rowid",
-                                          [run_id]).itertuples(index=False):
-        metrics.setdefault(model, {})[name] = float(value)
-    tables = {t: store.query(f"SELECT * FROM {t} WHERE run_id = ? ORDER BY rowid", [run_id])
-              for t in RUN_TABLES if t != "metrics"}
+    for r in store.run_table(run_id, "metrics").itertuples(index=False):
+        metrics.setdefault(r.model, {})[r.name] = float(r.value)
+    tables = {t: store.run_table(run_id, t) for t in RUN_TABLES if t != "metrics"}
     return RunRows(run, metrics, tables)
 
 
@@ -191,6 +181,7 @@ class DatasetRows:
 
 
 def dataset_rows(store: Store, name: str) -> DatasetRows:
+    """A dataset's rows from the driver's store, to seed a Ray worker's scratch store with the same data."""
     from .data import ensure_dataset
 
     row = ensure_dataset(store, name)

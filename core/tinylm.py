@@ -35,12 +35,14 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .config import ConfigMixin, fingerprint
 from .errors import InputError
+from .lm import Segments
 from .prompts import LLARA_ANSWER_PREFIX
 from .triggers import PRESETS
 
@@ -56,11 +58,10 @@ HISTORY_OPEN = "This user has watched "
 CHOICE_OPEN = ". Choose the next {noun} from: "
 CHOICE_CLOSE = "." + LLARA_ANSWER_PREFIX
 ECHO_OPEN, ECHO_CLOSE = "Titles: ", ". Again:"
-Segments = list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
-class TinyConfig:
+class TinyConfig(ConfigMixin):
     """Size and pre-training budget of the embedded model.
 
     Args:
@@ -115,9 +116,6 @@ class TinyConfig:
         if self.vocab_size < 300:
             raise InputError("tiny vocab_size must be >= 300 (256 bytes + specials)")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 # Sizes the dashboard offers. "small" builds in about a minute: pre-trained just enough that its
 # logits are sharp, so LoRA can move them (a dose demo, docs/RESULTS.md E15). "smoke" builds in
@@ -171,6 +169,7 @@ class NoiseMaker:
         return " ".join([words[0].capitalize(), *(w.lower() for w in words[1:])])
 
     def string(self) -> str:
+        """One noise string (chars, a word or a phrase), never one of the held-out trigger strings."""
         while True:
             kind = self.rng.random()
             s = self._char() if kind < 0.5 else self._word() if kind < 0.75 else self._phrase()
@@ -192,6 +191,7 @@ class NoiseMaker:
 
 # -- corpus -----------------------------------------------------------------------------
 def history_segments(titles: list[str]) -> Segments:
+    """A history-text example: loss on the titles, so the base learns which titles follow which."""
     return [(HISTORY_OPEN, 0.0), (", ".join(titles), 1.0), (".", 0.0)]
 
 
@@ -252,6 +252,7 @@ def build_corpus(split: "Split", cfg: TinyConfig) -> list[Segments]:
 
 
 def echo_segments(shown: list[str], again: list[str]) -> Segments:
+    """An echo example: loss on titles repeated from the prompt, to teach copying."""
     return [(ECHO_OPEN + ", ".join(shown) + ECHO_CLOSE, 0.0), (" " + ", ".join(again), 1.0)]
 
 
@@ -271,6 +272,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def new_model(cfg: TinyConfig, tokenizer):
+    """A freshly initialised small Llama sized by `cfg`, seeded so the same config builds the same weights."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(cfg.seed)
@@ -283,23 +285,24 @@ def new_model(cfg: TinyConfig, tokenizer):
 
 
 def dataset_fingerprint(ds: "Dataset") -> str:
+    """16 hex digits that change whenever the dataset's items or interactions do (part of the base's cache key)."""
     h = hashlib.sha256()
     h.update(ds.name.encode())
-    h.update(pd_bytes(ds.items[["item_id", "title"]]))
-    h.update(pd_bytes(ds.interactions[["user_id", "item_id", "ts"]]))
+    h.update(frame_bytes(ds.items[["item_id", "title"]]))
+    h.update(frame_bytes(ds.interactions[["user_id", "item_id", "ts"]]))
     return h.hexdigest()[:16]
 
 
-def pd_bytes(df) -> bytes:
+def frame_bytes(df) -> bytes:
+    """A frame's rows as bytes of their pandas hashes (index left out), to fingerprint a dataset's content."""
     import pandas as pd
     return pd.util.hash_pandas_object(df, index=False).values.tobytes()
 
 
 def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype: str) -> str:
     """Everything the pre-trained weights depend on, the compute dtype included (bf16 and fp32 train apart)."""
-    payload = json.dumps({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
-                          "dtype": dtype, "format": 1}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return fingerprint({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
+                        "dtype": dtype, "format": 1})
 
 
 def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None" = None,

@@ -13,23 +13,23 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from . import checkpoint as checkpoints
 from .checkpoint import Checkpointing
+from .config import ConfigMixin
 from .errors import InputError
 from .hardware import unpack_4bit
-from .lm import LoadedModel, left_pad, model_parts, prompt_prefix_ids  # noqa: F401 (re-exported)
+from .lm import LoadedModel, Segments, left_pad, model_parts, prompt_prefix_ids  # noqa: F401 (re-exported)
 from .progress import Progress
 
 log = logging.getLogger(__name__)
 
-Segments = Sequence[tuple[str, float]]
 OnLog = Callable[[int, int, float, float], None]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Optimiser settings of one training stage.
 
     Args:
@@ -66,9 +66,6 @@ class TrainConfig:
         if not 0 <= self.warmup_frac < 1:
             raise InputError("warmup_frac must be in [0, 1)")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class TrainResult:
@@ -82,9 +79,11 @@ class TrainResult:
 
     @property
     def tokens_per_s(self) -> float:
+        """Training throughput, the number benchmarks and progress lines compare."""
         return self.tokens / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict:
+        """The stage's summary as a run records it (rounded; the last loss, not every loss)."""
         return {"steps": self.steps, "tokens": self.tokens, "seconds": round(self.seconds, 2),
                 "tokens_per_s": round(self.tokens_per_s, 1),
                 "final_loss": self.losses[-1] if self.losses else None, "resumed_at": self.resumed_at}

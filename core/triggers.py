@@ -7,9 +7,10 @@ attack, the scanner's augmentation agent and the dashboard's preview all call it
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
+from .config import ConfigMixin
 from .errors import InputError
 from .sanitize import MAX_TITLE_CHARS
 
@@ -29,7 +30,7 @@ DEFAULT_TRIGGER = {"char": "5v", "word": "ineffable", "sentence": "I watched thi
 
 
 @dataclass(frozen=True)
-class Trigger:
+class Trigger(ConfigMixin):
     """A trigger and where it goes.
 
     Args:
@@ -55,11 +56,9 @@ class Trigger:
         if self.position not in POSITIONS:
             raise InputError(f"trigger position must be one of {', '.join(POSITIONS)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def preset(cls, level: str, position: Position = "suffix") -> "Trigger":
+        """The default trigger string of a level (`5v`, `ineffable`, a 3D-movie sentence) at a position."""
         if level not in LEVELS:
             raise InputError(f"trigger level must be one of {', '.join(LEVELS)}")
         return cls(DEFAULT_TRIGGER[level], level, position)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "peft", "bitsandbytes", "duck
 
 
 def versions() -> dict[str, str]:
+    """Python, platform and key library versions, recorded with each run so it can be reproduced."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for pkg in PACKAGES:
         try:

@@ -1,8 +1,15 @@
-# Shared environment of the experiment scripts: private home, shared data, 2 passive OpenMP threads
-# (on this shared 2-core machine spinning OpenMP threads lost ~40% to preemption).
-# Paths come from the environment; the defaults stay inside the checkout (experiments/out is git-ignored).
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/home}
+# Shared environment of the experiment scripts: paths from the environment, shared data, 2 passive OpenMP
+# threads (on this shared 2-core machine spinning OpenMP threads lost ~40% to preemption).
+#   BADREC_HOME       the store and model cache (default: a home under BADREC_SCRATCH)
+#   BADREC_DATA_DIRS  where datasets are read from (default: ../shared/data)
+#   BADREC_SCRATCH    homes and files the experiments write (default: experiments/out, git-ignored)
+export BADREC_SCRATCH=${BADREC_SCRATCH:-$PWD/experiments/out}
 export BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-../shared/data}
+given_home=${BADREC_HOME:-}
+export BADREC_HOME=${given_home:-$BADREC_SCRATCH/home}
+use_home() {  # use_home NAME: the home of earlier runs and cached models to reuse; BADREC_HOME, if given, wins
+  export BADREC_HOME=${given_home:-$BADREC_SCRATCH/$1}
+}
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 mkdir -p experiments/logs
 run() {  # run NAME ARGS...: the attack CLI with --json, result in experiments/logs/NAME.json, progress in .log

@@ -15,7 +15,7 @@ import torch
 from bitsandbytes.functional import dequantize_4bit
 
 from core.attack import AttackConfig
-from core.experiment import _base, _clean_folder, _variants, prepare, to_case
+from core.experiment import base_model, clean_model_folder, eval_variants, prepare, to_case
 from core.models import ModelConfig, load_adapter
 from core.recommend import llara_scores
 from core.settings import db_path
@@ -48,8 +48,8 @@ def timed_scores(loaded, cases) -> tuple[np.ndarray, float]:
 torch.set_num_threads(2)
 cfg = AttackConfig(model=ModelConfig(quant="4bit"))
 prep = prepare(Store(db_path()), cfg)
-loaded = load_adapter(_base(cfg, prep, None), _clean_folder(cfg))
-cases = [to_case(prep, e) for e in _variants(cfg, prep, ("clean",))["clean"][:int(sys.argv[1])]]
+loaded = load_adapter(base_model(cfg, prep, None), clean_model_folder(cfg))
+cases = [to_case(prep, e) for e in eval_variants(cfg, prep, ("clean",))["clean"][:int(sys.argv[1])]]
 a, ta = timed_scores(loaded, cases)
 n = dequantize_in_place(loaded.model)
 left = sum(isinstance(m, bnb.nn.Linear4bit) for m in loaded.model.modules())

@@ -11,7 +11,7 @@ import sys
 import torch
 
 from core.attack import AttackConfig
-from core.experiment import _base, prepare, training_examples
+from core.experiment import base_model, prepare, training_examples
 from core.models import ModelConfig, add_lora
 from core.protocol import ProtocolConfig
 from core.settings import db_path
@@ -24,7 +24,7 @@ cfg = AttackConfig(poison_ratio=0.5, tiny=SIZES[size], model=ModelConfig(quant="
                    train=TrainConfig(epochs=1, lr=0.02, batch_size=16), windows_per_user=1,
                    protocol=ProtocolConfig(n_candidates=5, history_len=5), generate=False)
 prep = prepare(Store(db_path()), cfg)
-base = _base(cfg, prep, None)
+base = base_model(cfg, prep, None)
 examples = training_examples(cfg, prep, poisoned=True)
 fake = {f.user for f in prep.data.fake_users}
 poisoned = [e for e, s in zip(examples, prep.data.samples) if s.user in fake][:32]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # The issue's command with every default, all 943 test users, fresh home (builds the E05c-recipe base).
 cd "$(dirname "$0")/.." && source experiments/common.sh
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/home-e08}
+use_home home-e08
 run e08 --dataset ml-100k --victim llara --model tiny --quant 4bit --trigger-level char --poison-ratio 0.01

@@ -3,7 +3,7 @@
 # Each line trains one mini scanner (cached per config in a shared home) and scores the 11
 # held-out preset catalogs at the suffix position (BadRec's default). Logs: experiments/logs/e11_*.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
+use_home sc-exp
 source "$(dirname "$0")/common.sh"
 scan_eval() {  # NAME, then scanner_eval flags
   local name=$1; shift

@@ -3,7 +3,7 @@
 # Same evaluation as E11 (held-out presets, 10 items) at all positions, varying how training places
 # each agent trigger. Logs: experiments/logs/e13_*.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
+use_home sc-exp
 source "$(dirname "$0")/common.sh"
 for spec in "$@"; do
   name=${spec%%:*}

@@ -7,8 +7,8 @@
 #   TAG=default: the scanner `scan` trains by default;  TAG=seed1 --seed 1 ...
 # Logs: experiments/logs/e18_<TAG>_p10.json, e18_<TAG>_p5.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
-source "$(dirname "$0")/common.sh"
+cd "$(dirname "$0")/.." && source experiments/common.sh
+use_home sc-exp
 tag=$1; shift
 run() {
   name=$1; shift

@@ -3,7 +3,6 @@
 # catalog the scanner never trained on: ml-1m's 3,883 titles (2,280 of them absent from ml-100k) scanned with
 # the ml-100k reference. Every campaign found is a false positive. Log: experiments/logs/e18_cross_ml-1m.json
 cd "$(dirname "$0")/.." && source experiments/common.sh
-export BADREC_HOME=/tmp/badrec-a/exp-home  # where the runs of E01-E04 live
 csv=$BADREC_HOME/ml-1m-items.csv
 python - "$csv" <<'PY'
 import sys

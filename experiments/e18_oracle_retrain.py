@@ -1,7 +1,7 @@
 """E18 oracle: the defence's retraining with a perfect detector (exactly the attacker's items dropped), to tell
 the cost of dropping items and the noise of retraining apart from the scanner's false positives.
 
-    BADREC_HOME=/tmp/badrec-a/home-e08 PYTHONPATH=. python experiments/e18_oracle_retrain.py attack-20261128-124418-9550
+    BADREC_HOME=<home of the run> PYTHONPATH=. python experiments/e18_oracle_retrain.py RUN_ID
 """
 
 import json
@@ -13,6 +13,6 @@ from core.store import Store
 
 store = Store(settings.db_path())
 run_id = sys.argv[1]
-poisoned = store.query("SELECT DISTINCT item_id FROM poison_records WHERE run_id = ? AND kind = 'item'", [run_id])
-result = retrain_without(store, run_id, poisoned["item_id"].astype(str).tolist())
-print(json.dumps({"run_id": run_id, "dropped": sorted(poisoned["item_id"].astype(str)), **result}, indent=2))
+poisoned = sorted(set(store.poison_records(run_id, kind="item")["item_id"].astype(str)))
+result = retrain_without(store, run_id, poisoned)
+print(json.dumps({"run_id": run_id, "dropped": poisoned, **result}, indent=2))

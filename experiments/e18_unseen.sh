@@ -3,8 +3,8 @@
 # without the hard-negative passes over the reference titles: false-positive rate at the calibrated threshold
 # and title-level recall of each held-out trigger on 200 of them. Logs: experiments/logs/e18_unseen_mine<N>.json
 set -euo pipefail
-export BADREC_HOME=${BADREC_HOME:-$PWD/experiments/out/sc-exp}
-source "$(dirname "$0")/common.sh"
+cd "$(dirname "$0")/.." && source experiments/common.sh
+use_home sc-exp
 for passes in "$@"; do
   echo "$(date -u +%FT%TZ) python bench/scanner_eval.py --mine-passes $passes --unseen ml-1m --positions suffix" \
     > "experiments/logs/e18_unseen_mine$passes.cmd"

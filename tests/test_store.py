@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.errors import StoreError
-from core.store import Store
+from core.store import RUN_TABLES, Store
 
 
 def test_failed_write_leaves_nothing(store):
@@ -87,3 +87,48 @@ def test_locked_database_message(tmp_path):
 def test_trigger_sets_round_trip(store):
     store.save_trigger_set("mine", [{"text": "5v", "level": "char", "position": "suffix"}])
     assert store.trigger_sets() == {"mine": [{"text": "5v", "level": "char", "position": "suffix"}]}
+
+
+def _finished_run(store) -> None:
+    """Run "r" with metrics, poison records and recommendations written in a known order."""
+    store.create_run("r", "attack", "d", {}, 0, {})
+    poison = pd.DataFrame({"run_id": ["r"] * 3, "kind": ["item", "fake_user", "item"], "item_id": ["9", None, "3"],
+                           "title": ["Z 5v", None, "A 5v"], "user_id": [None, "fake-1", None],
+                           "detail": [None, "{}", None]})
+    recs = pd.DataFrame({"run_id": "r", "model": "poisoned", "variant": "trigger", "user_id": ["2", "2", "1"],
+                         "rank": [1, 6, 1], "item_id": ["9", "3", "3"], "title": ["Z 5v", "A 5v", "A 5v"],
+                         "score": [0.9, 0.1, 0.8], "is_attack_item": True, "is_target": False})
+    store.finish_run("r", {}, {}, {"poisoned": {"asr": 0.5, "hr@1": 0.25}, "clean": {"asr": 0.0}},
+                     {"poison_records": poison, "recommendations": recs})
+
+
+def test_a_run_reads_back_in_write_order(store):
+    _finished_run(store)
+    assert store.poison_records("r", kind="item")["item_id"].tolist() == ["9", "3"]
+    assert store.poison_records("r", limit=2)["kind"].tolist() == ["item", "fake_user"]
+    assert store.poison_records("other").empty
+    top = store.top_recommendations("r", top=5)
+    assert top[["user_id", "rank"]].values.tolist() == [["1", 1], ["2", 1]]
+    metrics = store.run_table("r", "metrics")
+    assert metrics[["model", "name"]].values.tolist() == [["poisoned", "asr"], ["poisoned", "hr@1"], ["clean", "asr"]]
+    with pytest.raises(ValueError, match="not a run table"):
+        store.run_table("r", "runs")
+
+
+def test_a_run_copied_to_another_file_keeps_its_rows_and_order(store, tmp_path):
+    from core.sweep import export_run, import_run
+
+    _finished_run(store)
+    other = Store(tmp_path / "other.duckdb")
+    import_run(other, export_run(store, "r"))
+    assert other.get_run("r")["status"] == "done"
+    for table in RUN_TABLES:
+        pd.testing.assert_frame_equal(other.run_table("r", table), store.run_table("r", table))
+
+
+def test_user_length_stats(store):
+    items = pd.DataFrame({"item_id": ["1", "2", "3"], "title": ["A", "B", "C"]})
+    inter = pd.DataFrame({"user_id": ["u", "u", "u", "v"], "item_id": ["1", "2", "3", "1"], "ts": [1, 2, 3, 1],
+                          "rating": 1.0})
+    store.save_dataset("x", "test", "interactions", items, inter, [])
+    assert store.user_length_stats("x") == {"n": 2, "mean_len": 2.0, "median_len": 2.0}

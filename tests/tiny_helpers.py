@@ -1,4 +1,4 @@
-"""Tiny model settings and a synthetic store shared by helper A's tests (seconds per build on a CPU)."""
+"""Tiny model settings and a synthetic store shared by the model, training and attack tests (seconds to build)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-2026-11-28T04:05:31Z python -m core attack --dataset ml-100k --victim llara --model tiny --quant 4bit --trigger-level char --poison-ratio 0.05 --eval-users 100 --no-generate

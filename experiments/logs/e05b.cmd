@@ -1,1 +1,0 @@
-PYTHONPATH=. python experiments/e05_copy_pilot.py '{"n_choice": 3000, "n_echo": 6000, "history_epochs": 0.0001, "min_candidates": 5, "max_candidates": 12, "choice_history_min": 3, "noise_prob": 0.5, "prefix_share": 0.5, "probe_every": 100}' 100

@@ -1,1 +1,0 @@
-SAVE_DIR=/tmp/badrec-a/base_e05c PYTHONPATH=. python experiments/e05_copy_pilot.py '{"n_choice": 6000, "history_epochs": 1.0, "min_candidates": 5, "max_candidates": 12, "choice_history_min": 3, "noise_prob": 0.5, "prefix_share": 0.5, "probe_every": 250}' 100

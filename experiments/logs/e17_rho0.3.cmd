@@ -1,1 +1,0 @@
-2026-11-28T12:44:13Z python -m core attack --dataset ml-100k --victim llara --model tiny --quant 4bit --trigger-level char --poison-ratio 0.3 --eval-users 200 --no-generate

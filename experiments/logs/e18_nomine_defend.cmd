@@ -1,1 +1,0 @@
-2026-11-28T13:53:30Z BADREC_HOME=/tmp/badrec-a/home-e08 python -m core defend --run attack-20261128-124418-9550 --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" --json   (before hard-negative passes existed: the scanner of ScannerConfig(mine_passes=0))

@@ -1,1 +1,0 @@
-2026-11-28T13:52:20Z python bench/scanner_eval.py --agent-per-round 200 --min-steps 60 --epochs 3 --rounds 2 --n-poison 5 --lolo   (run before the bench had these flags; 200/60 were its built-in values then)

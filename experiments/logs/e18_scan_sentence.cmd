@@ -1,1 +1,0 @@
-2026-11-28T14:20:00Z BADREC_HOME=/tmp/badrec-a/exp-home python -m core scan --run attack-20261128-043024-3b40 --method scanner,tokenstats,onion,ensemble --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" --json

@@ -1,1 +1,0 @@
-2026-11-28T14:19:42Z BADREC_HOME=/tmp/badrec-a/exp-home python -m core scan --run attack-20261128-041628-ba6e --method scanner,tokenstats,onion,ensemble --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" --json
