@@ -461,9 +461,11 @@ class Store:
             [kind])
 
     def list_scans(self) -> pd.DataFrame:
-        """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`)."""
-        return self.query("SELECT * FROM scans ORDER BY max(created_at) OVER (PARTITION BY split_part(scan_id, '.', 1))"
-                          " DESC, scan_id")
+        """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`); `scanner_model` is
+        the scanner's base for scans the dashboard ran as jobs (null for the CLI's)."""
+        return self.query("SELECT s.*, json_extract_string(r.config, '$.scanner.model') AS scanner_model FROM scans s"
+                          " LEFT JOIN runs r ON r.run_id = split_part(s.scan_id, '.', 1) ORDER BY"
+                          " max(s.created_at) OVER (PARTITION BY split_part(s.scan_id, '.', 1)) DESC, s.scan_id")
 
     def scan_row(self, scan_id: str) -> dict | None:
         df = self.query("SELECT * FROM scans WHERE scan_id = ?", [scan_id])

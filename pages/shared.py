@@ -81,14 +81,13 @@ def show_error(exc: BadRecError) -> None:
     st.error(str(exc), icon="⚠️")
 
 
+PNG_EXPORT = {"format": "png", "scale": 3, "width": 1000, "height": 560}  # ~3000 px wide: report resolution
+
+
 def figure(fig: go.Figure, name: str, key: str) -> None:
-    """A plot with its HTML download (the plot's camera icon gives PNG in the browser)."""
-    st.plotly_chart(fig, key=f"{key}_chart")
-    # Deferred: the 4 MB file (plotly.js inlined) is built only when the button is clicked.
-    st.download_button("Download plot (HTML)", lambda: reports.figure_html(fig), file_name=f"{name}.html",
-                       mime="text/html", key=f"{key}_html", on_click="ignore",
-                       help="A standalone interactive HTML file (works offline). For PNG use the camera icon "
-                            "in the plot's toolbar.")
+    """A plot whose camera icon saves a report-resolution PNG named `name` (all plots of a run or scan
+    download together as one HTML report, so plotly.js is not shipped once per plot)."""
+    st.plotly_chart(fig, key=f"{key}_chart", config={"toImageButtonOptions": {**PNG_EXPORT, "filename": name}})
 
 
 def table_downloads(df: pd.DataFrame, name: str, key: str) -> None:
@@ -115,16 +114,17 @@ def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed
 
 
 @st.fragment(run_every=2.0)
-def job_monitor(kind: str, key: str) -> None:
-    """Live panel of this kind's queued and running jobs (polls the store every 2 s): progress, message
+def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
+    """Live panel of these kinds' queued and running jobs (polls the store every 2 s): progress, message
     with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches. When a job this
-    session watched ends, its outcome is noted and the whole page reruns to show the new results."""
+    session watched ends, its outcome is noted and the whole page reruns to show the new results. One
+    panel per page, whatever kinds of job the page starts."""
     from core import plots  # local: only pages with jobs draw this panel
 
     watched = st.session_state.setdefault(f"{key}_watched", set())
     notes = st.session_state.setdefault(f"{key}_notes", [])
     active = store().active_runs()
-    active = active[active["kind"] == kind]
+    active = active[active["kind"].isin([kinds] if isinstance(kinds, str) else kinds)]
     ended = watched - set(active["run_id"])
     for run_id in sorted(ended):
         row = store().get_run(run_id) or {"status": "deleted", "error": None}

@@ -308,7 +308,10 @@ def tiny_scan_settings(at: AppTest) -> None:
 
 
 def test_scanner_runs_a_tiny_scan_job(synthetic_store):
+    """The job's id is the scan's id from queue to result; the Results box moves to a newly finished scan by
+    itself and names it readably; the panel says "nothing running" once, not once per job kind."""
     at = open_page("scanner")
+    assert texts(at).count("No job of this kind is queued or running.") == 1
     at.radio(key="scanner_source").set_value("dataset").run()
     tiny_scan_settings(at)
     at.button(key="scanner_start").click().run()
@@ -316,14 +319,69 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     wait_jobs(synthetic_store)
     job = synthetic_store.list_runs("scan").iloc[0]
     assert job["status"] == "done", job["error"]
+    assert at.success[0].value == f"Queued {job['run_id']}."
     at.run()
     scan_id = json.loads(job["result"])["scan_id"]
+    assert scan_id == job["run_id"] and synthetic_store.scan_row(scan_id) is not None
     assert at.selectbox(key="scanner_scan").value == scan_id
+    assert f"Scan id `{scan_id}`" in texts(at)
+    label = at.selectbox(key="scanner_scan").options[0]
+    assert label.startswith("dataset synthetic · ") and label.endswith(" · mini scanner") and "scan-" not in label
+    at.button(key="scanner_start").click().run()  # a second scan (cached scanner): the box moves to it
+    wait_jobs(synthetic_store)
+    second = synthetic_store.list_runs("scan").iloc[0]["run_id"]
+    at.run()
+    assert second != scan_id and at.selectbox(key="scanner_scan").value == second
     assert {m.label: m.value for m in at.metric}["Items"] == "60"
     at.selectbox(key="scanner_show").select("all").run()
     assert len(frame(at, "span", "score")) == 60
     rows = synthetic_store.scan_results(scan_id)  # spans were switched off: flagged rows carry none
     assert rows["flagged"].any() and rows["span"].isna().all()
+
+
+@pytest.mark.parametrize("name, raw, line", [
+    ("empty.csv", b"", "file is empty"),
+    ("binary.csv", b"item_id,title\n1,\x00\x01\x02\n", "binary"),
+    ("columns.csv", b"sku;price\n1;2\n", "no item_id column"),
+])
+def test_scanner_refuses_a_bad_upload_before_any_job(synthetic_store, name, raw, line):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("catalog").run()
+    at.file_uploader(key="scanner_upload").upload(name, raw, "text/csv").run()
+    assert len(at.error) == 1 and at.error[0].value.startswith(f"{name}: ") and line in at.error[0].value
+    assert "\n" not in at.error[0].value
+    assert at.button(key="scanner_start").disabled  # nothing can be queued with it
+    assert synthetic_store.list_runs("scan").empty and not (synthetic_store.path.parent / "uploads").exists()
+
+
+def test_scanner_accepts_an_odd_encoding_with_one_warning_and_keeps_the_file_name(synthetic_store):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("catalog").run()
+    raw = "item_id,title\n1,Amélie (2001)\n2,Léon (1994)\n".encode("utf-16")
+    at.file_uploader(key="scanner_upload").upload("films.csv", raw, "text/csv").run()
+    assert not at.error and [w.value for w in at.warning] == ["films.csv: file is UTF-16; decoded (UTF-8 is the "
+                                                              "usual encoding)"]
+    assert not at.button(key="scanner_start").disabled
+
+
+def test_scanner_hides_no_scan_yet_while_a_scan_runs(synthetic_store):
+    import threading
+
+    from core.jobs import JobManager
+
+    at = open_page("scanner")
+    assert "No scan yet" in texts(at)
+    release = threading.Event()
+    manager = JobManager(Store(synthetic_store.path), min_interval_s=0.0)
+    run_id = manager.submit("scan", "synthetic", {}, lambda progress, rid: release.wait(60) and {})
+    try:
+        at.run()
+        assert run_id in texts(at) and "No scan yet" not in texts(at)
+        assert "No job of this kind is queued or running." not in texts(at)
+    finally:
+        release.set()
+        manager.wait(run_id, timeout=60)
+        manager.shutdown()
 
 
 def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
