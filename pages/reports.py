@@ -5,13 +5,14 @@ import streamlit as st
 from core import plots, reports, sweep
 from pages.shared import figure, page, store, table_downloads
 
-page("Reports", "Everything downloadable: run reports (one HTML file), tables (CSV/Parquet), plots (HTML).")
+page("Reports", "Everything downloadable: run reports (one HTML file with all plots), tables (CSV/Parquet), "
+                 "plots (PNG from each plot's camera icon).")
 
 if reports.image_engine_available():
     st.caption("Server-side PNG/SVG export is available (kaleido found).")
 else:
-    st.caption("Plots download as interactive HTML here, and as PNG from the camera icon of each plot. "
-               "Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
+    st.caption("Each plot's camera icon saves a PNG at report resolution (3x); a run's plots download together "
+               "in its HTML report. Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
 
 scans = store().list_scans()
 if len(scans):
@@ -63,7 +64,7 @@ if len(sweeps):
 st.subheader("One run")
 run_id = st.selectbox("Run", overview["run_id"].tolist(), key="reports_run",
                       help="Any run, finished or not; failed runs report their error.")
-st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id),
+st.download_button("Download run report (HTML, all plots)", lambda: reports.run_report_html(store(), run_id),
                    file_name=f"{run_id}.html", mime="text/html",
                    key="reports_report", type="primary", on_click="ignore",
                    help="One self-contained file: config, metrics, plots (interactive, offline), tables.")

@@ -252,7 +252,10 @@ def test_reports_lists_runs_and_exports(synthetic_store, downloads):
     assert set(metrics["name"]) == {"hr@1", "asr"}
     scan = pd.read_parquet(io.BytesIO(download(at, downloads, "reports_scan_parquet")))
     assert len(scan) == 300 and scan["title"].str.startswith("'=Title").all()  # formula-safe
-    assert b"<html" in download(at, downloads, "reports_loss_fig_html")[:300]
+    assert report.count("Plotly.newPlot") == 2 and report.count("plotly.js v") == 1  # metrics, loss; library once
+    charts = at.get("plotly_chart")  # the camera icon saves PNG at report resolution; no per-plot HTML
+    assert charts and all(json.loads(c.proto.config)["toImageButtonOptions"]["scale"] == 3 for c in charts)
+    assert not [b.key for b in at.get("download_button") if b.key.endswith("_html")]
 
 
 def test_scanner_exports_flagged_items_at_the_threshold(synthetic_store, downloads):
