@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.attack import AttackConfig
 from core.errors import BadRecError
-from core.experiment import run_attack
+from core.experiment import resumable_config, resumable_runs, run_attack
 from core.models import ModelConfig
 from core.protocol import ProtocolConfig
 from core.tinylm import SIZES
@@ -153,6 +153,28 @@ if submitted:
 
 st.header("Running and queued")
 job_monitor("attack", "attack_monitor")
+
+stopped = resumable_runs(store())
+if len(stopped):
+    st.subheader("Interrupted runs")
+    st.caption("Killed, failed or cancelled runs that left a training checkpoint (saved every 5 minutes): "
+               "Resume continues from it with the run's own settings and reaches the numbers of an unbroken "
+               "run (python -m core attack --resume RUN_ID).")
+    r1, r2 = st.columns([3, 1])
+    why = {r.run_id: f"{r.run_id} · {r.status} · {r.error or ''}" for r in stopped.itertuples()}
+    resume_id = r1.selectbox("Interrupted run", list(why), format_func=why.get, key="attack_resume_run",
+                             help="Newest first.")
+    if r2.button("Resume", key="attack_resume", icon=":material/play_arrow:",
+                 help="Queue the run again in the background; it keeps its id."):
+        try:
+            resume_cfg = resumable_config(store(), resume_id)
+            job_store = jobs().store
+            submit_job("attack", dataset, {}, lambda progress, rid: run_attack(job_store, resume_cfg, progress, rid),
+                       "attack_monitor", resume=resume_id)
+        except BadRecError as exc:
+            show_error(exc)
+        else:
+            st.success(f"Queued {resume_id} to resume from its checkpoint.")
 
 st.header("Run history")
 history = store().attack_history()

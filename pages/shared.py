@@ -106,9 +106,11 @@ def run_label(row: dict | pd.Series) -> str:
     return f"{row['run_id']} · {row['status']}"
 
 
-def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed: int = 0) -> str:
-    """Queue a job and let this session's monitor panel watch it (so the page refreshes when it ends)."""
-    run_id = jobs().submit(kind, dataset, config, fn, seed=seed)
+def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed: int = 0,
+               resume: str | None = None) -> str:
+    """Queue a job (or, with `resume`, that stopped run again under its id) and let this session's monitor
+    panel watch it, so the page refreshes when it ends."""
+    run_id = jobs().resubmit(resume, fn) if resume else jobs().submit(kind, dataset, config, fn, seed=seed)
     st.session_state.setdefault(f"{monitor_key}_watched", set()).add(run_id)
     return run_id
 

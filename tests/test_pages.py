@@ -671,3 +671,36 @@ def test_a_real_run_shows_its_stages_and_keeps_the_attackers_rank_below_the_top(
     column = {"trigger": "inserted_with_trigger", "no_trigger": "inserted_without_trigger",
               "transfer": "trigger_on_other_item"}[variant]
     assert ranks.loc[model, column] != "> 10"  # a real rank (the best-placed attacker's item of that list)
+
+
+def test_attack_resumes_an_interrupted_run_from_its_checkpoint(store, monkeypatch):
+    """A run cancelled mid-way through its poisoned model is listed under "Interrupted runs"; Resume queues it
+    in the background under its own id and it finishes from the checkpoint (issue 14 item 4)."""
+    from tiny_helpers import synthetic_store, tiny_attack
+
+    from core.experiment import run_attack
+    from core.progress import Cancelled, CallbackProgress
+    from core.train import TrainConfig
+
+    monkeypatch.setenv("BADREC_CHECKPOINT_S", "0")  # a checkpoint after every step
+    synthetic_store(store)
+    cancel = CallbackProgress(lambda *a: None)
+
+    def stop_mid_poisoning(done, total, message, eta):
+        if message.startswith("poisoned model") and done >= 3:
+            cancel.cancel.set()
+    cancel.fn = stop_mid_poisoning
+    with pytest.raises(Cancelled):
+        run_attack(store, tiny_attack(train=TrainConfig(epochs=1, batch_size=4, max_len=256)), cancel,
+                   run_id="attack-stopped")
+    at = open_page("attack")
+    assert "Interrupted runs" in texts(at) and at.selectbox(key="attack_resume_run").value == "attack-stopped"
+    at.button(key="attack_resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Queued attack-stopped to resume from its checkpoint." in texts(at)
+    wait_jobs(store)
+    run = store.get_run("attack-stopped")
+    assert run["status"] == "done", run["error"]
+    assert run["result"]["train"]["poisoned"]["resumed_at"] >= 3 and len(store.list_runs("attack")) == 1
+    at.run()
+    assert "Interrupted runs" not in texts(at)
