@@ -288,6 +288,10 @@ class Store:
             return self.query("SELECT * FROM runs WHERE kind = ? ORDER BY created_at DESC", [kind])
         return self.query("SELECT * FROM runs ORDER BY created_at DESC")
 
+    def n_finished_runs(self) -> int:
+        """How many runs ever finished: a cheap key that changes when a job may have filled a cache."""
+        return int(self.scalar("SELECT count(*) FROM runs WHERE status = 'done'"))
+
     def runs_overview(self) -> pd.DataFrame:
         """One row per run with where it ran: machine kind, compute dtype and 4-bit kernel (numbers differ by them)."""
         return self.query("""

@@ -11,7 +11,8 @@ from core.jobs import scan_job
 from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
 from core.scanner import ScannerConfig
-from pages.shared import figure, imported_datasets, job_monitor, jobs, page, show_error, store, submit_job
+from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_time, show_error, store,
+                           submit_job)
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
@@ -43,10 +44,11 @@ with st.container(border=True):
         checked = st.session_state.setdefault("scanner_checked", {})  # one parse per uploaded file
         if upload.file_id not in checked:
             try:
-                checked[upload.file_id] = (None, uploads.read_upload(upload.getvalue(), upload.name).warnings)
+                read = uploads.read_upload(upload.getvalue(), upload.name)
+                checked[upload.file_id] = (None, read.warnings, len(read.items))
             except BadRecError as exc:
-                checked[upload.file_id] = (str(exc), [])
-        upload_error, upload_warnings = checked[upload.file_id]
+                checked[upload.file_id] = (str(exc), [], 0)
+        upload_error, upload_warnings, upload_items = checked[upload.file_id]
         if upload_error:
             st.error(f"{upload.name}: {upload_error}", icon="⚠️")
         elif upload_warnings:
@@ -90,12 +92,15 @@ with st.container(border=True):
                                          "rare in this catalog (core.unicode_hygiene); no training needed. The "
                                          "reason is shown next to the title.")
 
-    def scan_config() -> ScanConfig:
-        catalog_path = None
-        if source == "catalog":
-            if upload is None:
-                raise InputError("choose a catalog file to upload first")
-            catalog_path = str(uploads.save_upload(upload.getvalue(), upload.name, settings.home() / "uploads")[0])
+    def saved_catalog() -> str | None:
+        """The uploaded file, validated and kept for the job (None for a dataset or a run)."""
+        if source != "catalog":
+            return None
+        if upload is None:
+            raise InputError("choose a catalog file to upload first")
+        return str(uploads.save_upload(upload.getvalue(), upload.name, settings.home() / "uploads")[0])
+
+    def scan_config(catalog_path: str | None) -> ScanConfig:
         return ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
                           run_id=run_id if source == "run" else None, methods=("scanner", *methods),
                           scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
@@ -103,12 +108,23 @@ with st.container(border=True):
                                                 max_titles=int(max_titles)), spans=spans, campaigns=recurring,
                           unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 
+    try:  # time before launch, for the settings as they stand (the file is not written for this)
+        planned = scan_config(upload.name if upload is not None and source == "catalog" else None)
+    except BadRecError:
+        planned = None
+    if planned is not None and not upload_error:
+        scanned = store().get_run(run_id)["dataset"] if source == "run" else dataset
+        n_items = upload_items if source == "catalog" else int(store().dataset_row(scanned)["n_items"])
+        n_domain = int(store().dataset_row(dataset)["n_items"]) if dataset else n_items
+        st.caption("**Time before launch**: scan " + scan_time(planned, n_items, n_domain) +
+                   ("; defence " + scan_time(planned, n_items, n_domain, store().get_run(run_id))
+                    if source == "run" else ""))
     b1, b2 = st.columns(2)
     job_store = jobs().store
     if b1.button("Start scan", key="scanner_start", type="primary", disabled=bool(upload_error),
                  help="Runs in the background; follow it below. Its id is the scan's id in Results."):
         try:
-            cfg = scan_config()
+            cfg = scan_config(saved_catalog())
             job_id = submit_job("scan", dataset or "", cfg.to_dict(), scan_job(job_store, cfg), "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
@@ -120,7 +136,7 @@ with st.container(border=True):
         try:
             if run_id is None:
                 raise InputError("choose a finished attack run first")
-            cfg = scan_config()
+            cfg = scan_config(saved_catalog())
             job_id = submit_job("defend", dataset or "", {"attack_run": run_id, **cfg.to_dict()},
                                 lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "scanner_monitor")
         except BadRecError as exc:

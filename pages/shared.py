@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import reports, settings
+from core import estimate, reports, settings
 from core.data import dataset_status
 from core.errors import BadRecError
 from core.jobs import JobManager
@@ -158,3 +160,48 @@ def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
             log = store().train_log(row.run_id)
             if len(log):
                 box.plotly_chart(plots.loss_curve(log), key=f"{key}_loss_{row.run_id}")
+
+
+# -- time before launch (core.estimate) -----------------------------------------------------------------
+@st.cache_data(ttl=60, show_spinner=False)
+def _attack_cached(config_json: str, finished: int, _cfg) -> list[str]:  # keyed by the config and the finished runs
+    return sorted(estimate.attack_cached(store(), _cfg))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _scanner_cached(config_json: str, finished: int, _cfg) -> bool:
+    return estimate.scanner_cached(store(), _cfg)
+
+
+def throughput() -> estimate.Rates:
+    """This machine's recorded speeds where runs exist, else the reference table (assets/throughput.json)."""
+    return estimate.rates_from_runs(store().list_runs("attack"), estimate.load_rates())
+
+
+def attack_estimate(cfg) -> estimate.Estimate | None:
+    """How long the attack `cfg` would take here, its cached stages skipped."""
+    row = store().dataset_row(cfg.dataset) or {}
+    cached = set(_attack_cached(json.dumps(cfg.to_dict(), sort_keys=True), store().n_finished_runs(), cfg))
+    return estimate.attack_estimate(cfg, int(row.get("n_users") or 0), int(row.get("n_interactions") or 0), cached,
+                                    throughput())
+
+
+def attack_time(cfg) -> str:
+    est = attack_estimate(cfg)
+    return est.text() if est else "no speed measured for this model here yet: the first run records it."
+
+
+def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None = None) -> str:
+    """How long the scan `cfg` would take here (its scanner skipped when cached); with `attack_run`, the
+    defence of that run (scan, retrain, evaluate)."""
+    cached = _scanner_cached(json.dumps(cfg.to_dict(), sort_keys=True, default=str), store().n_finished_runs(), cfg)
+    est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput())
+    if est is None:
+        return f"no speed measured for a {cfg.scanner.model} scanner here yet."
+    if attack_run is not None:
+        from core.attack import AttackConfig
+        attack = attack_estimate(AttackConfig.from_dict(attack_run["config"]))
+        if attack is None:
+            return "no speed measured for this run's model here yet."
+        est = estimate.defend_estimate(est, attack)
+    return est.text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -317,6 +318,7 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     assert texts(at).count("No job of this kind is queued or running.") == 1
     at.radio(key="scanner_source").set_value("dataset").run()
     tiny_scan_settings(at)
+    assert re.search(r"Time before launch\*\*: scan about .+ here: scanner \d+ (s|min) · scoring", texts(at))
     at.button(key="scanner_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wait_jobs(synthetic_store)
@@ -330,6 +332,7 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     assert f"Scan id `{scan_id}`" in texts(at)
     label = at.selectbox(key="scanner_scan").options[0]
     assert label.startswith("dataset synthetic · ") and label.endswith(" · mini scanner") and "scan-" not in label
+    assert "scanner cached (skipped)" in texts(at)  # the same settings again: only scoring is left
     at.button(key="scanner_start").click().run()  # a second scan (cached scanner): the box moves to it
     wait_jobs(synthetic_store)
     second = synthetic_store.list_runs("scan").iloc[0]["run_id"]
@@ -704,3 +707,20 @@ def test_attack_resumes_an_interrupted_run_from_its_checkpoint(store, monkeypatc
     assert run["result"]["train"]["poisoned"]["resumed_at"] >= 3 and len(store.list_runs("attack")) == 1
     at.run()
     assert "Interrupted runs" not in texts(at)
+
+
+def test_attack_form_states_its_time_before_launch_and_offers_the_quick_demo(synthetic_store):
+    """The form shows the stages it will run with their expected time here; the quick demo preset fills the
+    README's first-10-minutes attack, and its stated time is that estimate."""
+    at = open_page("attack")
+    line = next(c.value for c in at.caption if c.value.startswith("**Time before launch**"))
+    assert re.search(r"about .+ here: base model .+ · clean model .+ · poisoned model .+ · evaluation ", line)
+    at.button(key="attack_quick_demo").click().run()
+    assert not at.exception
+    values = {k: at.session_state[k] for k in ("attack_ratio", "attack_epochs", "attack_windows",
+                                                "attack_candidates", "attack_history_len", "attack_eval_users")}
+    assert values == {"attack_ratio": 0.3, "attack_epochs": 2.0, "attack_windows": 1, "attack_candidates": 10,
+                      "attack_history_len": 5, "attack_eval_users": 20}
+    assert at.selectbox(key="attack_tiny_size").value == "small" and not at.toggle(key="attack_generate").value
+    demo = next(c.value for c in at.caption if c.value.startswith("**Time before launch**"))
+    assert demo != line and "measured on" in demo
