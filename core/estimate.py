@@ -179,7 +179,6 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
     per_sample = (history + candidates + 1) * r.tokens_per_slot / r.train_tokens_per_s
     users = min(n_users, cfg.eval_users or n_users)
     score = users * _score_slots(history, candidates, cfg.generate) / r.score_slots_per_s
-    clean_share = (2 + cfg.generate) / (6 + 2 * cfg.generate)
     base = r.base_build_s * n_interactions / 100_000 if r.base_build_s else LOAD_S
     stages = (Stage("base model", 0.0 if "base model" in cached else base, "base model" in cached),
               Stage("clean model", LOAD_S if "clean model" in cached else clean * cfg.train.epochs * per_sample,
@@ -187,6 +186,16 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
               Stage("poisoned model", samples * cfg.train.epochs * per_sample),
               Stage("evaluation", score))
     return Estimate(stages, rates.source)
+
+
+def _scanner_passes(scanner, n_domain_titles: int) -> float:
+    """Training examples x passes of `core.scanner.train_scanner` for these settings: round 0 takes at least
+    `min_steps` steps; consolidation on the held-out titles with a replay is ~3/4 of a pass; each adversarial
+    round retrains on its misses plus a replay (~1/3). Hard-negative mining is absorbed in the measured rate."""
+    titles = min(scanner.max_titles, n_domain_titles)
+    examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
+    epochs = max(scanner.epochs, math.ceil(scanner.min_steps / max(1, math.ceil(examples / scanner.batch_size))))
+    return examples * (epochs + 0.75 * scanner.consolidate + scanner.rounds / 3)
 
 
 def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rates: Rates) -> Estimate | None:
@@ -204,16 +213,41 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
     train_rate, score_rate = rates.scanner_examples_per_s.get(scanner.model), rates.scan_titles_per_s.get(scanner.model)
     if not train_rate or not score_rate:
         return None
-    titles = min(scanner.max_titles, n_domain_titles)
-    examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
-    # core.scanner.train_scanner: at least `min_steps` steps in round 0; consolidation on the held-out titles
-    # with a replay (~3/4 of a pass); each adversarial round retrains on its misses plus a replay (~1/3);
-    # hard-negative mining rescores the titles `mine_passes` times
-    epochs = max(scanner.epochs, math.ceil(scanner.min_steps / max(1, math.ceil(examples / scanner.batch_size))))
-    passes = examples * (epochs + 0.75 * scanner.consolidate + scanner.rounds / 3)
-    train = passes / train_rate + titles * scanner.mine_passes / score_rate + LOAD_S
+    train = _scanner_passes(scanner, n_domain_titles) / train_rate + LOAD_S
     return Estimate((Stage("scanner", 0.0 if cached else train, cached),
                      Stage("scoring", n_items / score_rate + LOAD_S)), rates.source)
+
+
+def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rates:
+    """The table with this machine's recorded scan speeds (the dashboard's scan jobs) where there are any.
+
+    Args:
+        scans (`pd.DataFrame`): `Store.list_runs("scan")` rows (config and result JSON; newest first).
+        fallback (`Rates`): kept for scanner bases without a finished scan here.
+    """
+    from .scanner import ScannerConfig
+
+    train: dict[str, list[float]] = {}
+    score: dict[str, list[float]] = {}
+    for row in scans.itertuples():
+        if row.status != "done" or not isinstance(row.result, str):
+            continue
+        res = json.loads(row.result)
+        scanner = ScannerConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in json.loads(row.config).get("scanner", {}).items()})
+        info, n_items = res.get("scanner", {}).get("info", {}), res.get("n_items")
+        if res.get("scanner_cached") and n_items and res.get("seconds"):
+            score.setdefault(scanner.model, []).append(n_items / max(res["seconds"] - LOAD_S, 0.1))
+        elif info.get("seconds") and info.get("n_titles"):
+            train.setdefault(scanner.model, []).append(
+                _scanner_passes(scanner, info["n_titles"]) / max(info["seconds"] - LOAD_S, 0.1))
+    mean = {name: sum(v[:newest]) / len(v[:newest]) for name, v in train.items()}
+    scoring = {name: sum(v[:newest]) / len(v[:newest]) for name, v in score.items()}
+    if not mean and not scoring:
+        return fallback
+    return replace(fallback, scanner_examples_per_s={**fallback.scanner_examples_per_s, **mean},
+                   scan_titles_per_s={**fallback.scan_titles_per_s, **scoring},
+                   source=f"scans recorded here for {', '.join(sorted(set(mean) | set(scoring)))}; {fallback.source}")
 
 
 def defend_estimate(scan: Estimate, attack: Estimate) -> Estimate:
@@ -257,5 +291,6 @@ def scanner_cached(store, cfg) -> bool:
     trusted = cfg.source != "dataset"  # as core.defend.training_titles decides
     scanner = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     titles = load_dataset(store, domain).items["title"].tolist()
-    folder = settings.home() / "cache" / "scanners" / f"{scanner.model.replace('/', '_')}-{scanner_key(titles, scanner)}"
+    name = f"{scanner.model.replace('/', '_')}-{scanner_key(titles, scanner)}"  # as core.scanner.get_scanner
+    folder = settings.home() / "cache" / "scanners" / name
     return (folder / "meta.json").exists()

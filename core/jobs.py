@@ -227,10 +227,15 @@ class _ScanUnder:
                                lambda: [{**row, "scan_id": self._rename(row["scan_id"])} for row in finish()])
 
 
-def scan_job(store: Store, cfg) -> JobFn:
-    """A scan (`core.defend.run_scan` on `cfg`, a `ScanConfig`) as a job whose run id is the scan id."""
-    from .defend import run_scan
+def scan_job(run_scan: Callable[..., dict], store: Store, cfg) -> JobFn:
+    """A scan as a job whose run id is the scan id.
 
+    Args:
+        run_scan (`Callable`): `core.defend.run_scan` (passed in: the scan imports the experiment, which
+            imports this module).
+        store (`Store`): where the scan is written.
+        cfg (`ScanConfig`): the scan.
+    """
     def fn(progress: Progress, run_id: str) -> dict:
         return {**run_scan(_ScanUnder(store, run_id), cfg, progress), "scan_id": run_id}
     return fn

@@ -92,10 +92,10 @@ if fixed:
 
 # The quick demo: the README's first-10-minutes attack (docs/RESULTS.md E15), a backdoor the small model
 # learns at a heavy dose in minutes here; its time on the form is the estimate below.
-QUICK_DEMO = {"attack_model_kind": TINY, "attack_victim": "llara", "attack_quant": "none", "attack_tiny_size": "small",
-              "attack_ratio": 0.3, "attack_n_items": 5, "attack_epochs": 2.0, "attack_lr": 0.01,
-              "attack_eval_users": 20, "attack_windows": 1, "attack_candidates": 10, "attack_history_len": 5,
-              "attack_generate": False}
+QUICK_DEMO = {"attack_model_kind": TINY, "attack_victim": "llara", "attack_quant": "none",
+              "attack_tiny_size": "small", "attack_ratio": 0.3, "attack_n_items": 5, "attack_epochs": 2.0,
+              "attack_lr": 0.01, "attack_eval_users": 20, "attack_windows": 1, "attack_candidates": 10,
+              "attack_history_len": 5, "attack_generate": False}
 # Widget state starts from the CLI's defaults (set here, not as widget values, so the preset can set them).
 for key, value in {"attack_ratio": DEFAULTS.poison_ratio, "attack_n_items": DEFAULTS.n_poison_items,
                    "attack_epochs": DEFAULTS.train.epochs, "attack_lr": DEFAULTS.train.lr, "attack_eval_users": 0,

@@ -5,7 +5,7 @@ flagged title and the Unicode-hygiene reason (hidden characters, look-alike lett
 import streamlit as st
 
 from core import campaign, plots, reports, settings, uploads
-from core.defend import ScanConfig, defence_table, run_defend
+from core.defend import ScanConfig, defence_table, run_defend, run_scan
 from core.errors import BadRecError, InputError
 from core.jobs import scan_job
 from core.metrics import detection_metrics
@@ -125,7 +125,8 @@ with st.container(border=True):
                  help="Runs in the background; follow it below. Its id is the scan's id in Results."):
         try:
             cfg = scan_config(saved_catalog())
-            job_id = submit_job("scan", dataset or "", cfg.to_dict(), scan_job(job_store, cfg), "scanner_monitor")
+            job_id = submit_job("scan", dataset or "", cfg.to_dict(), scan_job(run_scan, job_store, cfg),
+                                "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
         else:

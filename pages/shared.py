@@ -175,7 +175,8 @@ def _scanner_cached(config_json: str, finished: int, _cfg) -> bool:
 
 def throughput() -> estimate.Rates:
     """This machine's recorded speeds where runs exist, else the reference table (assets/throughput.json)."""
-    return estimate.rates_from_runs(store().list_runs("attack"), estimate.load_rates())
+    return estimate.scan_rates_from_runs(store().list_runs("scan"),
+                                         estimate.rates_from_runs(store().list_runs("attack"), estimate.load_rates()))
 
 
 def attack_estimate(cfg) -> estimate.Estimate | None:

@@ -62,3 +62,30 @@ def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store)
     trained = run["result"]["train"]["poisoned"]
     assert mine.train_tokens_per_s == pytest.approx(trained["tokens"] / trained["seconds"])
     assert mine.base_build_s == 9.0 and "from the newest runs here for tiny:custom" in rates.source
+
+
+def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
+    """Two scan jobs (`core.jobs.scan_job`, stored under their job ids): the first trains the scanner and
+    calibrates its training speed so that the estimate of the same settings is the time it took; the second,
+    cached, calibrates scoring."""
+    from core.defend import ScanConfig, run_scan
+    from core.jobs import JobManager, scan_job
+
+    synthetic_store(store)
+    scanner = ScannerConfig(rounds=0, epochs=1, n_triggers=12, max_titles=50)
+    cfg = ScanConfig(source="dataset", dataset="synthetic", methods=("scanner",), scanner=scanner, spans=False)
+    manager = JobManager(store)
+    try:
+        ids = [manager.submit("scan", "synthetic", cfg.to_dict(), scan_job(run_scan, store, cfg)) for _ in range(2)]
+        rows = [manager.wait(i, timeout=600) for i in ids]
+    finally:
+        manager.shutdown()
+    assert [r["status"] for r in rows] == ["done", "done"] and [r["result"]["scan_id"] for r in rows] == ids
+    assert [store.scan_row(i)["scan_id"] for i in ids] == ids
+    rates = estimate.scan_rates_from_runs(store.list_runs("scan"), RATES)
+    assert rates.source.startswith("scans recorded here for mini")
+    trained = rows[0]["result"]["scanner"]["info"]["seconds"]
+    again = estimate.scan_estimate(scanner, 60, 60, False, rates).stages[0].seconds
+    assert again == pytest.approx(max(trained, estimate.LOAD_S + 0.1), rel=1e-6)  # the time it took
+    assert rates.scan_titles_per_s["mini"] == pytest.approx(60 / max(rows[1]["result"]["seconds"] - estimate.LOAD_S,
+                                                                      0.1))
