@@ -62,7 +62,7 @@ def server(tmp_path_factory):
            "BADREC_E2E": "1"}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(
-        ["nice", "-n", "10", sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),  # as nice as the test run itself
          "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -109,10 +109,10 @@ def wait_idle(page, timeout_s: float = 60) -> None:
     page.wait_for_selector("[data-testid='stApp']")
     page.wait_for_timeout(600)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if page.locator("[data-testid='stStatusWidget']").count() == 0:
-            return
-        page.wait_for_timeout(200)
+    idle = 0
+    while time.monotonic() < deadline and idle < 3:  # idle at three checks in a row: a loaded machine starts late
+        idle = idle + 1 if page.locator("[data-testid='stStatusWidget']").count() == 0 else 0
+        page.wait_for_timeout(250)
 
 
 def shot(page, name: str) -> None:
@@ -146,12 +146,19 @@ def test_new_user_path(server, browser_page):
     page.get_by_text("Preview on real titles").wait_for()
     wait_idle(page)
     shot(page, "triggers")
+    tables = page.get_by_test_id("stDataFrame")
+    shown = tables.count()
     page.get_by_role("button", name="Add this trigger to the set").click()
+    expect(tables).to_have_count(shown + 1)  # the collected triggers' table: the click was taken
     wait_idle(page)
-    page.get_by_label("Set name", exact=True).fill("demo")
-    page.get_by_label("Set name", exact=True).press("Tab")
-    wait_idle(page)
-    page.get_by_role("button", name="Save set").click()
+    save = page.get_by_role("button", name="Save set")
+    for _ in range(3):  # a name typed while a loaded machine still reruns the page can be dropped: type it again
+        page.get_by_label("Set name", exact=True).fill("demo")
+        page.get_by_label("Set name", exact=True).press("Enter")
+        wait_idle(page)
+        if save.is_enabled():
+            break
+    save.click()
     page.get_by_text("Saved 'demo'.").wait_for()
 
     # Attack: fields set by hand give way to the saved trigger, which is what the queued run uses
@@ -296,7 +303,7 @@ def start_scan(page) -> str:
 
 
 # The smallest real attack (smoke model, under a few minutes here), 20 candidates so ranks beyond 10 exist.
-ATTACK = {"ratio": 0.3, "epochs": 0.5, "lr": 0.01, "users": 5, "windows": 1, "candidates": 20, "history": 5}
+ATTACK = {"ratio": 0.3, "epochs": 0.2, "lr": 0.01, "users": 5, "windows": 1, "candidates": 20, "history": 5}
 
 
 def set_number(page, label: str, value: float) -> None:
