@@ -86,7 +86,9 @@ def load_rates(path: Path = THROUGHPUT_FILE) -> Rates:
     """The reference table measured on this project's machine (`assets/throughput.json`)."""
     raw = json.loads(Path(path).read_text())
     return Rates({k: ModelRates(**v) for k, v in raw["models"].items()}, raw["scanner_examples_per_s"],
-                 raw["scan_titles_per_s"], f"measured on {raw['measured']['machine']}, {raw['measured']['date']}",
+                 raw["scan_titles_per_s"],
+                 f"measured on {raw['measured']['machine']} at load {raw['measured']['load_average']}, "
+                 f"{raw['measured']['date']}",
                  raw["measured"])
 
 
@@ -279,15 +281,15 @@ def attack_cached(store, cfg: AttackConfig) -> set[str]:
 
 
 def scanner_cached(store, cfg) -> bool:
-    """Whether the scanner a `ScanConfig` of a dataset or a run would train is in the cache."""
+    """Whether the scanner a `ScanConfig` would train on its domain dataset's titles is in the cache."""
     from . import settings
     from .data import load_dataset
     from .defend import run_catalog
     from .scanner import scanner_key
 
-    if cfg.source == "catalog" or not cfg.use_cache:
-        return False
-    domain = cfg.dataset if cfg.source == "dataset" else run_catalog(store, cfg.run_id).domain
+    if not cfg.use_cache or cfg.train_on == "catalog" or (cfg.source == "catalog" and not cfg.dataset):
+        return False  # it trains on the catalog itself: its titles are known only once the file is read
+    domain = run_catalog(store, cfg.run_id).domain if cfg.source == "run" else cfg.dataset
     trusted = cfg.source != "dataset"  # as core.defend.training_titles decides
     scanner = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     titles = load_dataset(store, domain).items["title"].tolist()
