@@ -166,7 +166,8 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
         cfg (`AttackConfig`): the attack as the form would launch it.
         n_users (`int`): the dataset's users (each gives `windows_per_user` fine-tuning samples).
         n_interactions (`int`): the dataset's interactions (the tiny base pre-trains on them).
-        cached (`set[str]`): stages already cached here: "base model", "clean model" (`attack_cached`).
+        cached (`set[str]`): stages already cached here: "base model", "clean model"
+            (`core.experiment.cached_stages`).
         rates (`Rates`): the throughput table.
 
     Returns:
@@ -260,26 +261,7 @@ def defend_estimate(scan: Estimate, attack: Estimate) -> Estimate:
                                    Stage("evaluation", by_name["evaluation"].seconds * 4 / 6)), scan.source)
 
 
-# -- cache probes (read the disk, nothing else) --------------------------------------------------
-def attack_cached(store, cfg: AttackConfig) -> set[str]:
-    """Which stages of this attack are cached here: the tiny base, the clean victim's adapter."""
-    from . import settings
-    from .data import load_dataset
-    from .experiment import _clean_folder
-    from .models import compute_dtype
-    from .tinylm import cache_key
-
-    out = set()
-    if (_clean_folder(cfg) / "adapter_model.safetensors").exists():
-        out.add("clean model")
-    if not cfg.model.is_tiny:
-        return out | {"base model"}  # a named model is downloaded or converted once; loading is quick
-    key = cache_key(load_dataset(store, cfg.dataset), cfg.tiny, cfg.protocol, compute_dtype(cfg.model))
-    if (settings.home() / "cache" / "models" / f"tiny-{key}" / "model.safetensors").exists():
-        out.add("base model")
-    return out
-
-
+# -- cache probe (reads the disk, nothing else; the attack's is core.experiment.cached_stages) -----------
 def scanner_cached(store, cfg) -> bool:
     """Whether the scanner a `ScanConfig` would train on its domain dataset's titles is in the cache."""
     from . import settings

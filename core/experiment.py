@@ -29,8 +29,8 @@ from .checkpoint import Checkpointing, clear, saved
 from .errors import InputError
 from .hardware import machine_info
 from .metrics import hit_at_k, ranking_metrics
-from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_model, params_from_config,
-                     resolve_source, save_adapter)
+from .models import (LoadedModel, add_lora, check_memory, compute_dtype, load_adapter, load_model,
+                     params_from_config, resolve_source, save_adapter)
 from .progress import Cancelled, Progress
 from .protocol import Sample, Split, baselines, build_split
 from .recommend import Case, generate_metrics, llara_example, score_variants, tallrec_auc, tallrec_example
@@ -355,6 +355,18 @@ def resumable_config(store: Store, run_id: str) -> AttackConfig:
         raise InputError(f"run {run_id} is {row['status']} in another live process")
     config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
     return AttackConfig.from_dict(config)
+
+
+def cached_stages(store: Store, cfg: AttackConfig) -> set[str]:
+    """Which stages of `run_attack` would load from the cache here: "base model" (the tiny base, or any named
+    model: downloaded or converted once, then only loaded) and "clean model" (the clean victim's adapter)."""
+    from .tinylm import base_folder, is_built
+
+    out = {"clean model"} if (_clean_folder(cfg) / "adapter_model.safetensors").exists() else set()
+    if not cfg.model.is_tiny or is_built(base_folder(load_dataset(store, cfg.dataset), cfg.tiny, cfg.protocol,
+                                                    compute_dtype(cfg.model))):
+        out.add("base model")
+    return out
 
 
 def resumable_runs(store: Store) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from .errors import InputError
 from .sanitize import MAX_TITLE_CHARS, clean_title, has_markup, starts_formula
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".jsonl": "jsonl",
               ".ndjson": "jsonl"}
 _SYNONYMS = {
@@ -68,7 +69,7 @@ class Upload:
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # spreadsheet "Unicode text" exports
+    if raw.startswith(_UTF16_BOMS):  # spreadsheet "Unicode text" exports
         try:
             return raw.decode("utf-16"), "file is UTF-16; decoded (UTF-8 is the usual encoding)"
         except UnicodeDecodeError as exc:
@@ -135,7 +136,7 @@ def read_table(raw: bytes, filename: str) -> tuple[pd.DataFrame, list[str]]:
         except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
             raise InputError(f"not a readable Parquet file: {str(exc).splitlines()[0]}") from exc
         return df.astype(str), warnings
-    if b"\x00" in raw[:65536] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if b"\x00" in raw[:65536] and not raw.startswith(_UTF16_BOMS):  # UTF-16 text is full of NUL bytes
         raise InputError("file looks binary (NUL bytes); expected text")
     text, enc_warning = _decode(raw)
     if enc_warning:

@@ -164,8 +164,9 @@ def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
 
 # -- time before launch (core.estimate) -----------------------------------------------------------------
 @st.cache_data(ttl=60, show_spinner=False)
-def _attack_cached(config_json: str, finished: int, _cfg) -> list[str]:  # keyed by the config and the finished runs
-    return sorted(estimate.attack_cached(store(), _cfg))
+def _attack_cached(config_json: str, finished: int, _cfg) -> list[str]:  # key: the config and finished runs
+    from core.experiment import cached_stages
+    return sorted(cached_stages(store(), _cfg))
 
 
 @st.cache_data(ttl=60, show_spinner=False)

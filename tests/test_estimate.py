@@ -50,11 +50,11 @@ def test_the_reference_table_covers_the_dashboards_choices():
 
 def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store):
     synthetic_store(store)
-    from core.experiment import run_attack
+    from core.experiment import cached_stages, run_attack
     cfg = tiny_attack()
-    assert estimate.attack_cached(store, cfg) == set()
+    assert cached_stages(store, cfg) == set()
     run_attack(store, cfg)
-    assert estimate.attack_cached(store, cfg) == {"base model", "clean model"}
+    assert cached_stages(store, cfg) == {"base model", "clean model"}
     reference = estimate.Rates({"tiny:custom": estimate.ModelRates(1.0, 1.0, 1.0, 9.0)}, {}, {}, "reference")
     rates = estimate.rates_from_runs(store.list_runs("attack"), reference)
     mine = rates.models["tiny:custom"]
