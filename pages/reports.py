@@ -18,7 +18,8 @@ scans = store().list_scans()
 if len(scans):
     st.subheader("Scans")
     st.dataframe(scans, hide_index=True)
-    scan_id = st.selectbox("Scan", scans["scan_id"].tolist(), key="reports_scan",
+    scan_labels = {row["scan_id"]: f"{reports.scan_label(row)} · {row['scan_id']}" for _, row in scans.iterrows()}
+    scan_id = st.selectbox("Scan", list(scan_labels), key="reports_scan", format_func=scan_labels.get,
                            help="Its per-item results (all items, with score, flag, span and label).")
     left, right = st.columns(2)
     left.download_button("Scan results (CSV)", lambda: reports.table_bytes(store().scan_results(scan_id), "csv"),
