@@ -96,6 +96,12 @@ def restore(ck: Checkpointing, model, opt, sched) -> Resumed | None:
     return Resumed(state["step"], list(state["losses"]), int(state["tokens"]), float(state["seconds"]))
 
 
+def saved(folder: Path) -> bool:
+    """Whether a checkpoint is on disk in `folder` (or its previous copy, kept while a save replaces it)."""
+    return any((f / STATE_FILE).exists() and (f / TENSORS_FILE).exists()
+               for f in (folder, folder.with_name(folder.name + ".old")))
+
+
 def clear(ck: Checkpointing | None) -> None:
     """Remove a finished stage's checkpoint."""
     if ck is not None:

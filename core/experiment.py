@@ -24,13 +24,13 @@ from . import settings
 from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases, poison, poison_records,
                      training_candidates)
 from .data import Dataset, load_dataset
-from .checkpoint import Checkpointing, clear
+from .checkpoint import Checkpointing, clear, saved
 from .config import fingerprint
 from .errors import InputError
 from .hardware import machine_info
 from .metrics import hit_at_k, ranking_metrics
-from .models import (LoadedModel, add_lora, check_memory, load_adapter, load_model, params_from_config,
-                     resolve_source, save_adapter)
+from .models import (LoadedModel, add_lora, check_memory, compute_dtype, load_adapter, load_model,
+                     params_from_config, resolve_source, save_adapter)
 from .progress import Cancelled, Progress
 from .protocol import Sample, Split, baselines, build_split
 from .recommend import Case, generate_metrics, llara_example, score_variants, tallrec_auc, tallrec_example
@@ -123,6 +123,10 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
 def clean_model_folder(cfg: AttackConfig) -> Path:
     """Where the clean victim's adapter is cached: keyed by every setting it depends on (`clean_key`)."""
     return settings.cache_dir("models") / f"clean-{fingerprint(cfg.clean_key())}"
+
+
+def _poison_checkpoint_folder(run_id: str) -> Path:
+    return settings.cache_dir("checkpoints") / run_id
 
 
 def _checkpointing(folder: Path, key: dict) -> Checkpointing:
@@ -291,7 +295,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         clean, clean_train = clean_model(cfg, prep, progress, logger("clean"))
         timings["clean_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
-        poison_ck = _checkpointing(settings.cache_dir("checkpoints") / run_id, {"run": run_id, **cfg.to_dict()})
+        poison_ck = _checkpointing(_poison_checkpoint_folder(run_id), {"run": run_id, **cfg.to_dict()})
         poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"), poison_ck)
         timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
@@ -353,6 +357,39 @@ def resumable_config(store: Store, run_id: str) -> AttackConfig:
         raise InputError(f"run {run_id} is {row['status']} in another live process")
     config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
     return AttackConfig.from_dict(config)
+
+
+def cached_stages(store: Store, cfg: AttackConfig) -> set[str]:
+    """Which stages of `run_attack` would load from the cache here: "base model" (the tiny base, or any named
+    model: downloaded or converted once, then only loaded) and "clean model" (the clean victim's adapter)."""
+    from .tinylm import base_folder, is_built
+
+    out = {"clean model"} if (clean_model_folder(cfg) / "adapter_model.safetensors").exists() else set()
+    if not cfg.model.is_tiny or is_built(base_folder(load_dataset(store, cfg.dataset), cfg.tiny, cfg.protocol,
+                                                    compute_dtype(cfg.model))):
+        out.add("base model")
+    return out
+
+
+def resumable_runs(store: Store) -> pd.DataFrame:
+    """Attack runs that stopped before the end (killed, failed, cancelled) and left a training checkpoint,
+    newest first: what the dashboard's Resume button offers.
+
+    Returns:
+        `pd.DataFrame`: run_id, status, error, progress, created_at.
+    """
+    runs = store.list_runs("attack")
+    stopped = runs[runs["status"].isin(["failed", "cancelled"])] if len(runs) else runs
+    keep = []
+    for row in stopped.itertuples():
+        try:
+            cfg = AttackConfig.from_dict(json.loads(row.config))
+        except (TypeError, ValueError, InputError):  # a run of an older config format: not resumable here
+            continue
+        clean = clean_model_folder(cfg)
+        if saved(_poison_checkpoint_folder(row.run_id)) or saved(clean.with_name(clean.name + ".ckpt")):
+            keep.append(row.Index)
+    return stopped.loc[keep, ["run_id", "status", "error", "progress", "created_at"]].reset_index(drop=True)
 
 
 def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progress: Progress | None = None) -> dict:

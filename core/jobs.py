@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import BadRecError
+from .errors import BadRecError, InputError
 from .progress import Cancelled, Progress, describe  # noqa: F401 (describe: re-exported)
-from .store import Store, now
+from .store import Store, now, process_owner
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class StoreProgress(Progress):
         self._last_text = ""
 
     def emit(self, done, total, message, eta):
+        """Write progress to the run's row: at most every `min_interval_s` unless the text changed or it ended."""
         finished = total is not None and done >= total
         moment = time.monotonic()
         if moment - self._last_write < self.min_interval_s and not finished and message == self._last_text:
@@ -108,6 +109,25 @@ class JobManager:
         self._queue.put(job)
         return run_id
 
+    def resubmit(self, run_id: str, fn: JobFn) -> str:
+        """Queue an existing, stopped run again under its own id (resuming an interrupted attack).
+
+        Raises:
+            InputError: no such run, or it is queued or running in this process already.
+        """
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise InputError(f"no run {run_id}")
+        with self._lock:
+            if run_id in self._jobs:
+                raise InputError(f"run {run_id} is already queued or running")
+            job = Job(run_id, row["kind"], fn)
+            self._jobs[run_id] = job
+        self.store.update_run(run_id, status="queued", message="waiting in the queue (resuming)", error=None,
+                              finished_at=None, owner=process_owner())
+        self._queue.put(job)
+        return run_id
+
     def cancel(self, run_id: str) -> bool:
         """Ask a queued or running job to stop; False when this process does not run it."""
         with self._lock:
@@ -118,10 +138,12 @@ class JobManager:
         return True
 
     def is_active(self, run_id: str) -> bool:
+        """Whether this process still runs or queues the job: a page tells a live job from a dead row by it."""
         with self._lock:
             return run_id in self._jobs
 
     def active_ids(self) -> list[str]:
+        """The ids of jobs queued or running in this process, for the job panels."""
         with self._lock:
             return list(self._jobs)
 
@@ -184,3 +206,39 @@ class JobManager:
 def new_run_id(kind: str) -> str:
     """Sortable, unique and readable: kind-YYYYmmdd-HHMMSS-xxxx."""
     return f"{kind}-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+class _ScanUnder:
+    """The store as `run_scan` sees it, except that the scan it writes is stored under `scan_id`.
+
+    `run_scan` names its scan itself; the dashboard's scan job gives the job's id instead, so the id the
+    user sees queued is the one its results carry (baselines keep their `.<method>` suffix).
+    """
+
+    def __init__(self, store: Store, scan_id: str):
+        self._store, self._scan_id = store, scan_id
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def _rename(self, scan_id: str) -> str:
+        _, dot, method = scan_id.partition(".")
+        return self._scan_id + dot + method
+
+    def write_scan(self, chunks, finish) -> None:
+        self._store.write_scan((df.assign(scan_id=df["scan_id"].map(self._rename)) for df in chunks),
+                               lambda: [{**row, "scan_id": self._rename(row["scan_id"])} for row in finish()])
+
+
+def scan_job(run_scan: Callable[..., dict], store: Store, cfg) -> JobFn:
+    """A scan as a job whose run id is the scan id.
+
+    Args:
+        run_scan (`Callable`): `core.defend.run_scan` (passed in: the scan imports the experiment, which
+            imports this module).
+        store (`Store`): where the scan is written.
+        cfg (`ScanConfig`): the scan.
+    """
+    def fn(progress: Progress, run_id: str) -> dict:
+        return {**run_scan(_ScanUnder(store, run_id), cfg, progress), "scan_id": run_id}
+    return fn

@@ -60,11 +60,29 @@ def popularity_tail(counts: Sequence[int]) -> go.Figure:
     return fig
 
 
+def _one_x(fig: go.Figure, xs: pd.Series, log: bool = False, start: float | None = 0.0) -> None:
+    """Give an axis with a single x value a range around it: plotly's own is -1..1 with the point on it
+    (or at its edge), which reads as a broken plot."""
+    values = pd.to_numeric(xs, errors="coerce").dropna().unique()
+    if len(values) != 1:
+        return
+    x = float(values[0])
+    if log and x > 0:
+        fig.update_xaxes(range=[np.log10(x) - 0.5, np.log10(x) + 0.5])
+    elif start is not None and x > start:
+        fig.update_xaxes(range=[start, x * 1.15])
+    else:
+        fig.update_xaxes(range=[x - max(abs(x), 1.0) * 0.5, x + max(abs(x), 1.0) * 0.5])
+
+
 def loss_curve(log: pd.DataFrame) -> go.Figure:
-    """Training loss per step, one line per phase (columns phase, step, loss)."""
+    """Training loss per step, one line per phase (columns phase, step, loss); markers while a phase has
+    one logged step (a line of one point draws nothing)."""
     fig = _fig("Training loss", "step", "loss")
     for phase, part in log.sort_values("step").groupby("phase", sort=False):
-        fig.add_scatter(x=part["step"], y=part["loss"], mode="lines", name=str(phase))
+        fig.add_scatter(x=part["step"], y=part["loss"], mode="lines" if len(part) > 1 else "markers",
+                        name=str(phase))
+    _one_x(fig, log["step"] if len(log) else pd.Series(dtype=float))
     return fig
 
 
@@ -88,7 +106,8 @@ def metric_vs_dose(df: pd.DataFrame, metric: str = "asr", x: str = "poison_ratio
                         hovertemplate="%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
     if x == "n_poison_samples":
         fig.update_xaxes(type="log")
-    elif len(df):  # one run alone would get an axis from -1 to 1 around its point
+        _one_x(fig, df[x], log=True)
+    elif len(df):  # ρ from 0: also keeps one run alone off an axis from -1 to 1
         fig.update_xaxes(range=[0, float(df[x].max()) * 1.15])
     fig.update_yaxes(range=[0, 1.02])
     return fig
@@ -162,6 +181,7 @@ def pr_points(scores: Sequence[float], labels: Sequence[bool]) -> pd.DataFrame:
 
 
 def roc_curve(scores: Sequence[float], labels: Sequence[bool], auc: float | None = None) -> go.Figure:
+    """The ROC curve of a labelled scan, thinned to a few hundred points so a 1M-title scan plots fast."""
     pts = _thin(roc_points(scores, labels))
     title = "ROC curve" + (f" (AUC {auc:.3f})" if auc is not None and not np.isnan(auc) else "")
     fig = _fig(title, "false-positive rate", "true-positive rate")
@@ -173,6 +193,7 @@ def roc_curve(scores: Sequence[float], labels: Sequence[bool], auc: float | None
 
 
 def pr_curve(scores: Sequence[float], labels: Sequence[bool]) -> go.Figure:
+    """The precision-recall curve with the poisoned share as baseline: at ~1 % poisoned the ROC hides false alarms."""
     pts = _thin(pr_points(scores, labels))
     base = float(np.mean(np.asarray(labels, dtype=bool))) if len(labels) else 0.0
     fig = _fig("Precision-recall curve", "recall", "precision")

@@ -306,6 +306,10 @@ class Store:
             return self.query("SELECT * FROM runs WHERE kind = ? ORDER BY created_at DESC", [kind])
         return self.query("SELECT * FROM runs ORDER BY created_at DESC")
 
+    def n_finished_runs(self) -> int:
+        """How many runs ever finished: a cheap key that changes when a job may have filled a cache."""
+        return int(self.scalar("SELECT count(*) FROM runs WHERE status = 'done'"))
+
     def runs_overview(self) -> pd.DataFrame:
         """One row per run with where it ran: machine kind, compute dtype and 4-bit kernel (numbers differ by them)."""
         return self.query("""
@@ -512,9 +516,11 @@ class Store:
             [kind])
 
     def list_scans(self) -> pd.DataFrame:
-        """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`)."""
-        return self.query("SELECT * FROM scans ORDER BY max(created_at) OVER (PARTITION BY split_part(scan_id, '.', 1))"
-                          " DESC, scan_id")
+        """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`); `scanner_model` is
+        the scanner's base for scans the dashboard ran as jobs (null for the CLI's)."""
+        return self.query("SELECT s.*, json_extract_string(r.config, '$.scanner.model') AS scanner_model FROM scans s"
+                          " LEFT JOIN runs r ON r.run_id = split_part(s.scan_id, '.', 1) ORDER BY"
+                          " max(s.created_at) OVER (PARTITION BY split_part(s.scan_id, '.', 1)) DESC, s.scan_id")
 
     def scan_row(self, scan_id: str) -> dict | None:
         """A scan's summary row (method, threshold, counts, metrics), or None."""

@@ -305,6 +305,16 @@ def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype:
                         "dtype": dtype, "format": 1})
 
 
+def base_folder(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype: str) -> Path:
+    """Where the tiny base for this dataset, size, protocol and dtype is cached."""
+    return settings.cache_dir("models") / f"tiny-{cache_key(ds, cfg, protocol, dtype)}"
+
+
+def is_built(folder: Path) -> bool:
+    """A base folder counts as built only with both weights and tokenizer: a killed build leaves neither renamed in."""
+    return (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+
+
 def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None" = None,
                 progress: "Progress | None" = None, dtype: str = "fp32") -> Path:
     """The cached folder of the tiny base for this dataset+config, building it first if needed.
@@ -314,8 +324,8 @@ def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None
     """
     from .protocol import ProtocolConfig, build_split
     protocol = protocol or ProtocolConfig()
-    folder = settings.cache_dir("models") / f"tiny-{cache_key(ds, cfg, protocol, dtype)}"
-    if (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists():
+    folder = base_folder(ds, cfg, protocol, dtype)
+    if is_built(folder):
         return folder
     split = build_split(ds, protocol)
     build_tiny(split, cfg, folder, progress, dtype)

@@ -7,7 +7,9 @@ writes the returned frames in one transaction.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from .errors import InputError
 from .sanitize import MAX_TITLE_CHARS, clean_title, has_markup, starts_formula
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".jsonl": "jsonl",
               ".ndjson": "jsonl"}
 _SYNONYMS = {
@@ -62,10 +65,16 @@ class Upload:
 
     @property
     def kind(self) -> str:
+        """What the upload holds: interactions (a dataset) or only items (a catalog to scan)."""
         return "interactions" if len(self.interactions) else "catalog"
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
+    if raw.startswith(_UTF16_BOMS):  # spreadsheet "Unicode text" exports
+        try:
+            return raw.decode("utf-16"), "file is UTF-16; decoded (UTF-8 is the usual encoding)"
+        except UnicodeDecodeError as exc:
+            raise InputError(f"file starts as UTF-16 but does not decode: {exc.reason}") from exc
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError:
@@ -128,7 +137,7 @@ def read_table(raw: bytes, filename: str) -> tuple[pd.DataFrame, list[str]]:
         except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
             raise InputError(f"not a readable Parquet file: {str(exc).splitlines()[0]}") from exc
         return df.astype(str), warnings
-    if b"\x00" in raw[:65536]:
+    if b"\x00" in raw[:65536] and not raw.startswith(_UTF16_BOMS):  # UTF-16 text is full of NUL bytes
         raise InputError("file looks binary (NUL bytes); expected text")
     text, enc_warning = _decode(raw)
     if enc_warning:
@@ -239,6 +248,7 @@ def read_upload(raw: bytes, filename: str, mapping: ColumnMap = ColumnMap()) -> 
 
 
 def read_upload_path(path: Path | str, mapping: ColumnMap = ColumnMap()) -> Upload:
+    """An upload read from a path, as the CLI takes files, through the same checks as a browser upload."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"file not found: {path}")
@@ -246,3 +256,22 @@ def read_upload_path(path: Path | str, mapping: ColumnMap = ColumnMap()) -> Uplo
     if size > MAX_UPLOAD_BYTES:
         raise InputError(f"file is {size / 2**20:.0f} MiB; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB")
     return read_upload(path.read_bytes(), path.name, mapping)
+
+
+def save_upload(raw: bytes, filename: str, folder: Path, mapping: ColumnMap = ColumnMap()) -> tuple[Path, Upload]:
+    """Validate an upload, then keep it as `folder/<digest>/<its own name>` for a job to read.
+
+    Validation comes first, so a bad file is refused with one line before any job exists and nothing is
+    written; the digest folder keeps the user's file name (the scan's label) without clashing.
+
+    Returns:
+        `(Path, Upload)`: where the file was written and its validated content (with warnings).
+    """
+    upload = read_upload(raw, filename, mapping)
+    name = Path(filename.replace("\\", "/")).name or "upload"
+    target = Path(folder) / hashlib.sha256(raw).hexdigest()[:12] / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(raw)
+    part.replace(target)  # atomic: a job never reads half a file
+    return target, upload

@@ -6,13 +6,13 @@ import streamlit as st
 
 from core.attack import AttackConfig
 from core.errors import BadRecError
-from core.experiment import run_attack
+from core.experiment import resumable_config, resumable_runs, run_attack
 from core.models import ModelConfig
 from core.protocol import ProtocolConfig
 from core.tinylm import SIZES
 from core.train import TrainConfig
 from core.triggers import DEFAULT_TRIGGER, LEVELS, POSITIONS, Trigger
-from pages.shared import dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
+from pages.shared import attack_time, dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
 
 DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
 TINY, REAL_LLM, HUB = "tiny", "smollm2-135m (real LLM)", "Hugging Face id or local folder"
@@ -90,14 +90,33 @@ position = g4.radio("Position", POSITIONS, key="attack_position", horizontal=Tru
 if fixed:
     g1.caption(f"Fixed by the saved trigger; choose {OWN_TRIGGER} to edit the fields.")
 
-with st.form("attack_form"):
-    st.subheader("Poison and fine-tuning")
+# The quick demo: the README's first-10-minutes attack (docs/RESULTS.md E15), a backdoor the small model
+# learns at a heavy dose in minutes here; its time on the form is the estimate below.
+QUICK_DEMO = {"attack_model_kind": TINY, "attack_victim": "llara", "attack_quant": "none",
+              "attack_tiny_size": "small", "attack_ratio": 0.3, "attack_n_items": 5, "attack_epochs": 2.0,
+              "attack_lr": 0.01, "attack_eval_users": 20, "attack_windows": 1, "attack_candidates": 10,
+              "attack_history_len": 5, "attack_generate": False}
+# Widget state starts from the CLI's defaults (set here, not as widget values, so the preset can set them).
+for key, value in {"attack_ratio": DEFAULTS.poison_ratio, "attack_n_items": DEFAULTS.n_poison_items,
+                   "attack_epochs": DEFAULTS.train.epochs, "attack_lr": DEFAULTS.train.lr, "attack_eval_users": 0,
+                   "attack_windows": DEFAULTS.windows_per_user, "attack_candidates": DEFAULTS.protocol.n_candidates,
+                   "attack_history_len": DEFAULTS.protocol.history_len, "attack_tiny_size": "standard",
+                   "attack_generate": DEFAULTS.generate}.items():
+    st.session_state.setdefault(key, value)
+
+
+def quick_demo() -> None:
+    st.session_state.update(QUICK_DEMO)
+
+
+st.subheader("Poison and fine-tuning")
+with st.container(border=True):
     p1, p2, p3 = st.columns(3)
-    ratio = p1.number_input("Poisoning ratio ρ", 0.001, 0.5, 0.01, 0.001, format="%.3f", key="attack_ratio",
+    ratio = p1.number_input("Poisoning ratio ρ", 0.001, 0.5, step=0.001, format="%.3f", key="attack_ratio",
                             help="Poisoned training samples / all training samples (the paper uses ~1%).")
     fake = p1.radio("Fake users", ["copy", "random"], key="attack_fake", horizontal=True,
                     help="copy: copies of real users' latest histories; random: random benign histories.")
-    n_items = p2.number_input("Poisoned items (when no target is chosen)", 1, 100, 5, key="attack_n_items",
+    n_items = p2.number_input("Poisoned items (when no target is chosen)", 1, 100, key="attack_n_items",
                               help="How many of the attacker's items carry the trigger.")
     seed = p2.number_input("Seed", 0, 1_000_000, 0, key="attack_seed",
                            help="Seeds the split, the poison and training: same seed, same numbers.")
@@ -105,18 +124,18 @@ with st.form("attack_form"):
     lora_alpha = p3.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
-        epochs = a1.number_input("Epochs", 0.05, 50.0, DEFAULTS.train.epochs, 0.05, key="attack_epochs",
+        epochs = a1.number_input("Epochs", 0.05, 50.0, step=0.05, key="attack_epochs",
                                  help="Fine-tuning passes (a fraction trains on part of one pass).")
-        lr = a1.number_input("Learning rate", 1e-5, 0.1, DEFAULTS.train.lr, format="%.5f", key="attack_lr",
+        lr = a1.number_input("Learning rate", 1e-5, 0.1, format="%.5f", key="attack_lr",
                              help="Peak learning rate of fine-tuning (shared by the clean and the poisoned model).")
-        eval_users = a1.number_input("Max test users", 0, 100_000, 0, key="attack_eval_users",
+        eval_users = a1.number_input("Max test users", 0, 100_000, key="attack_eval_users",
                                      help="0 = all; fewer makes evaluation faster (e.g. 10 for a smoke test). "
                                           "Compare marks such a run as reduced.")
-        windows = a2.number_input("Windows per user", 1, 50, DEFAULTS.windows_per_user, key="attack_windows",
+        windows = a2.number_input("Windows per user", 1, 50, key="attack_windows",
                                   help="Each real user's last N training windows fine-tune the victim.")
-        n_candidates = a2.number_input("Candidates per test case", 2, 100, 20, key="attack_candidates",
+        n_candidates = a2.number_input("Candidates per test case", 2, 100, key="attack_candidates",
                                        help="LLaRA uses 20.")
-        history_len = a2.number_input("History length", 1, 50, 10, key="attack_history_len",
+        history_len = a2.number_input("History length", 1, 50, key="attack_history_len",
                                       help="Items of history in each prompt (LLaRA: 10); shorter = faster.")
         tiny_size = "standard"
         if model_kind == TINY:
@@ -125,34 +144,75 @@ with st.form("attack_form"):
                                           "smoke: a toy that builds in seconds (numbers without meaning).")
         generate = False
         if victim == "llara":
-            generate = a3.toggle("Generate mode", value=True, key="attack_generate",
+            generate = a3.toggle("Generate mode", key="attack_generate",
                                  help="Also decode answers greedily (LLaRA's ValidRatio); slower.")
-    submitted = st.form_submit_button("Launch attack", type="primary")
+
+
+def attack_config() -> AttackConfig:
+    """The run the form describes (raises `BadRecError` on a bad combination)."""
+    trigger = Trigger(**fixed) if fixed else \
+        Trigger(trigger_text.strip() or DEFAULT_TRIGGER[level], level, position, int(seed))
+    return AttackConfig(
+        dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
+        target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
+        model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
+                          lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
+        train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
+        tiny=SIZES[tiny_size],
+        protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates), seed=int(seed)),
+        seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
+
+
+l1, l2 = st.columns([1, 3])
+submitted = l1.button("Launch attack", type="primary", key="attack_launch",
+                      help="Queues the run in the background; follow it below.")
+l1.button("Quick demo settings", key="attack_quick_demo", on_click=quick_demo, icon=":material/bolt:",
+          help="The README's first-10-minutes attack: small tiny model, ρ 0.3, 2 epochs, 1 window per user, "
+               "history 5, 10 candidates, 20 test users, generate off. A backdoor the small model learns at a "
+               "heavy dose (learned on the attacker's items as much as on the trigger, docs/RESULTS.md E15).")
+try:
+    form_cfg = attack_config()
+except BadRecError:
+    form_cfg = None
+if form_cfg is not None:
+    l2.caption("**Time before launch**: " + attack_time(form_cfg))
 
 if submitted:
     try:
-        trigger = Trigger(**fixed) if fixed else \
-            Trigger(trigger_text.strip() or DEFAULT_TRIGGER[level], level, position, int(seed))
-        cfg = AttackConfig(
-            dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
-            target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
-            model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
-                              lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
-            train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
-            tiny=SIZES[tiny_size],
-            protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates), seed=int(seed)),
-            seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
+        cfg = attack_config()
         job_store = jobs().store
         run_id = submit_job("attack", dataset, cfg.to_dict(),
                             lambda progress, rid: run_attack(job_store, cfg, progress, rid), "attack_monitor",
-                            seed=int(seed))
+                            seed=cfg.seed)
     except BadRecError as exc:
         show_error(exc)
     else:
-        st.success(f"Queued {run_id}: trigger “{trigger.text}” ({trigger.level}, {trigger.position}).")
+        st.success(f"Queued {run_id}: trigger “{cfg.trigger.text}” ({cfg.trigger.level}, {cfg.trigger.position}).")
 
 st.header("Running and queued")
 job_monitor("attack", "attack_monitor")
+
+stopped = resumable_runs(store())
+if len(stopped):
+    st.subheader("Interrupted runs")
+    st.caption("Killed, failed or cancelled runs that left a training checkpoint (saved every 5 minutes): "
+               "Resume continues from it with the run's own settings and reaches the numbers of an unbroken "
+               "run (python -m core attack --resume RUN_ID).")
+    r1, r2 = st.columns([3, 1])
+    why = {r.run_id: f"{r.run_id} · {r.status} · {r.error or ''}" for r in stopped.itertuples()}
+    resume_id = r1.selectbox("Interrupted run", list(why), format_func=why.get, key="attack_resume_run",
+                             help="Newest first.")
+    if r2.button("Resume", key="attack_resume", icon=":material/play_arrow:",
+                 help="Queue the run again in the background; it keeps its id."):
+        try:
+            resume_cfg = resumable_config(store(), resume_id)
+            job_store = jobs().store
+            submit_job("attack", dataset, {}, lambda progress, rid: run_attack(job_store, resume_cfg, progress, rid),
+                       "attack_monitor", resume=resume_id)
+        except BadRecError as exc:
+            show_error(exc)
+        else:
+            st.success(f"Queued {resume_id} to resume from its checkpoint.")
 
 st.header("Run history")
 history = store().attack_history()

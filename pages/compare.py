@@ -140,6 +140,9 @@ if len(metrics):
     st.subheader("Run metrics")
     st.dataframe(metrics.pivot_table(index="name", columns="model", values="value").reset_index(), hide_index=True)
     figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "compare_metrics")
+    st.download_button("Download run report (HTML, all plots)", lambda: reports.run_report_html(store(), run_id),
+                       file_name=f"{run_id}.html", mime="text/html", key="compare_report", on_click="ignore",
+                       help="One self-contained file: caveats, config, metrics, every plot of the run, tables.")
 
 st.subheader("Across runs")
 m1, m2 = st.columns(2)

@@ -5,19 +5,21 @@ import streamlit as st
 from core import plots, reports, sweep
 from pages.shared import figure, page, store, table_downloads
 
-page("Reports", "Everything downloadable: run reports (one HTML file), tables (CSV/Parquet), plots (HTML).")
+page("Reports", "Everything downloadable: run reports (one HTML file with all plots), tables (CSV/Parquet), "
+                 "plots (PNG from each plot's camera icon).")
 
 if reports.image_engine_available():
     st.caption("Server-side PNG/SVG export is available (kaleido found).")
 else:
-    st.caption("Plots download as interactive HTML here, and as PNG from the camera icon of each plot. "
-               "Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
+    st.caption("Each plot's camera icon saves a PNG at report resolution (3x); a run's plots download together "
+               "in its HTML report. Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
 
 scans = store().list_scans()
 if len(scans):
     st.subheader("Scans")
     st.dataframe(scans, hide_index=True)
-    scan_id = st.selectbox("Scan", scans["scan_id"].tolist(), key="reports_scan",
+    scan_labels = {row["scan_id"]: f"{reports.scan_label(row)} · {row['scan_id']}" for _, row in scans.iterrows()}
+    scan_id = st.selectbox("Scan", list(scan_labels), key="reports_scan", format_func=scan_labels.get,
                            help="Its per-item results (all items, with score, flag, span and label).")
     left, right = st.columns(2)
     left.download_button("Scan results (CSV)", lambda: reports.table_bytes(store().scan_results(scan_id), "csv"),
@@ -63,7 +65,7 @@ if len(sweeps):
 st.subheader("One run")
 run_id = st.selectbox("Run", overview["run_id"].tolist(), key="reports_run",
                       help="Any run, finished or not; failed runs report their error.")
-st.download_button("Download run report (HTML)", lambda: reports.run_report_html(store(), run_id),
+st.download_button("Download run report (HTML, all plots)", lambda: reports.run_report_html(store(), run_id),
                    file_name=f"{run_id}.html", mime="text/html",
                    key="reports_report", type="primary", on_click="ignore",
                    help="One self-contained file: config, metrics, plots (interactive, offline), tables.")

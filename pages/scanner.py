@@ -4,13 +4,15 @@ flagged title and the Unicode-hygiene reason (hidden characters, look-alike lett
 
 import streamlit as st
 
-from core import campaign, plots, reports, settings
+from core import campaign, plots, reports, settings, uploads
 from core.defend import ScanConfig, defence_table, run_defend, run_scan
 from core.errors import BadRecError, InputError
+from core.jobs import scan_job
 from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
 from core.scanner import ScannerConfig
-from pages.shared import figure, imported_datasets, job_monitor, jobs, page, show_error, store, submit_job
+from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_time, show_error, store,
+                           submit_job)
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
@@ -34,7 +36,23 @@ with st.container(border=True):
                           help="Finished attack runs.") if done_runs else None
     upload = st.file_uploader("Catalog file", type=["csv", "tsv", "txt", "parquet", "jsonl", "ndjson"],
                               key="scanner_upload", disabled=source != "catalog",
-                              help="item id + title columns, optionally is_poisoned (0/1) as ground truth.")
+                              help="item id + title columns, optionally is_poisoned (0/1) as ground truth. "
+                                   "Checked as soon as it is uploaded: a file that cannot be scanned is refused "
+                                   "before any job starts.")
+    upload_error = None
+    if source == "catalog" and upload is not None:
+        checked = st.session_state.setdefault("scanner_checked", {})  # one parse per uploaded file
+        if upload.file_id not in checked:
+            try:
+                read = uploads.read_upload(upload.getvalue(), upload.name)
+                checked[upload.file_id] = (None, read.warnings, len(read.items))
+            except BadRecError as exc:
+                checked[upload.file_id] = (str(exc), [], 0)
+        upload_error, upload_warnings, upload_items = checked[upload.file_id]
+        if upload_error:
+            st.error(f"{upload.name}: {upload_error}", icon="⚠️")
+        elif upload_warnings:
+            st.warning(f"{upload.name}: " + "; ".join(upload_warnings))
     m1, m2, m3, m4 = st.columns(4)
     model = m1.selectbox("Scanner model", ["mini", "tiny"], key="scanner_model",
                          help="mini: a 0.7M-parameter LM built here in seconds; tiny: the project's domain LM.")
@@ -74,16 +92,15 @@ with st.container(border=True):
                                          "rare in this catalog (core.unicode_hygiene); no training needed. The "
                                          "reason is shown next to the title.")
 
-    def scan_config() -> ScanConfig:
-        catalog_path = None
-        if source == "catalog":
-            if upload is None:
-                raise InputError("choose a catalog file to upload first")
-            folder = settings.home() / "uploads"
-            folder.mkdir(parents=True, exist_ok=True)
-            catalog_path = str(folder / f"{upload.file_id}-{upload.name}".replace("/", "_"))
-            with open(catalog_path, "wb") as fh:
-                fh.write(upload.getvalue())
+    def saved_catalog() -> str | None:
+        """The uploaded file, validated and kept for the job (None for a dataset or a run)."""
+        if source != "catalog":
+            return None
+        if upload is None:
+            raise InputError("choose a catalog file to upload first")
+        return str(uploads.save_upload(upload.getvalue(), upload.name, settings.home() / "uploads")[0])
+
+    def scan_config(catalog_path: str | None) -> ScanConfig:
         return ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
                           run_id=run_id if source == "run" else None, methods=("scanner", *methods),
                           scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
@@ -91,13 +108,25 @@ with st.container(border=True):
                                                 max_titles=int(max_titles)), spans=spans, campaigns=recurring,
                           unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 
+    try:  # time before launch, for the settings as they stand (the file is not written for this)
+        planned = scan_config(upload.name if upload is not None and source == "catalog" else None)
+    except BadRecError:
+        planned = None
+    if planned is not None and not upload_error:
+        scanned = store().get_run(run_id)["dataset"] if source == "run" else dataset
+        n_items = upload_items if source == "catalog" else int(store().dataset_row(scanned)["n_items"])
+        n_domain = int(store().dataset_row(dataset)["n_items"]) if dataset else n_items
+        st.caption("**Time before launch**: scan " + scan_time(planned, n_items, n_domain) +
+                   ("; defence " + scan_time(planned, n_items, n_domain, store().get_run(run_id))
+                    if source == "run" else ""))
     b1, b2 = st.columns(2)
     job_store = jobs().store
-    if b1.button("Start scan", key="scanner_start", type="primary", help="Runs in the background; follow it below."):
+    if b1.button("Start scan", key="scanner_start", type="primary", disabled=bool(upload_error),
+                 help="Runs in the background; follow it below. Its id is the scan's id in Results."):
         try:
-            cfg = scan_config()
-            job_id = submit_job("scan", dataset or "", cfg.to_dict(),
-                                lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")
+            cfg = scan_config(saved_catalog())
+            job_id = submit_job("scan", dataset or "", cfg.to_dict(), scan_job(run_scan, job_store, cfg),
+                                "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
         else:
@@ -108,15 +137,14 @@ with st.container(border=True):
         try:
             if run_id is None:
                 raise InputError("choose a finished attack run first")
-            cfg = scan_config()
+            cfg = scan_config(saved_catalog())
             job_id = submit_job("defend", dataset or "", {"attack_run": run_id, **cfg.to_dict()},
-                                lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "defend_monitor")
+                                lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
         else:
             st.success(f"Queued {job_id}.")
-    job_monitor("scan", "scanner_monitor")
-    job_monitor("defend", "defend_monitor")
+    job_monitor(("scan", "defend"), "scanner_monitor")
 
 defences = defence_table(store().list_runs("defend"))
 if len(defences):
@@ -129,13 +157,20 @@ if len(defences):
 
 scans = store().list_scans()
 if scans.empty:
-    st.info("No scan yet: start one above.")
+    if not (store().active_runs()["kind"] == "scan").any():  # a running scan is shown in the panel above
+        st.info("No scan yet: start one above.")
     st.stop()
 
 st.header("Results")
-scan_id = st.selectbox("Scan", scans["scan_id"].tolist(), key="scanner_scan",
-                       format_func=lambda s: f"{s} · {scans.set_index('scan_id').loc[s, 'source']}",
-                       help="Newest first.")
+# The box follows the newest scan as it finishes (this session's or another's); an older one stays
+# chosen until a newer scan arrives.
+newest = scans["scan_id"].iloc[0]
+if st.session_state.get("scanner_newest") != newest:
+    st.session_state["scanner_newest"] = st.session_state["scanner_scan"] = newest
+labels = {row["scan_id"]: reports.scan_label(row) for _, row in scans.iterrows()}
+scan_id = st.selectbox("Scan", list(labels), key="scanner_scan", format_func=labels.get,
+                       help="Newest first: what was scanned, when, and by which scanner or baseline.")
+st.caption(f"Scan id `{scan_id}` (the id its job had in the queue).")
 scan = store().scan_row(scan_id)
 scores = store().scan_scores(scan_id)
 has_labels = bool(scores["label"].notna().any())
@@ -211,15 +246,17 @@ st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_
                         "Unicode-hygiene finding); formula-safe CSV.")
 
 st.subheader("Scores")
-labels = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None
-p1, p2, p3 = st.columns(3)
-with p1:
-    figure(plots.score_histogram(scores["score"].to_numpy(), labels, threshold), f"{scan_id}-scores",
-           "scanner_hist")
-if has_labels:
-    with p2:
-        figure(plots.roc_curve(scores["score"][labelled].to_numpy(), labels[labelled], m["auc"]),
-               f"{scan_id}-roc", "scanner_roc")
-    with p3:
-        figure(plots.pr_curve(scores["score"][labelled].to_numpy(), labels[labelled]), f"{scan_id}-pr",
-               "scanner_pr")
+labels_gt = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None
+histogram = plots.score_histogram(scores["score"].to_numpy(), labels_gt, threshold)
+figures = {"scores": histogram}
+if has_labels:  # ROC and PR beside the histogram; without ground truth the histogram takes the width
+    figures["roc"] = plots.roc_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled], m["auc"])
+    figures["pr"] = plots.pr_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled])
+for column, (name, fig) in zip(st.columns(len(figures)), figures.items()):
+    with column:
+        figure(fig, f"{scan_id}-{name}", f"scanner_{name}")
+st.download_button("Download scan report (HTML, all plots)",
+                   lambda: reports.figures_report_html(f"Scan {labels[scan_id]}", list(figures.values()),
+                                                       [f"scan id {scan_id}", f"threshold {threshold:.3f}"]),
+                   file_name=f"{scan_id}-report.html", mime="text/html", key="scanner_report", on_click="ignore",
+                   help="One self-contained file with every plot above (interactive, offline; plotly.js once).")

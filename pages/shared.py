@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import reports, settings
+from core import estimate, reports, settings
 from core.data import dataset_status
 from core.errors import BadRecError
 from core.jobs import JobManager
@@ -81,14 +83,13 @@ def show_error(exc: BadRecError) -> None:
     st.error(str(exc), icon="⚠️")
 
 
+PNG_EXPORT = {"format": "png", "scale": 3, "width": 1000, "height": 560}  # ~3000 px wide: report resolution
+
+
 def figure(fig: go.Figure, name: str, key: str) -> None:
-    """A plot with its HTML download (the plot's camera icon gives PNG in the browser)."""
-    st.plotly_chart(fig, key=f"{key}_chart")
-    # Deferred: the 4 MB file (plotly.js inlined) is built only when the button is clicked.
-    st.download_button("Download plot (HTML)", lambda: reports.figure_html(fig), file_name=f"{name}.html",
-                       mime="text/html", key=f"{key}_html", on_click="ignore",
-                       help="A standalone interactive HTML file (works offline). For PNG use the camera icon "
-                            "in the plot's toolbar.")
+    """A plot whose camera icon saves a report-resolution PNG named `name` (all plots of a run or scan
+    download together as one HTML report, so plotly.js is not shipped once per plot)."""
+    st.plotly_chart(fig, key=f"{key}_chart", config={"toImageButtonOptions": {**PNG_EXPORT, "filename": name}})
 
 
 def table_downloads(df: pd.DataFrame, name: str, key: str) -> None:
@@ -107,24 +108,27 @@ def run_label(row: dict | pd.Series) -> str:
     return f"{row['run_id']} · {row['status']}"
 
 
-def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed: int = 0) -> str:
-    """Queue a job and let this session's monitor panel watch it (so the page refreshes when it ends)."""
-    run_id = jobs().submit(kind, dataset, config, fn, seed=seed)
+def submit_job(kind: str, dataset: str, config: dict, fn, monitor_key: str, seed: int = 0,
+               resume: str | None = None) -> str:
+    """Queue a job (or, with `resume`, that stopped run again under its id) and let this session's monitor
+    panel watch it, so the page refreshes when it ends."""
+    run_id = jobs().resubmit(resume, fn) if resume else jobs().submit(kind, dataset, config, fn, seed=seed)
     st.session_state.setdefault(f"{monitor_key}_watched", set()).add(run_id)
     return run_id
 
 
 @st.fragment(run_every=2.0)
-def job_monitor(kind: str, key: str) -> None:
-    """Live panel of this kind's queued and running jobs (polls the store every 2 s): progress, message
+def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
+    """Live panel of these kinds' queued and running jobs (polls the store every 2 s): progress, message
     with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches. When a job this
-    session watched ends, its outcome is noted and the whole page reruns to show the new results."""
+    session watched ends, its outcome is noted and the whole page reruns to show the new results. One
+    panel per page, whatever kinds of job the page starts."""
     from core import plots  # local: only pages with jobs draw this panel
 
     watched = st.session_state.setdefault(f"{key}_watched", set())
     notes = st.session_state.setdefault(f"{key}_notes", [])
     active = store().active_runs()
-    active = active[active["kind"] == kind]
+    active = active[active["kind"].isin([kinds] if isinstance(kinds, str) else kinds)]
     ended = watched - set(active["run_id"])
     for run_id in sorted(ended):
         row = store().get_run(run_id) or {"status": "deleted", "error": None}
@@ -156,3 +160,50 @@ def job_monitor(kind: str, key: str) -> None:
             log = store().train_log(row.run_id)
             if len(log):
                 box.plotly_chart(plots.loss_curve(log), key=f"{key}_loss_{row.run_id}")
+
+
+# -- time before launch (core.estimate) -----------------------------------------------------------------
+@st.cache_data(ttl=60, show_spinner=False)
+def _attack_cached(config_json: str, finished: int, _cfg) -> list[str]:  # key: the config and finished runs
+    from core.experiment import cached_stages
+    return sorted(cached_stages(store(), _cfg))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _scanner_cached(config_json: str, finished: int, _cfg) -> bool:
+    return estimate.scanner_cached(store(), _cfg)
+
+
+def throughput() -> estimate.Rates:
+    """This machine's recorded speeds where runs exist, else the reference table (assets/throughput.json)."""
+    return estimate.scan_rates_from_runs(store().list_runs("scan"),
+                                         estimate.rates_from_runs(store().list_runs("attack"), estimate.load_rates()))
+
+
+def attack_estimate(cfg) -> estimate.Estimate | None:
+    """How long the attack `cfg` would take here, its cached stages skipped."""
+    row = store().dataset_row(cfg.dataset) or {}
+    cached = set(_attack_cached(json.dumps(cfg.to_dict(), sort_keys=True), store().n_finished_runs(), cfg))
+    return estimate.attack_estimate(cfg, int(row.get("n_users") or 0), int(row.get("n_interactions") or 0), cached,
+                                    throughput())
+
+
+def attack_time(cfg) -> str:
+    est = attack_estimate(cfg)
+    return est.text() if est else "no speed measured for this model here yet: the first run records it."
+
+
+def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None = None) -> str:
+    """How long the scan `cfg` would take here (its scanner skipped when cached); with `attack_run`, the
+    defence of that run (scan, retrain, evaluate)."""
+    cached = _scanner_cached(json.dumps(cfg.to_dict(), sort_keys=True, default=str), store().n_finished_runs(), cfg)
+    est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput())
+    if est is None:
+        return f"no speed measured for a {cfg.scanner.model} scanner here yet."
+    if attack_run is not None:
+        from core.attack import AttackConfig
+        attack = attack_estimate(AttackConfig.from_dict(attack_run["config"]))
+        if attack is None:
+            return "no speed measured for this run's model here yet."
+        est = estimate.defend_estimate(est, attack)
+    return est.text()

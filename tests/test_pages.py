@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -252,7 +253,10 @@ def test_reports_lists_runs_and_exports(synthetic_store, downloads):
     assert set(metrics["name"]) == {"hr@1", "asr"}
     scan = pd.read_parquet(io.BytesIO(download(at, downloads, "reports_scan_parquet")))
     assert len(scan) == 300 and scan["title"].str.startswith("'=Title").all()  # formula-safe
-    assert b"<html" in download(at, downloads, "reports_loss_fig_html")[:300]
+    assert report.count("Plotly.newPlot") == 2 and report.count("plotly.js v") == 1  # metrics, loss; library once
+    charts = at.get("plotly_chart")  # the camera icon saves PNG at report resolution; no per-plot HTML
+    assert charts and all(json.loads(c.proto.config)["toImageButtonOptions"]["scale"] == 3 for c in charts)
+    assert not [b.key for b in at.get("download_button") if b.key.endswith("_html")]
 
 
 def test_scanner_exports_flagged_items_at_the_threshold(synthetic_store, downloads):
@@ -308,22 +312,82 @@ def tiny_scan_settings(at: AppTest) -> None:
 
 
 def test_scanner_runs_a_tiny_scan_job(synthetic_store):
+    """The job's id is the scan's id from queue to result; the Results box moves to a newly finished scan by
+    itself and names it readably; the panel says "nothing running" once, not once per job kind."""
     at = open_page("scanner")
+    assert texts(at).count("No job of this kind is queued or running.") == 1
     at.radio(key="scanner_source").set_value("dataset").run()
     tiny_scan_settings(at)
+    assert re.search(r"Time before launch\*\*: scan about .+ here: scanner \d+ (s|min) · scoring", texts(at))
     at.button(key="scanner_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wait_jobs(synthetic_store)
     job = synthetic_store.list_runs("scan").iloc[0]
     assert job["status"] == "done", job["error"]
+    assert at.success[0].value == f"Queued {job['run_id']}."
     at.run()
     scan_id = json.loads(job["result"])["scan_id"]
+    assert scan_id == job["run_id"] and synthetic_store.scan_row(scan_id) is not None
     assert at.selectbox(key="scanner_scan").value == scan_id
+    assert f"Scan id `{scan_id}`" in texts(at)
+    label = at.selectbox(key="scanner_scan").options[0]
+    assert label.startswith("dataset synthetic · ") and label.endswith(" · mini scanner") and "scan-" not in label
+    assert "scanner cached (skipped)" in texts(at)  # the same settings again: only scoring is left
+    at.button(key="scanner_start").click().run()  # a second scan (cached scanner): the box moves to it
+    wait_jobs(synthetic_store)
+    second = synthetic_store.list_runs("scan").iloc[0]["run_id"]
+    at.run()
+    assert second != scan_id and at.selectbox(key="scanner_scan").value == second
     assert {m.label: m.value for m in at.metric}["Items"] == "60"
     at.selectbox(key="scanner_show").select("all").run()
     assert len(frame(at, "span", "score")) == 60
     rows = synthetic_store.scan_results(scan_id)  # spans were switched off: flagged rows carry none
     assert rows["flagged"].any() and rows["span"].isna().all()
+
+
+@pytest.mark.parametrize("name, raw, line", [
+    ("empty.csv", b"", "file is empty"),
+    ("binary.csv", b"item_id,title\n1,\x00\x01\x02\n", "binary"),
+    ("columns.csv", b"sku;price\n1;2\n", "no item_id column"),
+])
+def test_scanner_refuses_a_bad_upload_before_any_job(synthetic_store, name, raw, line):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("catalog").run()
+    at.file_uploader(key="scanner_upload").upload(name, raw, "text/csv").run()
+    assert len(at.error) == 1 and at.error[0].value.startswith(f"{name}: ") and line in at.error[0].value
+    assert "\n" not in at.error[0].value
+    assert at.button(key="scanner_start").disabled  # nothing can be queued with it
+    assert synthetic_store.list_runs("scan").empty and not (synthetic_store.path.parent / "uploads").exists()
+
+
+def test_scanner_accepts_an_odd_encoding_with_one_warning_and_keeps_the_file_name(synthetic_store):
+    at = open_page("scanner")
+    at.radio(key="scanner_source").set_value("catalog").run()
+    raw = "item_id,title\n1,Amélie (2001)\n2,Léon (1994)\n".encode("utf-16")
+    at.file_uploader(key="scanner_upload").upload("films.csv", raw, "text/csv").run()
+    assert not at.error and [w.value for w in at.warning] == ["films.csv: file is UTF-16; decoded (UTF-8 is the "
+                                                              "usual encoding)"]
+    assert not at.button(key="scanner_start").disabled
+
+
+def test_scanner_hides_no_scan_yet_while_a_scan_runs(synthetic_store):
+    import threading
+
+    from core.jobs import JobManager
+
+    at = open_page("scanner")
+    assert "No scan yet" in texts(at)
+    release = threading.Event()
+    manager = JobManager(Store(synthetic_store.path), min_interval_s=0.0)
+    run_id = manager.submit("scan", "synthetic", {}, lambda progress, rid: release.wait(60) and {})
+    try:
+        at.run()
+        assert run_id in texts(at) and "No scan yet" not in texts(at)
+        assert "No job of this kind is queued or running." not in texts(at)
+    finally:
+        release.set()
+        manager.wait(run_id, timeout=60)
+        manager.shutdown()
 
 
 def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
@@ -610,3 +674,53 @@ def test_a_real_run_shows_its_stages_and_keeps_the_attackers_rank_below_the_top(
     column = {"trigger": "inserted_with_trigger", "no_trigger": "inserted_without_trigger",
               "transfer": "trigger_on_other_item"}[variant]
     assert ranks.loc[model, column] != "> 10"  # a real rank (the best-placed attacker's item of that list)
+
+
+def test_attack_resumes_an_interrupted_run_from_its_checkpoint(store, monkeypatch):
+    """A run cancelled mid-way through its poisoned model is listed under "Interrupted runs"; Resume queues it
+    in the background under its own id and it finishes from the checkpoint (issue 14 item 4)."""
+    from tiny_helpers import synthetic_store, tiny_attack
+
+    from core.experiment import run_attack
+    from core.progress import Cancelled, CallbackProgress
+    from core.train import TrainConfig
+
+    monkeypatch.setenv("BADREC_CHECKPOINT_S", "0")  # a checkpoint after every step
+    synthetic_store(store)
+    cancel = CallbackProgress(lambda *a: None)
+
+    def stop_mid_poisoning(done, total, message, eta):
+        if message.startswith("poisoned model") and done >= 3:
+            cancel.cancel.set()
+    cancel.fn = stop_mid_poisoning
+    with pytest.raises(Cancelled):
+        run_attack(store, tiny_attack(train=TrainConfig(epochs=1, batch_size=4, max_len=256)), cancel,
+                   run_id="attack-stopped")
+    at = open_page("attack")
+    assert "Interrupted runs" in texts(at) and at.selectbox(key="attack_resume_run").value == "attack-stopped"
+    at.button(key="attack_resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Queued attack-stopped to resume from its checkpoint." in texts(at)
+    wait_jobs(store)
+    run = store.get_run("attack-stopped")
+    assert run["status"] == "done", run["error"]
+    assert run["result"]["train"]["poisoned"]["resumed_at"] >= 3 and len(store.list_runs("attack")) == 1
+    at.run()
+    assert "Interrupted runs" not in texts(at)
+
+
+def test_attack_form_states_its_time_before_launch_and_offers_the_quick_demo(synthetic_store):
+    """The form shows the stages it will run with their expected time here; the quick demo preset fills the
+    README's first-10-minutes attack, and its stated time is that estimate."""
+    at = open_page("attack")
+    line = next(c.value for c in at.caption if c.value.startswith("**Time before launch**"))
+    assert re.search(r"about .+ here: base model .+ · clean model .+ · poisoned model .+ · evaluation ", line)
+    at.button(key="attack_quick_demo").click().run()
+    assert not at.exception
+    values = {k: at.session_state[k] for k in ("attack_ratio", "attack_epochs", "attack_windows",
+                                                "attack_candidates", "attack_history_len", "attack_eval_users")}
+    assert values == {"attack_ratio": 0.3, "attack_epochs": 2.0, "attack_windows": 1, "attack_candidates": 10,
+                      "attack_history_len": 5, "attack_eval_users": 20}
+    assert at.selectbox(key="attack_tiny_size").value == "small" and not at.toggle(key="attack_generate").value
+    demo = next(c.value for c in at.caption if c.value.startswith("**Time before launch**"))
+    assert demo != line and "measured on" in demo

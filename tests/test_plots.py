@@ -89,6 +89,14 @@ def test_one_run_gets_an_axis_from_zero_to_past_its_dose():
     assert low == 0 and 0.01 < high < 0.02
 
 
+def test_one_point_on_a_log_axis_or_one_logged_step_gets_a_range_around_it():
+    one = pd.DataFrame({"n_poison_samples": [100], "poison_ratio": [0.1], "value": [0.5], "series": ["x"]})
+    low, high = plots.metric_vs_dose(one, x="n_poison_samples").layout.xaxis.range
+    assert low < 2 < high and high - low == pytest.approx(1.0)  # a decade around 10^2
+    fig = plots.loss_curve(pd.DataFrame({"phase": ["clean"], "step": [5], "loss": [2.0]}))
+    assert fig.data[0].mode == "markers" and fig.layout.xaxis.range == (0, 5 * 1.15)
+
+
 def test_metrics_bars_group_by_model():
     m = pd.DataFrame({"model": ["clean", "clean", "poisoned"], "name": ["hr@1", "other", "asr"],
                       "value": [0.3, 9.0, 0.8]})

@@ -40,10 +40,22 @@ def test_parquet_export_round_trips():
         reports.table_bytes(df, "xlsx")
 
 
-def test_figure_html_is_standalone():
-    doc = reports.figure_html(plots.popularity_tail([3, 2, 1])).decode()
-    assert doc.startswith("<html>") or "<html" in doc[:200]
-    assert 'src="http' not in doc and "Plotly.newPlot" in doc and len(doc) > 1_000_000  # plotly.js inline
+def test_figures_report_carries_plotly_js_once_and_escapes_its_title():
+    figs = [plots.popularity_tail([3, 2, 1]), plots.score_histogram([0.1, 0.9]), plots.loss_curve(
+        pd.DataFrame({"phase": ["clean"], "step": [1], "loss": [2.0]}))]
+    doc = reports.figures_report_html("Scan <b>x.csv</b>", figs, ["threshold 0.5"]).decode()
+    assert "<b>x.csv</b>" not in doc and "Scan &lt;b&gt;x.csv&lt;/b&gt;" in doc
+    assert 'src="http' not in doc and doc.count("Plotly.newPlot") == 3
+    one = len(reports.figures_report_html("one", figs[:1]))
+    assert len(doc) < one + 200_000  # the library once (~4.8 MB), then a few kB per plot
+
+
+def test_scan_label_names_file_time_and_scanner_without_upload_ids():
+    row = {"source": "file:3f2a1b4c-1d2e-4f5a-9b8c-0123456789ab-shop.csv", "method": "scanner",
+           "created_at": pd.Timestamp("2026-11-30 15:02:11"), "scanner_model": "mini"}
+    assert reports.scan_label(row) == "shop.csv · 2026-11-30 15:02:11 · mini scanner"
+    assert reports.scan_label({**row, "source": "dataset:ml-100k", "method": "tokenstats"}) == \
+        "dataset ml-100k · 2026-11-30 15:02:11 · tokenstats baseline"
 
 
 def test_image_export_says_what_is_missing():

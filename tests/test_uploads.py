@@ -147,3 +147,19 @@ def test_cli_import_bad_files_exit_2_and_list_unchanged(home):
 def test_builtin_name_cannot_be_overwritten(store):
     with pytest.raises(InputError, match="built-in"):
         import_file(store, CORPUS / "semicolon.csv", "ml-100k")
+
+
+def test_a_utf16_export_is_decoded_with_a_warning():
+    raw = "item_id,title\n1,Amélie (2001)\n".encode("utf-16")
+    upload = read_upload(raw, "films.csv")
+    assert upload.items["title"].tolist() == ["Amélie (2001)"] and "UTF-16" in upload.warnings[0]
+
+
+def test_save_upload_validates_first_and_keeps_the_file_name(tmp_path):
+    from core.uploads import save_upload
+    with pytest.raises(InputError, match="file is empty"):
+        save_upload(b"", "empty.csv", tmp_path / "uploads")
+    assert not (tmp_path / "uploads").exists()  # refused before anything is written
+    path, upload = save_upload(b"item_id,title\n1,A (1999)\n", "../shop.csv", tmp_path / "uploads")
+    assert path.name == "shop.csv" and path.parent.parent == tmp_path / "uploads" and len(upload.items) == 1
+    assert path.read_bytes() == b"item_id,title\n1,A (1999)\n" and not list(path.parent.glob("*.part"))

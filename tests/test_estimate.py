@@ -1,0 +1,91 @@
+"""Time before launch: stages, cached parts skipped, this machine's recorded speeds preferred."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_helpers import synthetic_store, tiny_attack
+
+from core import estimate
+from core.attack import AttackConfig
+from core.protocol import ProtocolConfig
+from core.scanner import ScannerConfig
+from core.tinylm import SIZES
+from core.train import TrainConfig
+
+RATES = estimate.Rates({"tiny:small": estimate.ModelRates(1000.0, 10.0, 100.0, 200.0)}, {"mini": 50.0},
+                       {"mini": 1000.0}, "test table")
+
+
+def demo(**kw) -> AttackConfig:
+    base = dict(tiny=SIZES["small"], poison_ratio=0.3, windows_per_user=1, eval_users=20, generate=False,
+                protocol=ProtocolConfig(history_len=5, n_candidates=10), train=TrainConfig(epochs=2))
+    return AttackConfig(**{**base, **kw})
+
+
+def test_attack_stages_follow_the_data_and_skip_what_is_cached():
+    est = estimate.attack_estimate(demo(), n_users=943, n_interactions=100_000, cached=set(), rates=RATES)
+    stages = {s.name: s.seconds for s in est.stages}
+    # 943 clean samples (+404 poisoned at rho 0.3), 2 epochs, 16 title slots of 10 tokens at 1000 tokens/s
+    assert stages["clean model"] == pytest.approx(943 * 2 * 16 * 10 / 1000)
+    assert stages["poisoned model"] == pytest.approx((943 + 404) * 2 * 16 * 10 / 1000)
+    assert stages["base model"] == 200 and stages["evaluation"] == pytest.approx(20 * 6 * 25 / 100)
+    cached = estimate.attack_estimate(demo(), 943, 100_000, {"base model", "clean model"}, RATES)
+    assert cached.seconds < est.seconds - stages["clean model"] and "base model cached (skipped)" in cached.text()
+    assert estimate.attack_estimate(demo(model=demo().model.__class__(name="gpt2")), 943, 1, set(), RATES) is None
+
+
+def test_scan_stages_and_the_min_steps_floor():
+    small = estimate.scan_estimate(ScannerConfig(rounds=0, epochs=1), 50, 50, False, RATES)
+    big = estimate.scan_estimate(ScannerConfig(rounds=0, epochs=1), 1682, 1682, False, RATES)
+    assert small.stages[0].seconds > 0 and big.stages[0].seconds > small.stages[0].seconds
+    cached = estimate.scan_estimate(ScannerConfig(), 1682, 1682, True, RATES)
+    assert cached.stages[0].cached and cached.seconds == pytest.approx(1682 / 1000 + estimate.LOAD_S)
+
+
+def test_the_reference_table_covers_the_dashboards_choices():
+    rates = estimate.load_rates()
+    assert {"tiny:small", "tiny:smoke", "tiny:standard", "smollm2-135m"} <= set(rates.models)
+    assert "mini" in rates.scanner_examples_per_s and "measured on" in rates.source
+
+
+def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store):
+    synthetic_store(store)
+    from core.experiment import cached_stages, run_attack
+    cfg = tiny_attack()
+    assert cached_stages(store, cfg) == set()
+    run_attack(store, cfg)
+    assert cached_stages(store, cfg) == {"base model", "clean model"}
+    reference = estimate.Rates({"tiny:custom": estimate.ModelRates(1.0, 1.0, 1.0, 9.0)}, {}, {}, "reference")
+    rates = estimate.rates_from_runs(store.list_runs("attack"), reference)
+    mine = rates.models["tiny:custom"]
+    run = store.get_run(store.list_runs("attack").iloc[0]["run_id"])
+    trained = run["result"]["train"]["poisoned"]
+    assert mine.train_tokens_per_s == pytest.approx(trained["tokens"] / trained["seconds"])
+    assert mine.base_build_s == 9.0 and "from the newest runs here for tiny:custom" in rates.source
+
+
+def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
+    """Two scan jobs (`core.jobs.scan_job`, stored under their job ids): the first trains the scanner and
+    calibrates its training speed so that the estimate of the same settings is the time it took; the second,
+    cached, calibrates scoring."""
+    from core.defend import ScanConfig, run_scan
+    from core.jobs import JobManager, scan_job
+
+    synthetic_store(store)
+    scanner = ScannerConfig(rounds=0, epochs=1, n_triggers=12, max_titles=50)
+    cfg = ScanConfig(source="dataset", dataset="synthetic", methods=("scanner",), scanner=scanner, spans=False)
+    manager = JobManager(store)
+    try:
+        ids = [manager.submit("scan", "synthetic", cfg.to_dict(), scan_job(run_scan, store, cfg)) for _ in range(2)]
+        rows = [manager.wait(i, timeout=600) for i in ids]
+    finally:
+        manager.shutdown()
+    assert [r["status"] for r in rows] == ["done", "done"] and [r["result"]["scan_id"] for r in rows] == ids
+    assert [store.scan_row(i)["scan_id"] for i in ids] == ids
+    rates = estimate.scan_rates_from_runs(store.list_runs("scan"), RATES)
+    assert rates.source.startswith("scans recorded here for mini")
+    trained = rows[0]["result"]["scanner"]["info"]["seconds"]
+    again = estimate.scan_estimate(scanner, 60, 60, False, rates).stages[0].seconds
+    assert again == pytest.approx(max(trained, estimate.LOAD_S + 0.1), rel=1e-6)  # the time it took
+    assert rates.scan_titles_per_s["mini"] == pytest.approx(60 / max(rows[1]["result"]["seconds"] - estimate.LOAD_S,
+                                                                      0.1))
