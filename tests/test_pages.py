@@ -603,14 +603,14 @@ def test_attack_monitor_shows_one_bar_over_the_job_stages(synthetic_store):
                 time.sleep(0.005)
                 progress.update(step, 119, f"{name}: loss 1.000, 900 tok/s")
         reached.set()
-        release.wait(60)
+        release.wait(600)  # held in stage 2 until the page has been read, however slow the machine
         return {}
 
     at = open_page("attack")  # first: the page's own job manager marks runs of no live process as failed
     manager = JobManager(Store(synthetic_store.path), min_interval_s=0.0)
     run_id = manager.submit("attack", "synthetic", {}, job)
     try:
-        assert reached.wait(60)
+        assert reached.wait(600)  # 160 progress writes to DuckDB: seconds here, minutes on a loaded CI machine
         at.run()
         message = synthetic_store.get_run(run_id)["message"]
         assert message.startswith("stage 2/3: poisoned model, epoch 1/1, step 40/119, ETA ") and " overall" in message
