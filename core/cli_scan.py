@@ -33,7 +33,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
-                      ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir))
+                      ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
+                      crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds)
 
 
 def _summary(r: dict) -> str:
@@ -119,6 +120,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-unicode-check", action="store_true",
                    help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
                         "symbols (core.unicode_hygiene); on by default, whatever the threshold")
+    p.add_argument("--crossfit", type=int, default=ScanConfig.crossfit,
+                   help="without a trusted reference (no --dataset/--run), score each of K folds of the catalog "
+                        "with a scanner that never saw it as clean and calibrate on those scores; 0 = off")
+    p.add_argument("--fold-epochs", type=int, default=ScanConfig.fold_epochs,
+                   help="at most this many first-round epochs for each cross-fitted fold's scanner")
+    p.add_argument("--fold-rounds", type=int, default=ScanConfig.fold_rounds,
+                   help="at most this many adversarial rounds for each cross-fitted fold's scanner")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import campaign, unicode_hygiene
 from .campaign import CampaignConfig
+from .crossfit import CrossFitScanner, crossfit_scanner
 from .errors import InputError
 from .metrics import detection_metrics
 from .progress import Progress
@@ -72,6 +73,13 @@ class ScanConfig:
             Ray Data reads a catalog file or folder of shards, an actor pool scores it chunk by chunk); the
             same scores and flags either way.
         ray (`RayConfig`): the cluster's address, workers and shard folder for `engine="ray"`.
+        crossfit (`int`): when the scanner trains on the catalog it scans (no trusted reference), split the
+            catalog into this many folds and score each with a scanner that never saw it as clean, threshold
+            calibrated on those scores (`core.crossfit`); 0 = one scanner on the whole catalog (before issue 17).
+        fold_epochs (`int`): at most this many first-round epochs for each fold's scanner; fold_rounds (`int`): at
+            most this many adversarial rounds (K scanners instead of one: a lighter recipe keeps a 1,682-title
+            scan within minutes; a scanner config asking for less keeps its own).
+        warn_factor (`float`): warn when the share of titles flagged exceeds this many times the target FPR.
     """
 
     source: Literal["catalog", "dataset", "run"] = "catalog"
@@ -92,6 +100,10 @@ class ScanConfig:
     unicode_check: bool = True
     engine: Literal["local", "ray"] = "local"
     ray: RayConfig = field(default_factory=RayConfig)
+    crossfit: int = 5
+    fold_epochs: int = 2
+    fold_rounds: int = 1
+    warn_factor: float = 5.0
 
     def __post_init__(self):
         if self.source not in ("catalog", "dataset", "run"):
@@ -115,6 +127,10 @@ class ScanConfig:
             raise InputError("train_on=domain needs --dataset NAME (the domain's reference titles)")
         if not 64 <= self.chunk_size <= 1_000_000:
             raise InputError("chunk_size must be between 64 and 1000000")
+        if self.crossfit == 1 or not 0 <= self.crossfit <= 20:
+            raise InputError("crossfit must be 0 (off) or between 2 and 20 folds")
+        if self.fold_epochs < 1 or self.fold_rounds < 0:
+            raise InputError("fold_epochs must be >= 1 and fold_rounds >= 0")
         if self.engine not in ("local", "ray"):
             raise InputError("engine must be local or ray")
         if self.engine == "ray" and self.scanner.quant != "none":
@@ -254,7 +270,17 @@ def score_catalog(scanner, titles: list[str], threshold: float, cfg: ScanConfig,
     if cfg.engine == "ray":
         from .ray_engine import score_titles
 
-        scores, spans = score_titles(scanner, titles, threshold, cfg.spans, cfg.ray, cfg.chunk_size, progress)
+        # a cross-fitted scanner ships one model per fold, each with the titles of its fold
+        groups = scanner._groups(titles).items() if isinstance(scanner, CrossFitScanner) else \
+            [(None, range(len(titles)))]
+        scores, spans = np.empty(len(titles)), [None] * len(titles)
+        for k, idx in groups:
+            one = scanner if k is None else scanner.scanners[k]
+            s, sp = score_titles(one, [titles[i] for i in idx], threshold, cfg.spans, cfg.ray, cfg.chunk_size,
+                                 progress)
+            scores[list(idx)] = s
+            for i, x in zip(idx, sp):
+                spans[i] = x
         return scores, lambda idx: [spans[i] for i in idx]
     n = len(titles)
     scores = np.empty(n)
@@ -263,6 +289,37 @@ def score_catalog(scanner, titles: list[str], threshold: float, cfg: ScanConfig,
         if progress:
             progress.update(min(n, start + cfg.chunk_size), n, "scoring titles")
     return scores, lambda idx: scanner.spans([titles[i] for i in idx])
+
+
+def calibration_info(scanner, cfg: ScanConfig) -> dict:
+    """How the scan's threshold was set, for the JSON, the store and the Scanner page."""
+    if cfg.threshold is not None:
+        return {"method": "set by hand", "threshold": float(cfg.threshold), "target_fpr": None}
+    cal = getattr(scanner, "calibration", None)
+    if cal is not None:
+        return asdict(cal)
+    return {"method": "quantile of the scanner's held-out training titles", "threshold": scanner.threshold,
+            "target_fpr": cfg.scanner.target_fpr}
+
+
+def calibration_caption(cal: dict) -> str:
+    """One line saying how the threshold was set and what FPR it implies."""
+    text = f"Threshold {cal['threshold']:.4f}: {cal['method']}"
+    if cal.get("target_fpr") is not None:
+        text += f", for a target FPR of {cal['target_fpr']:.1%}"
+    if cal.get("expected_fpr") is not None:
+        text += (f"; expected FPR on clean titles {cal['expected_fpr']:.2%} (never below P(Yes) = "
+                 f"{cal['floor']:.2f}; {cal['share_above']:.2%} of this catalog's cross-fitted scores lie above it)")
+    return text + "."
+
+
+def flagged_warning(share: float, target_fpr: float | None, factor: float = 5.0) -> str | None:
+    """A warning when far more titles are flagged than the target FPR lets clean titles be."""
+    if target_fpr is None or share <= factor * target_fpr:
+        return None
+    return (f"{share:.1%} of titles flagged, far above the target FPR of {target_fpr:.1%}: either the catalog holds "
+            "many poisoned titles or its clean titles score unlike the scanner's training titles; review the "
+            "flagged titles and their reasons")
 
 
 def _squash(method: str, raw: np.ndarray) -> np.ndarray:
@@ -332,9 +389,16 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
     if progress:
         progress.phase(f"getting a scanner for {domain}")
     scanner_cfg = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
-    scanner, cached = get_scanner(train_titles, scanner_cfg, progress, client, domain, cfg.use_cache)
+    if not trusted and cfg.crossfit:  # no trusted reference: no title is scored by a scanner that saw it as clean
+        fold_cfg = replace(scanner_cfg, epochs=min(scanner_cfg.epochs, cfg.fold_epochs),
+                           rounds=min(scanner_cfg.rounds, cfg.fold_rounds))
+        scanner, cached = crossfit_scanner(train_titles, fold_cfg, cfg.crossfit, progress, client, domain,
+                                           cfg.use_cache)
+    else:
+        scanner, cached = get_scanner(train_titles, scanner_cfg, progress, client, domain, cfg.use_cache)
     warnings += [w for w in scanner.info.get("warnings", []) if not cached]
     threshold = scanner.threshold if cfg.threshold is None else float(cfg.threshold)
+    calibration = calibration_info(scanner, cfg)
     use_campaigns = cfg.campaigns == "on" or (cfg.campaigns == "auto" and trusted)
     scan_id = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     labels = catalog.labels
@@ -419,7 +483,7 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
             rows.append({"scan_id": scan_id if method == "scanner" else f"{scan_id}.{method}",
                          "run_id": catalog.run_id, "source": catalog.source, "method": method,
                          "threshold": thresholds[method], "n_items": n, "n_flagged": int(flags[method].sum()),
-                         "metrics": m or None})
+                         "metrics": {**m, "calibration": calibration} if method == "scanner" else m or None})
         if tmp_csv is not None:
             table = pd.DataFrame({"item_id": ids, "title": titles, "score": scores["scanner"],
                                   "flagged": flags["scanner"], "span": [span_of.get(i) for i in range(n)],
@@ -440,6 +504,10 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
         if tmp_csv is not None and tmp_csv.exists():
             tmp_csv.unlink()
     main = summary["scanner"]
+    share = main["n_flagged"] / max(n, 1)
+    too_many = flagged_warning(share, calibration.get("target_fpr"), cfg.warn_factor)
+    if too_many:
+        warnings.append(too_many)
     result = {"scan_id": scan_id, "source": catalog.source, "engine": cfg.engine, "domain": domain, "n_items": n,
               "n_flagged": main["n_flagged"], "threshold": threshold, "seconds": round(time.monotonic() - t0, 2),
               "scanner_cached": cached, "scanner": {"model": cfg.scanner.model, "rounds": scanner.history,
@@ -450,7 +518,8 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
               "unicode": None if found is None else {"n_flagged": int(by_unicode.sum()),
                                                      "findings": unicode_hygiene.kind_counts(found),
                                                      "seconds": unicode_seconds},
-              "warnings": warnings}
+              "crossfit_folds": scanner.info.get("folds") if isinstance(scanner, CrossFitScanner) else None,
+              "calibration": calibration, "flagged_share": share, "warnings": warnings}
     for key in ("precision", "recall", "f1", "auc", "fpr", "best_f1"):
         if key in main:
             result[key] = main[key]

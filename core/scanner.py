@@ -301,7 +301,7 @@ def mini_lm(titles: Sequence[str], seed: int = 0, epochs: int = 4, progress: Pro
 
 
 def load_base(cfg: ScannerConfig, titles: Sequence[str], progress: Progress | None = None):
-    """(model, tokenizer) for the scanner's base, before fine-tuning."""
+    """(model, tokenizer) for the scanner's base, before fine-tuning, pre-trained on `titles` (cached)."""
     if cfg.model == "mini":
         return mini_lm(titles, cfg.seed, progress=progress, hidden=cfg.mini_hidden, layers=cfg.mini_layers)
     from . import models  # the project's loader: tiny, HF ids, quantization (helper A's module)
@@ -552,7 +552,7 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
 
 
 def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None,
-                  client=None, domain: str = "") -> Scanner:
+                  client=None, domain: str = "", base_titles: Sequence[str] | None = None) -> Scanner:
     """Train a scanner on a domain's titles with adversarial rounds.
 
     Args:
@@ -561,6 +561,8 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         progress (`Progress`, optional): progress and cancellation.
         client (`LLMClient`, optional): endpoint for the LLM agent when `cfg.use_llm_agent`.
         domain (`str`): a name for reports.
+        base_titles (`Sequence[str]`, optional): titles the base is pre-trained on (default `titles`); the
+            folds of a cross-fitted scan share one base pre-trained on the whole catalog.
 
     Returns:
         `Scanner` with its threshold, round history and info (incl. agent warnings).
@@ -580,7 +582,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     vocab = title_vocab(titles)
     torch.manual_seed(cfg.seed)
 
-    model, tokenizer = load_base(cfg, titles, progress)
+    model, tokenizer = load_base(cfg, titles if base_titles is None else base_titles, progress)
     model = _prepare_for_finetune(model, cfg)
     scanner = Scanner(model, tokenizer, cfg)
     agent = AgentConfig(n=cfg.n_triggers, seed=cfg.seed, families=cfg.families, positions=cfg.positions,
@@ -692,8 +694,9 @@ def _titles_hash(titles: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def scanner_key(titles: Sequence[str], cfg: ScannerConfig) -> str:
-    return _hash({"titles": _titles_hash(titles), "cfg": cfg.to_dict(), "v": 2})
+def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
+    base = {} if base_titles is None else {"base": _titles_hash(base_titles)}  # old keys stay valid
+    return _hash({"titles": _titles_hash(titles), "cfg": cfg.to_dict(), "v": 2, **base})
 
 
 def _save_folder(folder: Path, model, tokenizer, meta: dict) -> None:
@@ -727,16 +730,18 @@ def load_scanner(folder: Path) -> Scanner:
 
 
 def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
-                domain: str = "", use_cache: bool = True) -> tuple[Scanner, bool]:
-    """A scanner for this domain and config: from the cache, or trained and cached.
+                domain: str = "", use_cache: bool = True, base_titles: Sequence[str] | None = None
+                ) -> tuple[Scanner, bool]:
+    """A scanner for this domain and config: from the cache, or trained and cached (`train_scanner`'s args).
 
     Returns:
         `(Scanner, cached)` where `cached` says whether it came from the cache.
     """
-    folder = settings.cache_dir("scanners") / f"{cfg.model.replace('/', '_')}-{scanner_key(titles, cfg)}"
+    key = scanner_key(titles, cfg, base_titles)
+    folder = settings.cache_dir("scanners") / f"{cfg.model.replace('/', '_')}-{key}"
     if use_cache and (folder / "meta.json").exists():
         return load_scanner(folder), True
-    scanner = train_scanner(titles, cfg, progress, client, domain)
+    scanner = train_scanner(titles, cfg, progress, client, domain, base_titles)
     if use_cache and cfg.quant == "none":  # quantized weights are rebuilt from the base each time
         save_scanner(scanner, folder)
     return scanner, False

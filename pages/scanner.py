@@ -2,10 +2,13 @@
 threshold, detection metrics, score plots, the recurring triggers found, the suspicious span of each
 flagged title and the Unicode-hygiene reason (hidden characters, look-alike letters) where there is one."""
 
+import json
+
 import streamlit as st
 
 from core import campaign, plots, reports, settings
-from core.defend import ScanConfig, defence_table, run_defend, run_scan
+from core.defend import (ScanConfig, calibration_caption, defence_table, flagged_warning, run_defend,
+                         run_scan)
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
@@ -160,6 +163,12 @@ if has_labels:
     cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
 else:
     cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
+calibration = json.loads(scan["metrics"]).get("calibration") if scan.get("metrics") else None
+if calibration:
+    st.caption(calibration_caption(calibration))
+    too_many = flagged_warning(float(flags.mean()), calibration.get("target_fpr"))
+    if too_many:
+        st.warning(too_many)
 
 campaigns = store().scan_campaigns(scan_id)
 if len(campaigns):
