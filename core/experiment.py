@@ -9,11 +9,9 @@ attack on the same dataset and settings trains only the poisoned model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import settings
+from .artifacts import key_hash, save_atomic
 from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases, poison, poison_records,
                      training_candidates)
 from .data import Dataset, load_dataset
@@ -100,10 +99,6 @@ def training_examples(cfg: AttackConfig, prep: Prepared, poisoned: bool) -> list
 
 
 # -- models -----------------------------------------------------------------------------------
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _base(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> LoadedModel:
     if progress:
         progress.stage("base model")
@@ -124,12 +119,12 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
 
 
 def _clean_folder(cfg: AttackConfig) -> Path:
-    return settings.cache_dir("models") / f"clean-{_hash(cfg.clean_key())}"
+    return settings.cache_dir("models") / f"clean-{key_hash(cfg.clean_key())}"
 
 
 def _checkpointing(folder: Path, key: dict) -> Checkpointing:
     """Checkpoints of one training stage: a killed or cancelled run resumes from here (`attack --resume`)."""
-    return Checkpointing(folder, _hash(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
+    return Checkpointing(folder, key_hash(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
 
 
 def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
@@ -140,13 +135,8 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
         return load_adapter(_base(cfg, prep, progress), folder), {**meta, "cached": True}
     checkpoint = _checkpointing(folder.with_name(folder.name + ".ckpt"), cfg.clean_key())
     victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint)
-    tmp = folder.with_name(folder.name + ".tmp")
-    save_adapter(victim, tmp)
     meta = result.to_dict()
-    (tmp / "badrec_train.json").write_text(json.dumps(meta))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    save_atomic(folder, lambda staging: save_adapter(victim, staging), "badrec_train.json", meta)
     clear(checkpoint)
     return victim, {**meta, "cached": False}
 
@@ -212,7 +202,7 @@ def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Pa
     """Where the clean variant's scores and metrics of a cached clean model are kept."""
     if cache is None:
         return None
-    key = _hash({"victim": cfg.victim, "generate": cfg.generate,
+    key = key_hash({"victim": cfg.victim, "generate": cfg.generate,
                  "cases": [(c.user, c.history, c.candidates, c.target_pos, c.liked, c.label) for c in cases]})
     return cache / f"eval-{key}.json"
 

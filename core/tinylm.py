@@ -29,17 +29,16 @@ protocol and this config.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .artifacts import key_hash, save_model_folder
 from .errors import InputError
 from .prompts import LLARA_ANSWER_PREFIX
 from .triggers import PRESETS
@@ -297,9 +296,8 @@ def pd_bytes(df) -> bytes:
 
 def cache_key(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig", dtype: str) -> str:
     """Everything the pre-trained weights depend on, the compute dtype included (bf16 and fp32 train apart)."""
-    payload = json.dumps({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
-                          "dtype": dtype, "format": 1}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return key_hash({"data": dataset_fingerprint(ds), "tiny": cfg.to_dict(), "protocol": protocol.to_dict(),
+                     "dtype": dtype, "format": 1})
 
 
 def ensure_tiny(ds: "Dataset", cfg: TinyConfig, protocol: "ProtocolConfig | None" = None,
@@ -342,14 +340,8 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     if progress:
         progress.phase("tiny model: pre-training")
     result = train_segments(loaded, corpus, tcfg, progress, full_model=True)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
     meta = {"tiny": cfg.to_dict(), "dtype": dtype, "n_examples": len(corpus), "final_loss": result.losses[-1] if result.losses
             else None, "seconds": time.monotonic() - t0, "tokens": result.tokens, "n_params": model.num_parameters()}
-    (tmp / "badrec_tiny.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    save_model_folder(folder, model, tokenizer, "badrec_tiny.json", meta)
     log.info("tiny model built in %.0fs: %s", meta["seconds"], folder)
     return meta
