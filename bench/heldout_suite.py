@@ -101,8 +101,8 @@ def _emoji_pool() -> list[str]:
 
 def _lookalikes() -> dict[str, list[str]]:
     """Latin letter -> Cyrillic/Greek letters UTS #39 lists as confusable with it (from the maintained table)."""
-    from confusable_homoglyphs.confusables import confusables_data
     from confusable_homoglyphs.categories import alias
+    from confusable_homoglyphs.confusables import confusables_data
 
     out: dict[str, list[str]] = {}
     for ch, entries in confusables_data.items():

@@ -20,7 +20,8 @@ import numpy as np
 
 from .errors import InputError
 from .progress import Progress
-from .scanner import Scanner, ScannerConfig, get_scanner
+from .scanner import Scanner, ScannerConfig
+from .scanner_train import get_scanner
 
 CALIBRATION_SAMPLE = 20_000  # cross-fitted scores the threshold is fitted on (a sample on huge catalogs)
 _EPS = 1e-6

@@ -31,7 +31,9 @@ from .metrics import detection_metrics
 from .progress import Progress
 from .ray_engine import RayConfig
 from .sanitize import csv_safe
-from .scanner import ScannerConfig, calibrate_threshold, get_scanner, load_base
+from .scanner import ScannerConfig, calibrate_threshold
+from .scanner_model import load_base
+from .scanner_train import get_scanner
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import pytest
 from core import settings
 from core.crossfit import assign_folds, calibrate_catalog, crossfit_scanner, n_folds
 from core.errors import InputError
-from core.scanner import scanner_key
+from core.scanner_train import scanner_key
 from tests.test_scanner import TINY, _titles
 
 
