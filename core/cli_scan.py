@@ -1,4 +1,4 @@
-"""`scan` and `defend` subcommands (DESIGN.md §7): thin shells over `core.defend`."""
+"""`scan` and `defend` subcommands (DESIGN.md §7): thin shells over `core.scan` and `core.defend`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from .campaign import CampaignConfig
-from .defend import METHODS, ScanConfig, run_defend, run_scan
+from .defend import run_defend
 from .cli_output import emit
 from .errors import InputError
 from .progress import ConsoleProgress
 from .ray_engine import RayConfig
+from .scan import METHODS, ScanConfig, run_scan
 from .scanner import ScannerConfig
 
 
@@ -72,7 +73,7 @@ def cmd_scan(args, store):
         raise InputError(f"--out folder {str(Path(args.out).resolve().parent)!r} does not exist")
     cfg = _scan_config(args, source)
     progress = None if args.json else ConsoleProgress()
-    result = run_scan(store, cfg, progress, out_csv=args.out)
+    result = run_scan(store, cfg, progress, out_csv=args.out).to_dict()
     for w in result["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     emit(args, result, _summary)

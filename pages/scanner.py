@@ -7,11 +7,11 @@ import json
 import streamlit as st
 
 from core import campaign, plots, reports, settings
-from core.defend import (ScanConfig, calibration_caption, defence_table, flagged_warning, run_defend,
-                         run_scan)
+from core.defend import defence_table, run_defend
 from core.errors import BadRecError, InputError
 from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
+from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
 from core.scanner import ScannerConfig
 from pages.shared import figure, imported_datasets, job_monitor, jobs, page, show_error, store, submit_job
 
@@ -100,7 +100,7 @@ with st.container(border=True):
         try:
             cfg = scan_config()
             job_id = submit_job("scan", dataset or "", cfg.to_dict(),
-                                lambda progress, rid: run_scan(job_store, cfg, progress), "scanner_monitor")
+                                lambda progress, rid: run_scan(job_store, cfg, progress).to_dict(), "scanner_monitor")
         except BadRecError as exc:
             show_error(exc)
         else:

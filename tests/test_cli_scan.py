@@ -170,7 +170,7 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
 def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, tmp_path):
     """Self-cleaning guards a scanner trained on the catalog it scans; a separate domain dataset is the
     clean reference, whose odd titles must be learned as clean rather than dropped."""
-    from core.defend import ScanConfig, resolve_catalog, training_titles
+    from core.scan import ScanConfig, resolve_catalog, training_titles
     from tests.conftest import make_synthetic
 
     store = Store(settings.db_path())
