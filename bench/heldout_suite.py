@@ -263,6 +263,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=0, help="scan a seeded sample of this many titles (0 = all)")
     ap.add_argument("--seeds", default="0", help="comma-separated evaluation seeds (100-109 are for tuning)")
     ap.add_argument("--scan-args", default="", help="extra `scan` flags (default: none, the shipped defaults)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 wastes less CPU on a loaded machine)")
     ap.add_argument("--out", help="write the JSON here")
     args = ap.parse_args()
     import torch
@@ -271,14 +272,14 @@ def main() -> None:
     from core.data import load_dataset
     from core.store import Store
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     store = Store(settings.db_path())
     titles = sorted(set(load_dataset(store, args.dataset).items["title"].astype(str)))
     del store
     if args.sample and args.sample < len(titles):
         titles = sorted(random.Random(f"sample:{args.dataset}").sample(titles, args.sample))
     results = [run_one(titles, int(s), args.scan_args.split()) for s in args.seeds.split(",")]
-    out = {"dataset": args.dataset, "n_titles": len(titles), "seeds": args.seeds,
+    out = {"dataset": args.dataset, "n_titles": len(titles), "seeds": args.seeds, "threads": args.threads,
            "tuning_seed": any(int(s) in TUNING_SEEDS for s in args.seeds.split(",")), "runs": results}
     text = json.dumps(out, indent=1, default=str, ensure_ascii=False)
     if args.out:
