@@ -69,3 +69,17 @@ def test_tiny_catalogs_get_more_folds_so_each_scanner_keeps_twenty_titles():
     assert n_folds(24, 2, 4000) == 6 and n_folds(26, 5, 4000) == 5 and n_folds(22, 5, 4000) == 11
     with pytest.raises(InputError, match="22 distinct titles"):
         n_folds(21, 5, 4000)
+
+
+def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_much_is_flagged():
+    from dataclasses import asdict
+
+    from core.scan import calibration_caption, flagged_warning
+
+    rng = np.random.default_rng(1)
+    cal = asdict(calibrate_catalog(1 / (1 + np.exp(-rng.logistic(-3.0, 1.0, 2_000))), 0.01))
+    text = calibration_caption(cal)
+    assert "target FPR of 1.0%" in text and f"expected FPR on clean titles {cal['expected_fpr']:.2%}" in text
+    assert flagged_warning(0.04, 0.01) is None  # 4x the target: a poisoned catalog may well look like this
+    assert "far above the target FPR of 1.0%" in flagged_warning(0.46, 0.01)
+    assert flagged_warning(0.9, None) is None  # a threshold set by hand promises no FPR
