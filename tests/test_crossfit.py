@@ -83,3 +83,13 @@ def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_mu
     assert flagged_warning(0.04, 0.01) is None  # 4x the target: a poisoned catalog may well look like this
     assert "far above the target FPR of 1.0%" in flagged_warning(0.46, 0.01)
     assert flagged_warning(0.9, None) is None  # a threshold set by hand promises no FPR
+
+
+def test_a_trusted_reference_keeps_its_cache_key():
+    """Cross-fitting added the shared base to the key only when one is given: scanners trained on a trusted
+    reference (scan --run, defend) keep the key of before issue 17, so their cached scanners and numbers stay."""
+    from core.scanner import ScannerConfig
+
+    titles = ["Toy Story (1995)", "Heat (1995)"]
+    assert scanner_key(titles, ScannerConfig()) == "81c037bc811a2156"  # the key before the change
+    assert scanner_key(titles, ScannerConfig(), base_titles=titles + ["Up (2009)"]) != "81c037bc811a2156"
