@@ -131,7 +131,8 @@ class CrossFitScanner:
     history: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
-    def _groups(self, titles: Sequence[str]) -> dict[int, list[int]]:
+    def groups(self, titles: Sequence[str]) -> dict[int, list[int]]:
+        """Indices of `titles` per fold (-1: titles outside the catalog)."""
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(titles):
             groups.setdefault(self.fold.get(t, -1), []).append(i)
@@ -139,7 +140,7 @@ class CrossFitScanner:
 
     def score(self, titles: Sequence[str]) -> np.ndarray:
         out = np.empty(len(titles))
-        for k, idx in self._groups(titles).items():
+        for k, idx in self.groups(titles).items():
             sub = [titles[i] for i in idx]
             out[idx] = self.scanners[k].score(sub) if k >= 0 else \
                 np.mean([s.score(sub) for s in self.scanners], axis=0)
@@ -147,13 +148,10 @@ class CrossFitScanner:
 
     def spans(self, titles: Sequence[str]) -> list[str | None]:
         out: list[str | None] = [None] * len(titles)
-        for k, idx in self._groups(titles).items():
+        for k, idx in self.groups(titles).items():
             for i, sp in zip(idx, self.scanners[max(k, 0)].spans([titles[i] for i in idx])):
                 out[i] = sp
         return out
-
-    def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        return scores >= (self.threshold if threshold is None else threshold)
 
 
 def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, progress: Progress | None = None,

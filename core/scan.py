@@ -268,12 +268,13 @@ def score_catalog(scanner, titles: list[str], threshold: float, cfg: ScanConfig,
     if cfg.engine == "ray":
         from .ray_engine import score_titles
 
-        # a cross-fitted scanner ships one model per fold, each with the titles of its fold
-        groups = scanner._groups(titles).items() if isinstance(scanner, CrossFitScanner) else \
+        # a cross-fitted scanner ships one model per fold, each with the titles of its fold (every scanned title
+        # is in a fold: uploads and datasets have no blank titles, the only ones folds leave out)
+        groups = scanner.groups(titles).items() if isinstance(scanner, CrossFitScanner) else \
             [(None, range(len(titles)))]
         scores, spans = np.empty(len(titles)), [None] * len(titles)
         for k, idx in groups:
-            one = scanner if k is None else scanner.scanners[k]
+            one = scanner if k is None else scanner.scanners[max(k, 0)]
             s, sp = score_titles(one, [titles[i] for i in idx], threshold, cfg.spans, cfg.ray, cfg.chunk_size,
                                  progress)
             scores[list(idx)] = s
