@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import peak_rss_mb  # noqa: E402
 from core import settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.defend import ScanConfig  # noqa: E402
-from core.scanner import ScannerConfig, get_scanner, hard_negative, load_scanner, title_vocab  # noqa: E402
+from core.scan import ScanConfig  # noqa: E402
+from core.scanner import ScannerConfig, load_scanner  # noqa: E402
+from core.scanner_data import hard_negative, title_vocab  # noqa: E402
+from core.scanner_train import get_scanner  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.triggers import LEVELS, Trigger, apply_trigger  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""`scan` and `defend` subcommands (DESIGN.md §7): thin shells over `core.defend`."""
+"""`scan` and `defend` subcommands (DESIGN.md §7): thin shells over `core.scan` and `core.defend`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from .campaign import CampaignConfig
-from .defend import METHODS, ScanConfig, run_defend, run_scan
+from .defend import run_defend
 from .cli_output import emit
 from .errors import InputError
 from .progress import ConsoleProgress
 from .ray_engine import RayConfig
+from .scan import METHODS, ScanConfig, run_scan
 from .scanner import ScannerConfig
 
 
@@ -33,7 +34,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
-                      ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir))
+                      ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
+                      crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds)
 
 
 def _summary(r: dict) -> str:
@@ -58,7 +60,7 @@ def _summary(r: dict) -> str:
 
 
 def cmd_scan(args, store):
-
+    """`scan`: one source (a catalog file or an attack run), the scan's JSON or a summary printed."""
     sources = [s for s in ("catalog", "run") if getattr(args, s)]
     if len(sources) > 1:
         raise InputError("give one of --catalog FILE, --run RUN_ID or --dataset NAME")
@@ -71,14 +73,14 @@ def cmd_scan(args, store):
         raise InputError(f"--out folder {str(Path(args.out).resolve().parent)!r} does not exist")
     cfg = _scan_config(args, source)
     progress = None if args.json else ConsoleProgress()
-    result = run_scan(store, cfg, progress, out_csv=args.out)
+    result = run_scan(store, cfg, progress, out_csv=args.out).to_dict()
     for w in result["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     emit(args, result, _summary)
 
 
 def cmd_defend(args, store):
-
+    """`defend`: scan an attack run's catalog, retrain its victim without the flagged items, print before/after."""
     if store.get_run(args.run) is None:
         raise InputError(f"unknown run id {args.run!r}")
     args.catalog = None
@@ -89,9 +91,10 @@ def cmd_defend(args, store):
         print(f"warning: {w}", file=sys.stderr)
 
     def text(r):
-        d, b, a = r["detection"], r["before"], r["after"]
-        return (f"dropped {len(r['dropped'])} flagged items; detection f1={d.get('f1')} auc={d.get('auc')}\n"
-                f"  before: asr={b.get('asr')} hr@1={b.get('hr@1')}\n  after:  asr={a.get('asr')} hr@1={a.get('hr@1')}")
+        found, before, after = r["detection"], r["before"], r["after"]
+        return (f"dropped {len(r['dropped'])} flagged items; detection f1={found.get('f1')} auc={found.get('auc')}\n"
+                f"  before: asr={before.get('asr')} hr@1={before.get('hr@1')}\n"
+                f"  after:  asr={after.get('asr')} hr@1={after.get('hr@1')}")
     emit(args, result, text)
 
 
@@ -119,6 +122,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-unicode-check", action="store_true",
                    help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
                         "symbols (core.unicode_hygiene); on by default, whatever the threshold")
+    p.add_argument("--crossfit", type=int, default=ScanConfig.crossfit,
+                   help="without a trusted reference (no --dataset/--run), score each of K folds of the catalog "
+                        "with a scanner that never saw it as clean and calibrate on those scores; 0 = off")
+    p.add_argument("--fold-epochs", type=int, default=ScanConfig.fold_epochs,
+                   help="at most this many first-round epochs for each cross-fitted fold's scanner")
+    p.add_argument("--fold-rounds", type=int, default=ScanConfig.fold_rounds,
+                   help="at most this many adversarial rounds for each cross-fitted fold's scanner")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "
@@ -133,6 +143,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
+    """Add the `scan` and `defend` subcommands and their flags to the CLI."""
     p = sub.add_parser("scan", help="score a catalog's titles for backdoor triggers (P-Scanner + baselines)")
     p.add_argument("--catalog", help="CSV/TSV/Parquet/JSON Lines file with item id and title columns (with "
                                      "--engine ray also a folder of such files)")

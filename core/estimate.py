@@ -267,15 +267,15 @@ def scanner_cached(store, cfg) -> bool:
     """Whether the scanner a `ScanConfig` would train on its domain dataset's titles is in the cache."""
     from . import settings
     from .data import load_dataset
-    from .defend import run_catalog
-    from .scanner import scanner_key
+    from .scan import run_catalog
+    from .scanner_train import scanner_key
 
     if not cfg.use_cache or cfg.train_on == "catalog" or (cfg.source == "catalog" and not cfg.dataset):
         return False  # it trains on the catalog itself: its titles are known only once the file is read
     domain = run_catalog(store, cfg.run_id).domain if cfg.source == "run" else cfg.dataset
-    trusted = cfg.source != "dataset"  # as core.defend.training_titles decides
+    trusted = cfg.source != "dataset"  # as core.scan.training_titles decides
     scanner = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     titles = load_dataset(store, domain).items["title"].tolist()
-    name = f"{scanner.model.replace('/', '_')}-{scanner_key(titles, scanner)}"  # as core.scanner.get_scanner
+    name = f"{scanner.model.replace('/', '_')}-{scanner_key(titles, scanner)}"  # as core.scanner_train.get_scanner
     folder = settings.home() / "cache" / "scanners" / name
     return (folder / "meta.json").exists()

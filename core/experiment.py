@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import settings
+from .artifacts import save_atomic
 from .attack import (AttackConfig, EvalCase, PoisonedData, Variant, attack_cases, poison, poison_records,
                      training_candidates)
 from .data import Dataset, load_dataset
@@ -142,13 +142,8 @@ def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on
         return load_adapter(base_model(cfg, prep, progress), folder), {**meta, "cached": True}
     checkpoint = _checkpointing(folder.with_name(folder.name + ".ckpt"), cfg.clean_key())
     victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint)
-    tmp = folder.with_name(folder.name + ".tmp")
-    save_adapter(victim, tmp)
     meta = result.to_dict()
-    (tmp / "badrec_train.json").write_text(json.dumps(meta))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    save_atomic(folder, lambda staging: save_adapter(victim, staging), "badrec_train.json", meta)
     clear(checkpoint)
     return victim, {**meta, "cached": False}
 

@@ -208,37 +208,15 @@ def new_run_id(kind: str) -> str:
     return f"{kind}-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
 
-class _ScanUnder:
-    """The store as `run_scan` sees it, except that the scan it writes is stored under `scan_id`.
-
-    `run_scan` names its scan itself; the dashboard's scan job gives the job's id instead, so the id the
-    user sees queued is the one its results carry (baselines keep their `.<method>` suffix).
-    """
-
-    def __init__(self, store: Store, scan_id: str):
-        self._store, self._scan_id = store, scan_id
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-    def _rename(self, scan_id: str) -> str:
-        _, dot, method = scan_id.partition(".")
-        return self._scan_id + dot + method
-
-    def write_scan(self, chunks, finish) -> None:
-        self._store.write_scan((df.assign(scan_id=df["scan_id"].map(self._rename)) for df in chunks),
-                               lambda: [{**row, "scan_id": self._rename(row["scan_id"])} for row in finish()])
-
-
-def scan_job(run_scan: Callable[..., dict], store: Store, cfg) -> JobFn:
+def scan_job(run_scan: Callable, store: Store, cfg) -> JobFn:
     """A scan as a job whose run id is the scan id.
 
     Args:
-        run_scan (`Callable`): `core.defend.run_scan` (passed in: the scan imports the experiment, which
+        run_scan (`Callable`): `core.scan.run_scan` (passed in: the scan imports the experiment, which
             imports this module).
         store (`Store`): where the scan is written.
         cfg (`ScanConfig`): the scan.
     """
     def fn(progress: Progress, run_id: str) -> dict:
-        return {**run_scan(_ScanUnder(store, run_id), cfg, progress), "scan_id": run_id}
+        return run_scan(store, cfg, progress, scan_id=run_id).to_dict()
     return fn

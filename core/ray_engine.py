@@ -27,13 +27,14 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .config import ConfigMixin
 from .errors import InputError
 from .progress import Progress
 
@@ -46,7 +47,7 @@ _LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
-class RayConfig:
+class RayConfig(ConfigMixin):
     """Where a Ray job runs.
 
     Args:
@@ -70,11 +71,10 @@ class RayConfig:
         if self.workers is not None and not 1 <= self.workers <= 4096:
             raise InputError(f"workers={self.workers} must be between 1 and 4096")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def ray_available() -> bool:
+    """Whether ray is installed: the engine is optional, so the CLI and page check before offering it."""
     return importlib.util.find_spec("ray") is not None
 
 

@@ -29,17 +29,16 @@ protocol and this config.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .artifacts import save_model_folder
 from .config import ConfigMixin, fingerprint
 from .errors import InputError
 from .lm import Segments
@@ -355,14 +354,8 @@ def build_tiny(split: "Split", cfg: TinyConfig, folder: Path, progress: "Progres
     if progress:
         progress.phase("tiny model: pre-training")
     result = train_segments(loaded, corpus, tcfg, progress, full_model=True)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
     meta = {"tiny": cfg.to_dict(), "dtype": dtype, "n_examples": len(corpus), "final_loss": result.losses[-1] if result.losses
             else None, "seconds": time.monotonic() - t0, "tokens": result.tokens, "n_params": model.num_parameters()}
-    (tmp / "badrec_tiny.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    save_model_folder(folder, model, tokenizer, "badrec_tiny.json", meta)
     log.info("tiny model built in %.0fs: %s", meta["seconds"], folder)
     return meta

@@ -2,14 +2,17 @@
 threshold, detection metrics, score plots, the recurring triggers found, the suspicious span of each
 flagged title and the Unicode-hygiene reason (hidden characters, look-alike letters) where there is one."""
 
+import json
+
 import streamlit as st
 
 from core import campaign, plots, reports, settings, uploads
-from core.defend import ScanConfig, defence_table, run_defend, run_scan
+from core.defend import defence_table, run_defend
 from core.errors import BadRecError, InputError
 from core.jobs import scan_job
 from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
+from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
 from core.scanner import ScannerConfig
 from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_time, show_error, store,
                            submit_job)
@@ -195,6 +198,12 @@ if has_labels:
     cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
 else:
     cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
+calibration = json.loads(scan["metrics"]).get("calibration") if scan.get("metrics") else None
+if calibration:
+    st.caption(calibration_caption(calibration))
+    too_many = flagged_warning(float(flags.mean()), calibration.get("target_fpr"))
+    if too_many:
+        st.warning(too_many)
 
 campaigns = store().scan_campaigns(scan_id)
 if len(campaigns):

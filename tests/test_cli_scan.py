@@ -15,7 +15,7 @@ from core.sanitize import FORMULA_PREFIXES
 from core.store import Store
 from tests.openai_server import free_port
 
-FAST = ["--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx"]
+FAST = ["--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx", "--crossfit", "2"]
 
 
 def _catalog(path, n: int = 40, poisoned: int = 4, label: bool = True):
@@ -50,6 +50,11 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
             "campaigns_only"} <= set(result)
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
     assert result["campaign_step"] is False  # auto: off, the catalog trained its own scanner
+    # no trusted reference: cross-fitted over 2 folds, threshold calibrated on their scores (never below 0.5)
+    assert result["crossfit_folds"] == 2 and len(result["scanner"]["rounds"]) == 2
+    cal = result["calibration"]
+    assert cal["threshold"] == result["threshold"] >= 0.5 and cal["target_fpr"] == 0.05
+    assert 0.0 <= cal["expected_fpr"] <= 0.05 and cal["n_scores"] == 42
     assert "tokenstats" in result["baselines"]
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -165,7 +170,7 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
 def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, tmp_path):
     """Self-cleaning guards a scanner trained on the catalog it scans; a separate domain dataset is the
     clean reference, whose odd titles must be learned as clean rather than dropped."""
-    from core.defend import ScanConfig, resolve_catalog, training_titles
+    from core.scan import ScanConfig, resolve_catalog, training_titles
     from tests.conftest import make_synthetic
 
     store = Store(settings.db_path())

@@ -68,7 +68,7 @@ def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
     """Two scan jobs (`core.jobs.scan_job`, stored under their job ids): the first trains the scanner and
     calibrates its training speed so that the estimate of the same settings is the time it took; the second,
     cached, calibrates scoring."""
-    from core.defend import ScanConfig, run_scan
+    from core.scan import ScanConfig, run_scan
     from core.jobs import JobManager, scan_job
 
     synthetic_store(store)

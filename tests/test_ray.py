@@ -16,7 +16,7 @@ import pytest
 
 from core import settings
 from core.cli import main
-from core.defend import ScanConfig, run_scan
+from core.scan import ScanConfig, run_scan
 from core.experiment import run_attack
 from core.progress import CallbackProgress, Cancelled
 from core.ray_engine import RayConfig
@@ -61,7 +61,7 @@ def _titles(n: int) -> list[str]:
 
 def _scan_cfg(path, engine: str = "local") -> ScanConfig:
     return ScanConfig(source="catalog", catalog_path=str(path), methods=("scanner",), scanner=FAST, chunk_size=256,
-                      engine=engine, ray=RayConfig(workers=2))
+                      engine=engine, ray=RayConfig(workers=2), crossfit=2)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def scanned(tmp_path_factory):
         for k, start in enumerate(range(0, len(df), 700)):
             df.iloc[start:start + 700].to_parquet(shards / f"part-{k}.parquet", index=False)
         store = Store(home / "badrec.duckdb")
-        local = run_scan(store, _scan_cfg(csv))
+        local = run_scan(store, _scan_cfg(csv)).to_dict()
         yield SimpleNamespace(home=home, store=store, csv=csv, shards=shards, local=local,
                               rows=store.scan_results(local["scan_id"]))
 
@@ -100,7 +100,7 @@ def test_the_cluster_listens_on_loopback_only(cluster):
 
 
 def test_a_ray_scan_of_parquet_shards_equals_the_local_scan(cluster, scanned):
-    result = run_scan(scanned.store, _scan_cfg(scanned.shards, "ray"))
+    result = run_scan(scanned.store, _scan_cfg(scanned.shards, "ray")).to_dict()
     assert result["engine"] == "ray" and result["scanner_cached"] is True
     for key in ("n_items", "n_flagged", "threshold", "precision", "recall", "f1", "auc"):
         assert result[key] == pytest.approx(scanned.local[key], abs=1e-9), key
@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_scan_is_retried(cluster, scanned):
 
     result = run_scan(scanned.store, _scan_cfg(scanned.csv, "ray"), CallbackProgress(kill_one_scorer))
     assert killed  # a worker died after the first chunk, and Ray restarted it and retried its chunk
-    _same_rows(scanned.store.scan_results(result["scan_id"]), scanned.rows)
+    _same_rows(scanned.store.scan_results(result.scan_id), scanned.rows)
 
 
 def test_a_cancelled_ray_scan_leaves_nothing(cluster, scanned):

@@ -12,8 +12,9 @@ import pytest
 from core import campaign
 from core.campaign import CampaignConfig
 from core.errors import InputError
-from core.scanner import (ScannerConfig, calibrate_threshold, get_scanner, hard_negative, title_vocab,
-                          train_scanner)
+from core.scanner import ScannerConfig, calibrate_threshold
+from core.scanner_data import hard_negative, title_vocab
+from core.scanner_train import get_scanner, train_scanner
 from core.store import Store
 from tests.conftest import make_synthetic
 
