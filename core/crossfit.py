@@ -156,6 +156,17 @@ class CrossFitScanner:
         return out
 
 
+def fold_plan(titles: Sequence[str], cfg: ScannerConfig, folds: int, rng: random.Random
+              ) -> tuple[list[str], dict[str, int], list[list[str]], list[str]]:
+    """The distinct titles, each one's fold, each fold scanner's training titles and the shared base's titles:
+    one plan for training (`crossfit_scanner`) and for telling whether it is cached (`core.estimate`)."""
+    unique = sorted({t for t in titles if t and t.strip()})
+    k = n_folds(len(unique), folds, cfg.max_titles)
+    fold = assign_folds(unique, k, cfg.seed)
+    base = unique if len(unique) <= cfg.max_titles else sorted(rng.sample(unique, cfg.max_titles))
+    return unique, fold, [[t for t in unique if fold[t] != j] for j in range(k)], base
+
+
 def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, progress: Progress | None = None,
                      client=None, domain: str = "", use_cache: bool = True) -> tuple[CrossFitScanner, bool]:
     """Train (or load) one scanner per fold and calibrate the threshold on the cross-fitted scores.
@@ -171,16 +182,13 @@ def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, 
     if folds < 2:
         raise InputError(f"cross-fitting needs at least 2 folds; got {folds}")
     t0 = time.monotonic()
-    unique = sorted({t for t in titles if t and t.strip()})
-    k = n_folds(len(unique), folds, cfg.max_titles)
-    fold = assign_folds(unique, k, cfg.seed)
     rng = random.Random(f"crossfit:{cfg.seed}")
-    base = unique if len(unique) <= cfg.max_titles else sorted(rng.sample(unique, cfg.max_titles))
+    unique, fold, trains, base = fold_plan(titles, cfg, folds, rng)
+    k = len(trains)
     scanners, all_cached, history = [], True, []
-    for j in range(k):
+    for j, train in enumerate(trains):
         if progress:
             progress.phase(f"cross-fitting: scanner {j + 1} of {k} (never sees fold {j + 1} as clean)")
-        train = [t for t in unique if fold[t] != j]
         s, cached = get_scanner(train, cfg, progress, client, f"{domain} fold {j + 1}/{k}", use_cache,
                                 base_titles=base)
         scanners.append(s)

@@ -265,10 +265,12 @@ def defend_estimate(scan: Estimate, attack: Estimate) -> Estimate:
 # -- cache probe (reads the disk, nothing else; the attack's is core.experiment.cached_stages) -----------
 def scanner_cached(store, cfg) -> bool:
     """Whether the scanner a `ScanConfig` would train on its domain dataset's titles is in the cache."""
-    from . import settings
+    import random
+
+    from .crossfit import fold_plan
     from .data import load_dataset
-    from .scan import run_catalog
-    from .scanner_train import scanner_key
+    from .scan import fold_recipe, run_catalog
+    from .scanner_train import scanner_folder
 
     if not cfg.use_cache or cfg.train_on == "catalog" or (cfg.source == "catalog" and not cfg.dataset):
         return False  # it trains on the catalog itself: its titles are known only once the file is read
@@ -276,6 +278,8 @@ def scanner_cached(store, cfg) -> bool:
     trusted = cfg.source != "dataset"  # as core.scan.training_titles decides
     scanner = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     titles = load_dataset(store, domain).items["title"].tolist()
-    name = f"{scanner.model.replace('/', '_')}-{scanner_key(titles, scanner)}"  # as core.scanner_train.get_scanner
-    folder = settings.home() / "cache" / "scanners" / name
-    return (folder / "meta.json").exists()
+    if trusted or not cfg.crossfit:
+        return (scanner_folder(titles, scanner) / "meta.json").exists()
+    folds = fold_recipe(cfg, scanner)  # as core.scan.score: one scanner per fold, all cached or the scan trains
+    _, _, trains, base = fold_plan(titles, folds, cfg.crossfit, random.Random(f"crossfit:{folds.seed}"))
+    return all((scanner_folder(train, folds, base) / "meta.json").exists() for train in trains)

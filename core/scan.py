@@ -181,7 +181,7 @@ def run_catalog(store: Store, run_id: str) -> Catalog:
         raise InputError(f"run {run_id!r} is {run.get('status')}; only finished attack runs can be scanned")
     dataset = run["dataset"]
     items = store.load_items(dataset)[["item_id", "title"]]
-    poison = store.query("SELECT item_id, title FROM poison_records WHERE run_id = ? AND kind = 'item'", [run_id])
+    poison = store.poison_records(run_id, kind="item")[["item_id", "title"]]
     poison = poison.dropna(subset=["item_id", "title"]).drop_duplicates("item_id", keep="last")
     if poison.empty:
         raise InputError(f"run {run_id!r} has no poisoned items recorded")
@@ -443,6 +443,12 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
     return Resolved(catalog, ids, titles, found, unicode_scores, reasons, unicode_seconds, client, judge_raw, warnings)
 
 
+def fold_recipe(cfg: ScanConfig, scanner_cfg: ScannerConfig) -> ScannerConfig:
+    """Each cross-fitting fold's scanner: the scan's, capped at `fold_epochs` and `fold_rounds` (K scanners)."""
+    return replace(scanner_cfg, epochs=min(scanner_cfg.epochs, cfg.fold_epochs),
+                   rounds=min(scanner_cfg.rounds, cfg.fold_rounds))
+
+
 def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | None = None) -> Scored:
     """A scanner for the catalog's domain, every title's score, the recurring triggers and the flags."""
     train_titles, domain, trusted = training_titles(store, cfg, res.catalog)
@@ -450,9 +456,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
         progress.phase(f"getting a scanner for {domain}")
     scanner_cfg = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     if not trusted and cfg.crossfit:  # no trusted reference: no title is scored by a scanner that saw it as clean
-        fold_cfg = replace(scanner_cfg, epochs=min(scanner_cfg.epochs, cfg.fold_epochs),
-                           rounds=min(scanner_cfg.rounds, cfg.fold_rounds))
-        scanner, cached = crossfit_scanner(train_titles, fold_cfg, cfg.crossfit, progress, res.client, domain,
+        scanner, cached = crossfit_scanner(train_titles, fold_recipe(cfg, scanner_cfg), cfg.crossfit, progress, res.client, domain,
                                            cfg.use_cache)
     else:
         scanner, cached = get_scanner(train_titles, scanner_cfg, progress, res.client, domain, cfg.use_cache)

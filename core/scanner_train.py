@@ -8,6 +8,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -196,6 +197,11 @@ def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence
     return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 2, **base})
 
 
+def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> Path:
+    """Where the scanner of these titles and config is cached (named by `scanner_key`)."""
+    return settings.cache_dir("scanners") / f"{cfg.model.replace('/', '_')}-{scanner_key(titles, cfg, base_titles)}"
+
+
 def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
                 domain: str = "", use_cache: bool = True, base_titles: Sequence[str] | None = None
                 ) -> tuple[Scanner, bool]:
@@ -204,8 +210,7 @@ def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | 
     Returns:
         `(Scanner, cached)` where `cached` says whether it came from the cache.
     """
-    key = scanner_key(titles, cfg, base_titles)
-    folder = settings.cache_dir("scanners") / f"{cfg.model.replace('/', '_')}-{key}"
+    folder = scanner_folder(titles, cfg, base_titles)
     if use_cache and (folder / "meta.json").exists():
         return load_scanner(folder), True
     scanner = train_scanner(titles, cfg, progress, client, domain, base_titles)

@@ -306,8 +306,12 @@ ATTACK = {"ratio": 0.3, "epochs": 0.2, "lr": 0.01, "users": 5, "windows": 1, "ca
 
 
 def set_number(page, label: str, value: float) -> None:
-    """Type into a number input and leave it with Tab (Enter would submit a form)."""
+    """Type into a number input and leave it with Tab (Enter would submit a form); waits until a rerun's
+    stale copy of the widget has gone, so exactly one input carries the label."""
+    from playwright.sync_api import expect
+
     box = page.get_by_label(label, exact=True)
+    expect(box).to_have_count(1, timeout=60_000)
     box.fill(str(value))
     box.press("Tab")
     wait_idle(page)
