@@ -4,12 +4,7 @@
 # (bitsandbytes 0.50.2 with only its CUDA 13 libraries, peft 0.21.2), the duckdb wheel, data/ml-100k.
 # Everything it keeps lands in $OUT (at most 8 files). Usage: bash experiments/gpu_check.sh
 # Paths: BADREC_SCRATCH (default experiments/out, git-ignored) holds the installed packages, the home and the base.
-set -u
-scratch=${BADREC_SCRATCH:-$PWD/experiments/out}
-export PYTHONUNBUFFERED=1 BADREC_HOME=${BADREC_HOME:-$scratch/home} BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-$PWD/.whl/data}
-python3 -m pip install -q --no-index --no-deps --target "$scratch/site" .whl/*.whl || exit 1
-cp -r .whl/site/. "$scratch/site/"
-export PYTHONPATH=$scratch/site:$PWD
+source experiments/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, bitsandbytes, duckdb; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__, 'duckdb', duckdb.__version__)" | tee -a "$OUT/gpu.txt"
 # 1. model, training, scoring and attack tests, now on CUDA (models land on the GPU when one is present)

@@ -12,12 +12,7 @@
 # (`--model PATH.gguf`). Alternatively set MODEL to a Hugging Face id already in the GPU host's cache.
 # Dependencies as experiments/gpu_check.sh (.whl/site: bitsandbytes + peft; duckdb wheel; data/ml-100k).
 # Paths: BADREC_SCRATCH (default experiments/out, git-ignored) holds the installed packages, the home and the model.
-set -u
-scratch=${BADREC_SCRATCH:-$PWD/experiments/out}
-export PYTHONUNBUFFERED=1 BADREC_HOME=${BADREC_HOME:-$scratch/home} BADREC_DATA_DIRS=${BADREC_DATA_DIRS:-$PWD/.whl/data}
-python3 -m pip install -q --no-index --no-deps --target "$scratch/site" .whl/*.whl || exit 1
-cp -r .whl/site/. "$scratch/site/"
-export PYTHONPATH=$scratch/site:$PWD
+source experiments/gpu_env.sh
 if [ -z "${MODEL:-}" ]; then
   cat .whl/smol.part.* > "$scratch/smollm2.gguf"
   echo "b179c9523d0e6a0f  (first 16 hex of the expected sha256)"; sha256sum "$scratch/smollm2.gguf" | tee "$OUT/gguf.sha256"
