@@ -650,7 +650,9 @@ def test_a_real_run_shows_its_stages_and_keeps_the_attackers_rank_below_the_top(
     assert run["status"] == "done", run["error"]
     # (steps of the smoke model take milliseconds: the page's 0.5 s writes catch the longer stages; the
     # training stages' labels are checked on the CLI's bar in test_progress.py)
-    assert any(re.match(r"stage 1/\d: base model, .*ETA .+ overall", m) for m in messages), messages
+    # (the first stage may finish before it has a rate to estimate from: "ETA estimating" is right there)
+    assert any(m.startswith("stage 1/") for m in messages), messages
+    assert any(re.match(r"stage \d/\d: .+, ETA \d.* overall", m) for m in messages), messages
     assert not any(re.search(r"epoch [2-9]", m) for m in messages)
     recs = synthetic_store.query("SELECT * FROM recommendations WHERE run_id = ?", [run["run_id"]])
     inserted = recs[recs["variant"] != "clean"]
