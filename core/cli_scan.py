@@ -105,7 +105,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated methods from {', '.join(METHODS)} (scanner always runs)")
     p.add_argument("--threshold", type=float, help="flag at score >= this (default: calibrated for --target-fpr)")
     p.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold aims at")
-    p.add_argument("--scanner-model", default="mini", help="mini (fast, built here), tiny, or an HF id/folder")
+    p.add_argument("--scanner-model", default="auto",
+                   help="auto (default: smollm2-135m up to 5,000 titles, mini above), mini (fast, built here: bulk "
+                        "catalogs), smollm2-135m (a real pretrained LLM, frozen, with a linear head: knows language, "
+                        "~20 titles/s on 2 CPU cores), tiny, an HF id/folder or a .gguf file")
     p.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"), help="quantize the scanner's base")
     p.add_argument("--rounds", type=int, default=2, help="adversarial rounds of the augmentation agent")
     p.add_argument("--epochs", type=int, default=3, help="training epochs of the first round")

@@ -193,10 +193,14 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
 
 
 def _scanner_passes(scanner, n_domain_titles: int) -> float:
-    """Training examples x passes of `core.scanner.train_scanner` for these settings: round 0 takes at least
+    """Training examples x passes of `core.scanner.train_scanner` for these settings (texts featurized once for a
+    frozen-LLM scanner): round 0 takes at least
     `min_steps` steps; consolidation on the held-out titles with a replay is ~3/4 of a pass; each adversarial
     round retrains on its misses plus a replay (~1/3). Hard-negative mining is absorbed in the measured rate."""
     titles = min(scanner.max_titles, n_domain_titles)
+    if scanner.mode == "frozen":  # `core.scanner_frozen`: one forward pass per distinct text, shared by every head
+        recipe = scanner.frozen
+        return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + scanner.rounds * scanner.agent_per_round
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
     epochs = max(scanner.epochs, math.ceil(scanner.min_steps / max(1, math.ceil(examples / scanner.batch_size))))
     return examples * (epochs + 0.75 * scanner.consolidate + scanner.rounds / 3)
@@ -237,8 +241,7 @@ def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) 
         if row.status != "done" or not isinstance(row.result, str):
             continue
         res = json.loads(row.result)
-        scanner = ScannerConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in json.loads(row.config).get("scanner", {}).items()})
+        scanner = ScannerConfig.from_dict(json.loads(row.config).get("scanner", {}))
         info, n_items = res.get("scanner", {}).get("info", {}), res.get("n_items")
         if res.get("scanner_cached") and n_items and res.get("seconds"):
             score.setdefault(scanner.model, []).append(n_items / max(res["seconds"] - LOAD_S, 0.1))

