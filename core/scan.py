@@ -23,8 +23,8 @@ import pandas as pd
 
 from . import campaign, unicode_hygiene
 from .campaign import CampaignConfig
-from .crossfit import CrossFitScanner, crossfit_scanner
 from .config import ConfigMixin
+from .crossfit import CrossFitScanner, crossfit_scanner
 from .errors import BadRecError, InputError
 from .gguf_model import ensure_converted
 from .metrics import detection_metrics

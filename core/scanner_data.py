@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .agent import SyntheticTrigger
 from .errors import InputError
-from .scanner import MAX_SCAN_CHARS
+from .scanner import MAX_SCAN_CHARS, ScannerConfig
 
 _YEAR_END = re.compile(r"\s*\((\d{4})\)\s*$")
 _ARTICLES_PREFIX = ("La ", "Le ", "Les ", "Die ", "Der ", "Das ", "El ", "Il ", "Lo ", "L'", "O ", "Os ")
@@ -47,6 +47,25 @@ def hard_negative(title: str, rng: random.Random, vocab: Sequence[str]) -> str:
         cut = rng.randint(0, len(parts))
         return " ".join([*parts[:cut], rng.choice(_NUMBER_WORDS), *parts[cut:]])
     return _insert_before_year(title, " (" + " ".join(words) + ")")
+
+
+def holdout_split(titles: Sequence[str], cfg: ScannerConfig) -> tuple[list[str], list[str], list[str], random.Random]:
+    """The distinct titles a scanner trains on (a seeded sample of `max_titles`), split into held-out titles
+    (the threshold's) and training titles, and the seeded generator that goes on to drive the training.
+
+    Raises:
+        InputError: fewer than 20 distinct titles.
+    """
+    titles = sorted({t for t in titles if t and t.strip()})
+    if len(titles) < 20:
+        raise InputError(f"a scanner needs at least 20 distinct titles to train on; got {len(titles)}")
+    rng = random.Random(f"scanner:{cfg.seed}")
+    if len(titles) > cfg.max_titles:
+        titles = rng.sample(titles, cfg.max_titles)
+    shuffled = titles[:]
+    rng.shuffle(shuffled)
+    n_hold = max(10, int(len(shuffled) * cfg.holdout_frac))
+    return titles, shuffled[:n_hold], shuffled[n_hold:], rng
 
 
 def title_vocab(titles: Sequence[str]) -> list[str]:

@@ -28,7 +28,7 @@ from .artifacts import save_atomic
 from .errors import InputError
 from .progress import Progress
 from .scanner import MAX_SCAN_CHARS, ScannerConfig, calibrate_threshold, deletion_spans
-from .scanner_data import Example, hard_negative, title_vocab
+from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 
 FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
 CACHE_LIMIT = 300_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M)
@@ -216,16 +216,7 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
     missed ones join the pool; the head is refitted (seconds) on the grown example set.
     """
     t0 = time.monotonic()
-    titles = sorted({t for t in titles if t and t.strip()})
-    if len(titles) < 20:
-        raise InputError(f"a scanner needs at least 20 distinct titles to train on; got {len(titles)}")
-    rng = random.Random(f"scanner:{cfg.seed}")
-    if len(titles) > cfg.max_titles:
-        titles = sorted(rng.sample(titles, cfg.max_titles))
-    shuffled = titles[:]
-    rng.shuffle(shuffled)
-    n_hold = max(10, int(len(shuffled) * cfg.holdout_frac))
-    held, train = shuffled[:n_hold], shuffled[n_hold:]
+    titles, held, train, _ = holdout_split(titles, cfg)
     vocab = title_vocab(titles if base_titles is None else base_titles)
     extractor = extractor_for(cfg, progress)
     proposal = propose(AgentConfig(n=cfg.n_triggers, seed=cfg.seed, families=cfg.families, positions=cfg.positions,

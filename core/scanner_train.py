@@ -15,13 +15,13 @@ import numpy as np
 from . import settings
 from .agent import AgentConfig, propose
 from .config import fingerprint
-from .errors import InputError
 from .hardware import unpack_4bit
 from .progress import Progress
 from .scanner import Scanner, ScannerConfig, calibrate_threshold, load_scanner, save_scanner
-from .scanner_data import Example, negative_examples, title_vocab, triggered_examples
+from .scanner_data import Example, holdout_split, negative_examples, title_vocab, triggered_examples
 from .scanner_frozen import FrozenScanner, load_frozen, save_frozen, train_frozen
 from .scanner_model import load_base, prepare_for_finetune, titles_hash
+
 
 def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, seed: int,
         progress: Progress | None = None, phase: str = "training the scanner") -> float:
@@ -78,16 +78,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     import torch
 
     t0 = time.monotonic()
-    titles = sorted({t for t in titles if t and t.strip()})
-    if len(titles) < 20:
-        raise InputError(f"a scanner needs at least 20 distinct titles to train on; got {len(titles)}")
-    rng = random.Random(f"scanner:{cfg.seed}")
-    if len(titles) > cfg.max_titles:
-        titles = rng.sample(titles, cfg.max_titles)
-    shuffled = titles[:]
-    rng.shuffle(shuffled)
-    n_hold = max(10, int(len(shuffled) * cfg.holdout_frac))
-    held, train = shuffled[:n_hold], shuffled[n_hold:]
+    titles, held, train, rng = holdout_split(titles, cfg)
     vocab = title_vocab(titles)
     torch.manual_seed(cfg.seed)
 

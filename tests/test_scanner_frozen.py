@@ -16,7 +16,7 @@ from core.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title
 from core.scanner_train import get_scanner
 
 pytest.importorskip("gguf")
-from test_gguf_model import write_tiny_gguf  # noqa: E402
+from test_gguf_model import write_tiny_gguf  # noqa: E402  (after the importorskip)
 
 WORDS = ["Moon", "River", "Night", "Story", "Ghost", "Summer", "King", "Road", "Heart", "Storm", "City", "Fire"]
 
