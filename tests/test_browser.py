@@ -320,6 +320,11 @@ def set_number(page, label: str, value: float) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True)).click()
+    """Pick an option of a selectbox, once a rerun's stale copy of it has gone (as `set_number`)."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True))
+    expect(box).to_have_count(1, timeout=60_000)
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)

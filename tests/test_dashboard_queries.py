@@ -154,3 +154,14 @@ def test_attack_history_has_the_headline_numbers(store):
     assert history.loc["a1", ["asr", "hr1_clean", "hr1_poisoned", "rho", "n_poison_samples", "model"]].tolist() == \
         [0.4, 0.3, 0.29, 0.0099, 19, "tiny"]
     assert history.loc["a2", "rho"] == 0.3 and pd.isna(history.loc["a2", "asr"])  # running: the dose asked for
+
+
+def test_a_dashboard_scan_is_labelled_with_the_scanner_auto_resolved_to(store):
+    """The job was submitted as `auto`; its result records the base it resolved to, and that names the scan."""
+    store.create_run("scan-1", "scan", "ml-100k", {"scanner": {"model": "auto"}}, 0, {})
+    store.finish_run("scan-1", {"scanner": {"model": "smollm2-135m"}}, {}, {})
+    store.create_run("scan-2", "scan", "ml-100k", {"scanner": {"model": "mini"}}, 0, {}, status="failed")
+    store.write_scan([], lambda: [{"scan_id": s, "source": "file:c.csv", "method": "scanner", "n_items": 0,
+                                   "n_flagged": 0} for s in ("scan-1", "scan-2")])
+    assert store.list_scans().set_index("scan_id")["scanner_model"].to_dict() == \
+        {"scan-1": "smollm2-135m", "scan-2": "mini"}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# E29: the default scanner (`--scanner-model auto`: the frozen SmolLM2-135M + linear head up to 5,000 titles) on
+# an analyst's own catalog: the held-out suite on EVALUATION seeds (never tuned on), and clean catalogs.
+# Usage: experiments/e29_frozen_scanner.sh heldout|clean
+cd "$(dirname "$0")/.." && source experiments/common.sh
+out=$BADREC_SCRATCH/e29 && mkdir -p "$out" experiments/logs
+case ${1:-heldout} in
+heldout)
+  python bench/heldout_suite.py --dataset ml-100k --seeds 0 --out "$out/heldout-ml100k-s0.json"
+  python bench/heldout_suite.py --dataset lastfm-2k --sample 1500 --seeds 0 --out "$out/heldout-lastfm-s0.json"
+  python bench/heldout_suite.py --dataset ml-100k --sample 50 --seeds 1 --out "$out/heldout-ml100k-50-s1.json"
+  ;;
+clean)  # nothing poisoned: the share flagged is the false-positive rate (target <= 1.5 % at --target-fpr 0.01)
+  python -m core scan --dataset ml-1m --method scanner --json > "$out/clean-ml-1m.json"
+  for ds in steam movietweetings-100k; do  # a seeded 2,000-title sample of each, as an uploaded catalog
+    python - "$ds" "$out/clean-$ds.csv" <<'PY'
+import random, sys
+from core import settings
+from core.data import load_dataset
+from core.store import Store
+items = load_dataset(Store(settings.db_path()), sys.argv[1]).items[["item_id", "title"]]
+items = items.drop_duplicates("title")
+items.loc[sorted(random.Random(f"sample:{sys.argv[1]}").sample(list(items.index), 2000))].to_csv(sys.argv[2], index=False)
+PY
+    python -m core scan --catalog "$out/clean-$ds.csv" --method scanner --json > "$out/clean-$ds.json"
+  done ;;
+esac
