@@ -31,7 +31,7 @@ from .scanner import MAX_SCAN_CHARS, ScannerConfig, calibrate_threshold, deletio
 from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 
 FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
-CACHE_LIMIT = 300_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M)
+CACHE_LIMIT = 60_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M: ~0.8 GB at most)
 HEAD_FILE = "head.safetensors"
 
 
@@ -51,18 +51,17 @@ class FeatureExtractor:
                  ) -> np.ndarray:
         """One row per text (repeats and cached texts cost nothing), in input order."""
         todo = sorted({t for t in texts if t not in self.cache}, key=len)
-        done = 0
+        fresh: dict[str, np.ndarray] = {}  # past the limit the cache stops growing (bulk catalogs)
         for i in range(0, len(todo), self.batch_size):
             batch = todo[i:i + self.batch_size]
             for t, row in zip(batch, self._forward([t[:MAX_SCAN_CHARS] for t in batch])):
-                if len(self.cache) < CACHE_LIMIT:
-                    self.cache[t] = row
-                else:
-                    self.cache.setdefault(t, row)  # past the limit the cache stops growing (bulk catalogs)
-            done += len(batch)
+                (self.cache if len(self.cache) < CACHE_LIMIT else fresh)[t] = row
             if progress:
+                done = min(i + self.batch_size, len(todo))
                 progress.update(done, len(todo), f"{message}: {done:,}/{len(todo):,} texts")
-        return np.stack([self.cache[t] for t in texts]) if len(texts) else np.zeros((0, self.dim))
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.cache[t] if t in self.cache else fresh[t] for t in texts])
 
     @property
     def dim(self) -> int:

@@ -113,3 +113,15 @@ def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk()
     assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model == LLM_SCANNER
     assert resolve_model(auto, AUTO_LLM_MAX_TITLES + 1).model == "mini"
     assert resolve_model(auto, 10).rounds == 1 and resolve_model(ScannerConfig(), 10).model == "mini"
+
+
+def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gguf_cfg, monkeypatch):
+    import core.scanner_frozen as sf
+
+    ext = extractor_for(gguf_cfg)
+    texts = ["Moon (1961)", "River (1970)", "Night Story", "Ghost King (1999)"]
+    full = FeatureExtractor(ext.model, ext.tokenizer).features(texts)
+    monkeypatch.setattr(sf, "CACHE_LIMIT", 2)
+    small = FeatureExtractor(ext.model, ext.tokenizer)
+    np.testing.assert_allclose(small.features(texts), full, atol=1e-6)
+    assert len(small.cache) == 2
