@@ -14,8 +14,8 @@ from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
 from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
 from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, ScannerConfig
-from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_time, show_error, store,
-                           submit_job)
+from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_scores, scan_time, show_error,
+                           store, submit_job)
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
@@ -181,98 +181,106 @@ labels = {row["scan_id"]: reports.scan_label(row) for _, row in scans.iterrows()
 scan_id = st.selectbox("Scan", list(labels), key="scanner_scan", format_func=labels.get,
                        help="Newest first: what was scanned, when, and by which scanner or baseline.")
 st.caption(f"Scan id `{scan_id}` (the id its job had in the queue).")
-scan = store().scan_row(scan_id)
-scores = store().scan_scores(scan_id)
-has_labels = bool(scores["label"].notna().any())
-stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None else 0.5
-
-threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
-                      format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
-                                          "threshold is the default; moving it updates the numbers below.")
-flags = campaign.flagged_at(scores["score"].to_numpy(), threshold,
-                            (scores["campaign"].notna() | scores["reason"].notna()).to_numpy())
-cols = st.columns(5)
-cols[0].metric("Items", f"{len(scores):,}")
-cols[1].metric("Flagged", f"{int(flags.sum()):,}",
-               help="at the threshold above, plus every item carrying a recurring trigger or a Unicode-hygiene "
-                    "finding")
-if has_labels:
-    labelled = scores["label"].notna().to_numpy()
-    m = detection_metrics(flags[labelled], scores["label"][labelled].astype(bool).to_numpy(),
-                          scores["score"].to_numpy()[labelled])
-    cols[2].metric("Precision", f"{m['precision']:.3f}", help="flagged items that are poisoned; higher is better")
-    cols[3].metric("Recall", f"{m['recall']:.3f}", help="poisoned items that are flagged; higher is better")
-    cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
-else:
-    cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
-calibration = json.loads(scan["metrics"]).get("calibration") if scan.get("metrics") else None
-if calibration:
-    st.caption(calibration_caption(calibration))
-    too_many = flagged_warning(float(flags.mean()), calibration.get("target_fpr"))
-    if too_many:
-        st.warning(too_many)
-
-campaigns = store().scan_campaigns(scan_id)
-if len(campaigns):
-    st.subheader("Recurring triggers")
-    st.caption("Text that recurs among the top-scored titles and lifts their scores: every item carrying it is "
-               "flagged whatever its own score (core.campaign.find_campaigns).")
-    st.dataframe(campaigns if has_labels else campaigns.drop(columns="poisoned"), hide_index=True,
-                 key="scanner_campaigns_table",
-                 column_config={"trigger": st.column_config.TextColumn("trigger", help="plain text"),
-                                "min_score": st.column_config.NumberColumn("lowest score", format="%.3f"),
-                                "max_score": st.column_config.NumberColumn("highest score", format="%.3f")})
-
-st.subheader("Items")
-f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
-search = f1.text_input("Search", key="scanner_search", help="Substring of the title, or an exact item id.")
-show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
-                    help="Flagged = score at or above the threshold, or carrying a recurring trigger or a "
-                         "Unicode-hygiene finding.")
-sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
-descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
-flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
-total = store().scan_results_count(scan_id, search, flag_filter, threshold=threshold)
-rows = store().scan_results_page(scan_id, search, flag_filter, threshold=threshold, sort=sort,
-                                 descending=descending, limit=500)
-st.caption(f"{total:,} matching items" + (" (first 500 shown)" if total > 500 else ""))
-st.dataframe(rows, hide_index=True, key="scanner_table",
-             column_config={"score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0,
-                                                                     format="%.3f"),
-                            "span": st.column_config.TextColumn("suspicious span",
-                                                                help="the part of the title the scanner "
-                                                                     "suspects (plain text)"),
-                            "marked": st.column_config.TextColumn("title with span marked",
-                                                                  help="the suspicious span between ⟦ ⟧"),
-                            "campaign": st.column_config.TextColumn("recurring trigger",
-                                                                    help="flagged because it carries this"),
-                            "reason": st.column_config.TextColumn("unicode finding",
-                                                                  help="what Unicode hygiene found, e.g. 'contains "
-                                                                       "U+200B ZERO WIDTH SPACE' (plain text)")})
 
 
-def flagged_csv() -> bytes:
-    return reports.table_bytes(store().scan_results_page(scan_id, flagged=True, threshold=threshold,
-                                                         limit=10**7), "csv")
+@st.fragment
+def scan_view(scan_id: str, label: str) -> None:
+    """The chosen scan at the slider's threshold: a fragment, so moving the slider or a filter reruns this part
+    only, over the scan's rows read once (`scan_scores`: a scan never changes once written)."""
+    scan = store().scan_row(scan_id)
+    scores = scan_scores(scan_id)
+    has_labels = bool(scores["label"].notna().any())
+    stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None else 0.5
+    threshold = st.slider("Threshold", 0.0, 1.0, round(stored_threshold, 3), 0.001, key="scanner_threshold",
+                          format="%.3f", help="Items scoring at or above it are flagged. The scan's calibrated "
+                                              "threshold is the default; moving it updates the numbers below.")
+    flags = campaign.flagged_at(scores["score"].to_numpy(), threshold,
+                                (scores["campaign"].notna() | scores["reason"].notna()).to_numpy())
+    cols = st.columns(5)
+    cols[0].metric("Items", f"{len(scores):,}")
+    cols[1].metric("Flagged", f"{int(flags.sum()):,}",
+                   help="at the threshold above, plus every item carrying a recurring trigger or a Unicode-hygiene "
+                        "finding")
+    if has_labels:
+        labelled = scores["label"].notna().to_numpy()
+        m = detection_metrics(flags[labelled], scores["label"][labelled].astype(bool).to_numpy(),
+                              scores["score"].to_numpy()[labelled])
+        cols[2].metric("Precision", f"{m['precision']:.3f}", help="flagged items that are poisoned; higher is better")
+        cols[3].metric("Recall", f"{m['recall']:.3f}", help="poisoned items that are flagged; higher is better")
+        cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
+    else:
+        cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
+    calibration = json.loads(scan["metrics"]).get("calibration") if scan.get("metrics") else None
+    if calibration:
+        st.caption(calibration_caption(calibration))
+        too_many = flagged_warning(float(flags.mean()), calibration.get("target_fpr"))
+        if too_many:
+            st.warning(too_many)
+
+    campaigns = store().scan_campaigns(scan_id)
+    if len(campaigns):
+        st.subheader("Recurring triggers")
+        st.caption("Text that recurs among the top-scored titles and lifts their scores: every item carrying it is "
+                   "flagged whatever its own score (core.campaign.find_campaigns).")
+        st.dataframe(campaigns if has_labels else campaigns.drop(columns="poisoned"), hide_index=True,
+                     key="scanner_campaigns_table",
+                     column_config={"trigger": st.column_config.TextColumn("trigger", help="plain text"),
+                                    "min_score": st.column_config.NumberColumn("lowest score", format="%.3f"),
+                                    "max_score": st.column_config.NumberColumn("highest score", format="%.3f")})
+
+    st.subheader("Items")
+    f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+    search = f1.text_input("Search", key="scanner_search", help="Substring of the title, or an exact item id.")
+    show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
+                        help="Flagged = score at or above the threshold, or carrying a recurring trigger or a "
+                             "Unicode-hygiene finding.")
+    sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
+    descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
+    flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
+    total = store().scan_results_count(scan_id, search, flag_filter, threshold=threshold)
+    rows = store().scan_results_page(scan_id, search, flag_filter, threshold=threshold, sort=sort,
+                                     descending=descending, limit=500)
+    st.caption(f"{total:,} matching items" + (" (first 500 shown)" if total > 500 else ""))
+    st.dataframe(rows, hide_index=True, key="scanner_table",
+                 column_config={"score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0,
+                                                                         format="%.3f"),
+                                "span": st.column_config.TextColumn("suspicious span",
+                                                                    help="the part of the title the scanner "
+                                                                         "suspects (plain text)"),
+                                "marked": st.column_config.TextColumn("title with span marked",
+                                                                      help="the suspicious span between ⟦ ⟧"),
+                                "campaign": st.column_config.TextColumn("recurring trigger",
+                                                                        help="flagged because it carries this"),
+                                "reason": st.column_config.TextColumn("unicode finding",
+                                                                      help="what Unicode hygiene found, e.g. 'contains "
+                                                                           "U+200B ZERO WIDTH SPACE' (plain text)")})
 
 
-st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_id}-flagged.csv", mime="text/csv",
-                   key="scanner_export", type="primary", on_click="ignore",
-                   help="Every flagged item (at or above the threshold, or carrying a recurring trigger or a "
-                        "Unicode-hygiene finding); formula-safe CSV.")
+    def flagged_csv() -> bytes:
+        return reports.table_bytes(store().scan_results_page(scan_id, flagged=True, threshold=threshold,
+                                                             limit=10**7), "csv")
 
-st.subheader("Scores")
-labels_gt = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None
-histogram = plots.score_histogram(scores["score"].to_numpy(), labels_gt, threshold)
-figures = {"scores": histogram}
-if has_labels:  # ROC and PR beside the histogram; without ground truth the histogram takes the width
-    figures["roc"] = plots.roc_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled], m["auc"])
-    figures["pr"] = plots.pr_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled])
-for column, (name, fig) in zip(st.columns(len(figures)), figures.items()):
-    with column:
-        figure(fig, f"{scan_id}-{name}", f"scanner_{name}")
-st.download_button("Download scan report (HTML, all plots)",
-                   lambda: reports.figures_report_html(f"Scan {labels[scan_id]}", list(figures.values()),
-                                                       [f"scan id {scan_id}", f"threshold {threshold:.3f}"]),
-                   file_name=f"{scan_id}-report.html", mime="text/html", key="scanner_report", on_click="ignore",
-                   help="One self-contained file with every plot above (interactive, offline; plotly.js once).")
+
+    st.download_button("Export flagged items (CSV)", flagged_csv, file_name=f"{scan_id}-flagged.csv", mime="text/csv",
+                       key="scanner_export", type="primary", on_click="ignore",
+                       help="Every flagged item (at or above the threshold, or carrying a recurring trigger or a "
+                            "Unicode-hygiene finding); formula-safe CSV.")
+
+    st.subheader("Scores")
+    labels_gt = scores["label"].fillna(False).astype(bool).to_numpy() if has_labels else None
+    histogram = plots.score_histogram(scores["score"].to_numpy(), labels_gt, threshold)
+    figures = {"scores": histogram}
+    if has_labels:  # ROC and PR beside the histogram; without ground truth the histogram takes the width
+        figures["roc"] = plots.roc_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled], m["auc"])
+        figures["pr"] = plots.pr_curve(scores["score"][labelled].to_numpy(), labels_gt[labelled])
+    for column, (name, fig) in zip(st.columns(len(figures)), figures.items()):
+        with column:
+            figure(fig, f"{scan_id}-{name}", f"scanner_{name}")
+    st.download_button("Download scan report (HTML, all plots)",
+                       lambda: reports.figures_report_html(f"Scan {label}", list(figures.values()),
+                                                           [f"scan id {scan_id}", f"threshold {threshold:.3f}"]),
+                       file_name=f"{scan_id}-report.html", mime="text/html", key="scanner_report", on_click="ignore",
+                       help="One self-contained file with every plot above (interactive, offline; plotly.js once).")
+
+
+scan_view(scan_id, labels[scan_id])

@@ -42,6 +42,16 @@ def store() -> Store:
     return _store(str(settings.db_path()))
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _scan_scores(path: str, scan_id: str) -> pd.DataFrame:
+    return _store(path).scan_scores(scan_id)
+
+
+def scan_scores(scan_id: str) -> pd.DataFrame:
+    """A scan's per-item scores, read once per scan (written in one transaction, never changed after)."""
+    return _scan_scores(str(settings.db_path()), scan_id)
+
+
 def jobs() -> JobManager:
     """The process-wide job manager; created once, which also marks runs of a dead process failed."""
     return _jobs(str(settings.db_path()))
