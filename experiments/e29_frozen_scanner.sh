@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # E29: the default scanner (`--scanner-model auto`: the frozen SmolLM2-135M + linear head up to 5,000 titles) on
 # an analyst's own catalog: the held-out suite on EVALUATION seeds (never tuned on), and clean catalogs.
-# Usage: experiments/e29_frozen_scanner.sh heldout|clean
+# Usage: experiments/e29_frozen_scanner.sh heldout|clean|run [RUN_ID]
 cd "$(dirname "$0")/.." && source experiments/common.sh
 out=$BADREC_SCRATCH/e29 && mkdir -p "$out" experiments/logs
 case ${1:-heldout} in
@@ -24,4 +24,7 @@ items.loc[sorted(random.Random(f"sample:{sys.argv[1]}").sample(list(items.index)
 PY
     python -m core scan --catalog "$out/clean-$ds.csv" --method scanner --json > "$out/clean-$ds.json"
   done ;;
+run)  # E26's detection again with the default scanner: E23's attack run, its preset triggers held out of training
+  python -m core scan --run "${2:?the attack run id}" --json --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,\
+serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" > "$out/run-$2.json" ;;
 esac
