@@ -106,7 +106,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="flag at score >= this (default: calibrated for --target-fpr)")
     p.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold aims at")
     p.add_argument("--scanner-model", default="auto",
-                   help="auto (default: smollm2-135m up to 5,000 titles, mini above), mini (fast, built here: bulk "
+                   help="auto (default: smollm2-135m up to 5,000 titles with no trusted reference; mini above, with "
+                        "--run or --dataset as reference, and on Ray), mini (fast, built here: bulk "
                         "catalogs), smollm2-135m (a real pretrained LLM, frozen, with a linear head: knows language, "
                         "~20 titles/s on 2 CPU cores), tiny, an HF id/folder or a .gguf file")
     p.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"), help="quantize the scanner's base")

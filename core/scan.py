@@ -228,12 +228,24 @@ def training_titles(store: Store, cfg: ScanConfig, catalog: Catalog) -> tuple[li
     A domain dataset scanned for another catalog (a run's poisoned one, an upload) is the clean
     reference; a catalog that trains its own scanner may hold the poison the scan looks for.
     """
-    use_domain = cfg.train_on == "domain" or (cfg.train_on == "auto" and catalog.domain)
-    if use_domain and catalog.domain:
+    if uses_domain(cfg, catalog.domain):
         from .data import load_dataset
 
         return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain, cfg.source != "dataset"
     return catalog.items["title"].tolist(), catalog.source, False
+
+
+def uses_domain(cfg: ScanConfig, domain: str | None) -> bool:
+    """Whether the scanner trains on the domain dataset's titles (a trusted reference unless that dataset is
+    itself what is scanned)."""
+    return bool(domain) and cfg.train_on != "catalog"
+
+
+def has_reference(cfg: ScanConfig) -> bool:
+    """Whether the scanner of `cfg` trains on a trusted clean reference: a run's dataset for its poisoned catalog,
+    or the domain dataset named for an uploaded one (known before the catalog is read)."""
+    domain = cfg.dataset if cfg.source == "catalog" else "run" if cfg.source == "run" else None
+    return uses_domain(cfg, domain)
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -450,11 +462,12 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
 def concrete_scanner(cfg: ScanConfig, n_titles: int, warnings: list[str], progress: Progress | None = None
                      ) -> ScanConfig:
     """The scan with `auto` resolved for a catalog of `n_titles` (`core.scanner.resolve_model`; `mini` on Ray,
-    the bulk engine); the LLM is fetched now, and when it cannot be had (no network on a first run) the scan
+    the bulk engine, and with a trusted reference); the LLM is fetched now, and when it cannot be had (no network on a first run) the scan
     goes on with `mini` and says so."""
     if cfg.scanner.model != "auto":
         return cfg
-    scanner = replace(cfg.scanner, model="mini") if cfg.engine == "ray" else resolve_model(cfg.scanner, n_titles)
+    scanner = replace(cfg.scanner, model="mini") if cfg.engine == "ray" else \
+        resolve_model(cfg.scanner, n_titles, has_reference(cfg))
     if scanner.model == LLM_SCANNER:
         try:
             ensure_converted(LLM_SCANNER, progress)

@@ -68,8 +68,8 @@ class ScannerConfig(ConfigMixin):
 
     Args:
         model (`str`): `"mini"` (built here, fast), `"smollm2-135m"` (a real pretrained LLM, frozen, with a
-            linear head), `"auto"` (the LLM for catalogs up to `AUTO_LLM_MAX_TITLES` titles, `mini` above:
-            `resolve_model`), `"tiny"` (the project's domain LM) or a Hugging Face causal LM id / local folder.
+            linear head), `"auto"` (the LLM for catalogs up to `AUTO_LLM_MAX_TITLES` titles without a trusted
+            reference, `mini` above and with one: `resolve_model`), `"tiny"` (the project's domain LM) or a Hugging Face causal LM id / local folder.
         mini_hidden (`int`): width of the `mini` Llama (a multiple of 32; heads of 32). mini_layers (`int`): its depth.
         quant (`Literal["none", "8bit", "4bit"]`): quantize the base like the victim (not for `mini`).
         finetune (`Literal["auto", "lora", "full", "frozen"]`): `auto` = full for `mini`, `frozen` for the
@@ -175,12 +175,14 @@ class ScannerConfig(ConfigMixin):
 
 
 
-def resolve_model(cfg: ScannerConfig, n_titles: int) -> ScannerConfig:
-    """`auto` made concrete for a catalog of `n_titles` distinct titles: quality first while the scan takes
-    minutes on a CPU (the frozen LLM: ~20 texts/s here), `mini` for bulk catalogs; other models unchanged."""
+def resolve_model(cfg: ScannerConfig, n_titles: int, reference: bool = False) -> ScannerConfig:
+    """`auto` made concrete for a scan of `n_titles` distinct titles: the frozen LLM where no trusted reference
+    exists and the scan takes minutes on a CPU (~20 texts/s here); `mini` for bulk catalogs and whenever a
+    trusted reference trains the scanner (fine-tuned on the reference it learns the catalog's own odd-but-clean
+    titles as clean: on `scan --run` F1 0.91 against the frozen LLM's 0.42, docs/SCANNER.md). Others unchanged."""
     if cfg.model != "auto":
         return cfg
-    return replace(cfg, model=LLM_SCANNER if n_titles <= AUTO_LLM_MAX_TITLES else "mini")
+    return replace(cfg, model=LLM_SCANNER if n_titles <= AUTO_LLM_MAX_TITLES and not reference else "mini")
 
 
 # -- the trained scanner ---------------------------------------------------------------

@@ -58,9 +58,11 @@ with st.container(border=True):
             st.warning(f"{upload.name}: " + "; ".join(upload_warnings))
     m1, m2, m3, m4 = st.columns(4)
     model = m1.selectbox("Scanner model", ["auto", "mini", "smollm2-135m", "tiny"], key="scanner_model",
-                         help=f"auto: {LLM_SCANNER} up to {AUTO_LLM_MAX_TITLES:,} titles (quality first while a scan "
-                              "takes minutes), mini above (bulk); offline on a first run it falls back to mini and "
-                              "says so. "
+                         help=f"auto: {LLM_SCANNER} for an uploaded catalog or a dataset scanned by itself up to "
+                              f"{AUTO_LLM_MAX_TITLES:,} titles (it knows language: triggers it never saw stand out), "
+                              "mini above (bulk) and whenever a trusted reference trains the scanner (an attack "
+                              "run's dataset, or the domain chosen for an upload: fine-tuned on it, mini learns its "
+                              "odd-but-clean titles); offline on a first run it falls back to mini and says so. "
                               "mini: a 0.7M-parameter LM built here, fine-tuned per scan (fast; bulk catalogs). "
                               "smollm2-135m: a real pretrained LLM (fetched once, offline), frozen, with a linear "
                               "head on its features: it knows language, so marketing sentences and invented words "

@@ -113,6 +113,17 @@ def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk()
     assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model == LLM_SCANNER
     assert resolve_model(auto, AUTO_LLM_MAX_TITLES + 1).model == "mini"
     assert resolve_model(auto, 10).rounds == 1 and resolve_model(ScannerConfig(), 10).model == "mini"
+    assert resolve_model(auto, 10, reference=True).model == "mini"  # a trusted reference: fine-tuned mini
+
+
+def test_a_scan_has_a_trusted_reference_for_a_run_or_an_upload_with_its_domain():
+    from core.scan import ScanConfig, has_reference
+
+    assert has_reference(ScanConfig(source="run", run_id="r"))
+    assert has_reference(ScanConfig(source="catalog", catalog_path="c.csv", dataset="ml-100k"))
+    assert not has_reference(ScanConfig(source="catalog", catalog_path="c.csv"))
+    assert not has_reference(ScanConfig(source="catalog", catalog_path="c.csv", dataset="ml-100k", train_on="catalog"))
+    assert not has_reference(ScanConfig(source="dataset", dataset="ml-100k"))  # it scans the dataset itself
 
 
 def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gguf_cfg, monkeypatch):
