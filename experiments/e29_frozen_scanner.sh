@@ -9,6 +9,7 @@ heldout)
   python bench/heldout_suite.py --dataset ml-100k --seeds 0 --out "$out/heldout-ml100k-s0.json"
   python bench/heldout_suite.py --dataset lastfm-2k --sample 1500 --seeds 0 --out "$out/heldout-lastfm-s0.json"
   python bench/heldout_suite.py --dataset ml-100k --sample 50 --seeds 1 --out "$out/heldout-ml100k-50-s1.json"
+  python bench/heldout_suite.py --dataset ml-100k --seeds 2 --out "$out/heldout-ml100k-s2.json"
   ;;
 clean)  # nothing poisoned: the share flagged is the false-positive rate (target <= 1.5 % at --target-fpr 0.01)
   python -m core scan --dataset ml-1m --method scanner --json > "$out/clean-ml-1m.json"
