@@ -272,13 +272,13 @@ def scanner_cached(store, cfg) -> bool:
 
     from .crossfit import fold_plan
     from .data import load_dataset
-    from .scan import fold_recipe, run_catalog
+    from .scan import fold_recipe, has_reference, run_catalog
     from .scanner_train import scanner_folder
 
     if not cfg.use_cache or cfg.train_on == "catalog" or (cfg.source == "catalog" and not cfg.dataset):
         return False  # it trains on the catalog itself: its titles are known only once the file is read
     domain = run_catalog(store, cfg.run_id).domain if cfg.source == "run" else cfg.dataset
-    trusted = cfg.source != "dataset"  # as core.scan.training_titles decides
+    trusted = has_reference(cfg)
     scanner = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     titles = load_dataset(store, domain).items["title"].tolist()
     if trusted or not cfg.crossfit:

@@ -228,24 +228,20 @@ def training_titles(store: Store, cfg: ScanConfig, catalog: Catalog) -> tuple[li
     A domain dataset scanned for another catalog (a run's poisoned one, an upload) is the clean
     reference; a catalog that trains its own scanner may hold the poison the scan looks for.
     """
-    if uses_domain(cfg, catalog.domain):
+    if catalog.domain and cfg.train_on != "catalog":
         from .data import load_dataset
 
-        return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain, cfg.source != "dataset"
+        return load_dataset(store, catalog.domain).items["title"].tolist(), catalog.domain, has_reference(cfg)
     return catalog.items["title"].tolist(), catalog.source, False
 
 
-def uses_domain(cfg: ScanConfig, domain: str | None) -> bool:
-    """Whether the scanner trains on the domain dataset's titles (a trusted reference unless that dataset is
-    itself what is scanned)."""
-    return bool(domain) and cfg.train_on != "catalog"
-
-
 def has_reference(cfg: ScanConfig) -> bool:
-    """Whether the scanner of `cfg` trains on a trusted clean reference: a run's dataset for its poisoned catalog,
-    or the domain dataset named for an uploaded one (known before the catalog is read)."""
-    domain = cfg.dataset if cfg.source == "catalog" else "run" if cfg.source == "run" else None
-    return uses_domain(cfg, domain)
+    """Whether the scanner of `cfg` trains on a trusted clean reference (known before the catalog is read): a
+    run's dataset for its poisoned catalog, or the domain dataset named for an upload; a dataset scanned by
+    itself is not its own reference."""
+    if cfg.source == "dataset" or cfg.train_on == "catalog":
+        return False
+    return cfg.source == "run" or bool(cfg.dataset)
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -459,15 +455,21 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
     return Resolved(catalog, ids, titles, found, unicode_scores, reasons, unicode_seconds, client, judge_raw, warnings)
 
 
+def planned_scanner(cfg: ScanConfig, n_titles: int) -> ScannerConfig:
+    """The scanner a scan of `n_titles` will use: `auto` resolved (`core.scanner.resolve_model`; `mini` on Ray,
+    the bulk engine, and with a trusted reference). Pure: the time estimate before launch uses it too."""
+    if cfg.engine == "ray" and cfg.scanner.model == "auto":
+        return replace(cfg.scanner, model="mini")
+    return resolve_model(cfg.scanner, n_titles, has_reference(cfg))
+
+
 def concrete_scanner(cfg: ScanConfig, n_titles: int, warnings: list[str], progress: Progress | None = None
                      ) -> ScanConfig:
-    """The scan with `auto` resolved for a catalog of `n_titles` (`core.scanner.resolve_model`; `mini` on Ray,
-    the bulk engine, and with a trusted reference); the LLM is fetched now, and when it cannot be had (no network on a first run) the scan
-    goes on with `mini` and says so."""
+    """The scan with its `planned_scanner`; an `auto` that chose the LLM fetches it now, and when it cannot be
+    had (no network on a first run) the scan goes on with `mini` and says so."""
     if cfg.scanner.model != "auto":
         return cfg
-    scanner = replace(cfg.scanner, model="mini") if cfg.engine == "ray" else \
-        resolve_model(cfg.scanner, n_titles, has_reference(cfg))
+    scanner = planned_scanner(cfg, n_titles)
     if scanner.model == LLM_SCANNER:
         try:
             ensure_converted(LLM_SCANNER, progress)

@@ -171,8 +171,11 @@ class ScannerConfig(ConfigMixin):
             return "auto"
         return "full" if self.model == "mini" else "frozen" if is_gguf_name(self.model) else "lora"
 
-
-
+    def agent(self, n: int, seed: int) -> AgentConfig:
+        """What the augmentation agent is asked for: `n` triggers from `seed`, in this scanner's families and
+        positions, never the excluded strings (round 0 and each adversarial round of either scanner)."""
+        return AgentConfig(n=n, seed=seed, families=self.families, positions=self.positions,
+                           exclude=frozenset(self.exclude), use_llm=self.use_llm_agent)
 
 
 def resolve_model(cfg: ScannerConfig, n_titles: int, reference: bool = False) -> ScannerConfig:
@@ -194,9 +197,16 @@ def _answer_ids(tokenizer) -> tuple[int, int]:
     return yes[0], no[0]
 
 
+class SpansFromScore:
+    """What every trained scanner (fine-tuned or frozen) explains the same way: spans from its own `score`."""
+
+    def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
+        """The suspicious span of each title (`deletion_spans` on this scanner's scores)."""
+        return deletion_spans(self.score, titles, max_words)
+
 
 @dataclass
-class Scanner:
+class Scanner(SpansFromScore):
     """A trained scanner: call `score(titles)` for P(poisoned) and `spans(titles)` for the suspicious part.
 
     Args:
@@ -274,15 +284,6 @@ class Scanner:
                 pair = self._pair_logits([rows[j] for j in idx])
                 out[idx] = torch.softmax(pair.float(), dim=-1)[:, 0].cpu().numpy()
         return out[inverse]
-
-    def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
-        """The suspicious span of each title (`deletion_spans` on this scanner's scores)."""
-        return deletion_spans(self.score, titles, max_words)
-
-    def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Flags at score >= threshold (the calibrated one unless given): one rule for every caller."""
-        return scores >= (self.threshold if threshold is None else threshold)
-
 
 def deletion_spans(score, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
     """The shortest contiguous word span whose removal lowers the score nearly as much as the best

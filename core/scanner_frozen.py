@@ -12,6 +12,7 @@ it in any catalog, which a `mini` base trained on the catalog alone cannot know.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
@@ -23,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .agent import AgentConfig, SyntheticTrigger, propose
+from .agent import SyntheticTrigger, propose
 from .artifacts import save_atomic
 from .errors import InputError
 from .progress import Progress
-from .scanner import MAX_SCAN_CHARS, ScannerConfig, calibrate_threshold, deletion_spans
+from .scanner import MAX_SCAN_CHARS, FrozenHeadConfig, ScannerConfig, SpansFromScore, calibrate_threshold
 from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 
 FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
@@ -38,7 +39,7 @@ HEAD_FILE = "head.safetensors"
 class FeatureExtractor:
     """A frozen causal LM that turns texts into feature vectors, cached per text for the process's life."""
 
-    def __init__(self, model, tokenizer, layers: Sequence[int] = (12, 20, -1), batch_size: int = 32):
+    def __init__(self, model, tokenizer, layers: Sequence[int] = FrozenHeadConfig.layers, batch_size: int = 32):
         self.model, self.tokenizer = model.eval(), tokenizer
         n = model.config.num_hidden_layers
         self.layers = tuple(sorted({(x if x >= 0 else n + 1 + x) for x in layers if -n - 1 <= x <= n}))
@@ -112,11 +113,10 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, l2: float, seed: int, max_iter: int = 200) -> LinearHead:
-    """L2-regularised logistic regression (L-BFGS, full batch: deterministic for a seed), classes balanced."""
+def fit_head(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 200) -> LinearHead:
+    """L2-regularised logistic regression (L-BFGS from zeros, full batch: deterministic), classes balanced."""
     import torch
 
-    torch.manual_seed(seed)
     X = torch.tensor(x, dtype=torch.float64)
     Y = torch.tensor(y, dtype=torch.float64)
     mu, sd = X.mean(0), X.std(0) + 1e-4
@@ -141,7 +141,15 @@ def host_titles(trigger: str, titles: Sequence[str], k: int) -> list[str]:
     """The `k` titles a trigger is probed on: those with the smallest hash of (trigger, title). The folds of a
     cross-fitted scan share 3/4 of their titles, so they mostly pick the same hosts and share those texts'
     features (rendezvous hashing), where a random pick per fold would cost K forward passes per probe."""
-    return sorted(titles, key=lambda t: zlib.crc32(f"{trigger}\0{t}".encode()))[:k]
+    return heapq.nsmallest(k, titles, key=lambda t: zlib.crc32(f"{trigger}\0{t}".encode()))
+
+
+def triggered(trigger: SyntheticTrigger, title: str, seed: int = 0) -> Example | None:
+    """The title with the trigger as a Yes example, or None when the result would be too long to be a title."""
+    try:
+        return Example(trigger.render(title, seed=seed)[:MAX_SCAN_CHARS], True, trigger.family)
+    except InputError:
+        return None
 
 
 def title_examples(title: str, pool: Sequence[SyntheticTrigger], cfg: ScannerConfig, vocab: Sequence[str]
@@ -156,16 +164,13 @@ def title_examples(title: str, pool: Sequence[SyntheticTrigger], cfg: ScannerCon
         trig = pool[rng.randrange(len(pool))]
         if cfg.vary_positions:
             trig = trig.placed(rng.choice(cfg.positions), rng)
-        try:
-            out.append(Example(trig.render(title, seed=rng.randrange(1 << 30))[:MAX_SCAN_CHARS], True, trig.family))
-        except InputError:
-            continue
-    return out
+        out.append(triggered(trig, title, rng.randrange(1 << 30)))
+    return [e for e in out if e is not None]
 
 
 @dataclass
-class FrozenScanner:
-    """A trained frozen-LLM scanner: the same interface as `core.scanner.Scanner` (score, spans, flag)."""
+class FrozenScanner(SpansFromScore):
+    """A trained frozen-LLM scanner: the same interface as `core.scanner.Scanner` (score, spans, threshold)."""
 
     extractor: FeatureExtractor
     head: LinearHead
@@ -178,14 +183,6 @@ class FrozenScanner:
         """P(poisoned) for each title, in input order."""
         return self.head.predict(self.extractor.features(list(titles), progress)) if len(titles) else np.zeros(0)
 
-    def spans(self, titles: Sequence[str], max_words: int = 8) -> list[str | None]:
-        """The suspicious span of each title (the word run whose removal lowers the score most, as `Scanner`)."""
-        return deletion_spans(self.score, titles, max_words)
-
-    def flag(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Flags at score >= threshold (the calibrated one unless given)."""
-        return scores >= (self.threshold if threshold is None else threshold)
-
 
 _EXTRACTORS: dict[tuple, FeatureExtractor] = {}
 
@@ -196,8 +193,6 @@ def extractor_for(cfg: ScannerConfig, progress: Progress | None = None) -> Featu
 
     key = (cfg.model, cfg.quant, cfg.frozen.layers)
     if key not in _EXTRACTORS:
-        if cfg.model in ("mini", "tiny"):
-            raise InputError(f"the frozen scanner needs a pretrained LLM (e.g. smollm2-135m), not {cfg.model}")
         loaded = load_model(ModelConfig(name=cfg.model, quant=cfg.quant), progress=progress)
         _EXTRACTORS.clear()  # one LLM in memory at a time
         _EXTRACTORS[key] = FeatureExtractor(loaded.model, loaded.tokenizer, cfg.frozen.layers)
@@ -211,15 +206,14 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
     `base_titles` (the whole catalog of a cross-fitted scan) supply the words of the hard negatives, so a
     title's examples are the same texts in every fold.
 
-    The agent's rounds work as for `train_scanner`: fresh triggers are probed on held-out titles and the
-    missed ones join the pool; the head is refitted (seconds) on the grown example set.
+    The agent's rounds work as for `train_scanner`: each fresh trigger is probed on one title (`host_titles`),
+    the missed ones join the pool with copies on four titles; the head is refitted (seconds) on the grown set.
     """
     t0 = time.monotonic()
     titles, held, train, _ = holdout_split(titles, cfg)
     vocab = title_vocab(titles if base_titles is None else base_titles)
     extractor = extractor_for(cfg, progress)
-    proposal = propose(AgentConfig(n=cfg.n_triggers, seed=cfg.seed, families=cfg.families, positions=cfg.positions,
-                                   exclude=frozenset(cfg.exclude), use_llm=cfg.use_llm_agent), client)
+    proposal = propose(cfg.agent(cfg.n_triggers, cfg.seed), client)
     warnings, pool = list(proposal.warnings), list(proposal.triggers)
     used = {t.text.lower() for t in pool}
     examples = [e for t in train for e in title_examples(t, pool, cfg, vocab)]
@@ -227,7 +221,7 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
     def refit(extra: Sequence[Example] = ()) -> LinearHead:
         data = [*examples, *extra]
         x = extractor.features([e.title for e in data], progress, "LLM features of the training examples")
-        return fit_head(x, np.array([e.label for e in data], float), cfg.frozen.l2, cfg.seed)
+        return fit_head(x, np.array([e.label for e in data], float), cfg.frozen.l2)
 
     head = refit()
     scanner = FrozenScanner(extractor, head, cfg)
@@ -236,13 +230,11 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
                 "seconds": round(time.monotonic() - t0, 1)}]
     extra: list[Example] = []
     for r in range(1, cfg.rounds + 1):
-        prop = propose(AgentConfig(n=cfg.agent_per_round, seed=cfg.seed * 1000 + r, families=cfg.families,
-                                   positions=cfg.positions, exclude=frozenset(cfg.exclude),
-                                   use_llm=cfg.use_llm_agent), client, exclude=used)
+        prop = propose(cfg.agent(cfg.agent_per_round, cfg.seed * 1000 + r), client, exclude=used)
         warnings += prop.warnings
         used |= {t.text.lower() for t in prop.triggers}
-        probes = [(t, t.render(host_titles(t.text, titles, 1)[0])[:MAX_SCAN_CHARS]) for t in prop.triggers]
-        missed_mask = scanner.score([p for _, p in probes]) < scanner.threshold if probes else np.zeros(0, bool)
+        probes = [(t, e) for t in prop.triggers if (e := triggered(t, host_titles(t.text, titles, 1)[0]))]
+        missed_mask = scanner.score([e.title for _, e in probes]) < scanner.threshold if probes else np.zeros(0, bool)
         miss_rate = float(missed_mask.mean()) if len(probes) else 0.0
         entry = {"round": r, "n_proposed": len(probes), "miss_rate": miss_rate}
         if miss_rate < cfg.miss_eps:
@@ -250,8 +242,7 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
             break
         missed = [t for (t, _), m in zip(probes, missed_mask) if m]
         pool += missed
-        extra += [Example(tr.render(t)[:MAX_SCAN_CHARS], True, tr.family)
-                  for tr in missed for t in host_titles(tr.text, titles, 4)]
+        extra += [e for tr in missed for t in host_titles(tr.text, titles, 4) if (e := triggered(tr, t))]
         scanner.head = refit(extra)
         scanner.threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
         history.append(entry | {"n_missed": len(missed), "threshold": scanner.threshold})

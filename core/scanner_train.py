@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import settings
-from .agent import AgentConfig, propose
+from .agent import propose
 from .config import fingerprint
 from .hardware import unpack_4bit
 from .progress import Progress
@@ -85,9 +85,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     model, tokenizer = load_base(cfg, titles if base_titles is None else base_titles, progress)
     model = prepare_for_finetune(model, cfg)
     scanner = Scanner(model, tokenizer, cfg)
-    agent = AgentConfig(n=cfg.n_triggers, seed=cfg.seed, families=cfg.families, positions=cfg.positions,
-                        exclude=frozenset(cfg.exclude), use_llm=cfg.use_llm_agent)
-    proposal = propose(agent, client)
+    proposal = propose(cfg.agent(cfg.n_triggers, cfg.seed), client)
     warnings = list(proposal.warnings)
     pool = list(proposal.triggers)
     used = {t.text.lower() for t in pool}
@@ -113,9 +111,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
                 "seconds": round(time.monotonic() - t0, 1)}]
     for r in range(1, cfg.rounds + 1):
         t_round = time.monotonic()
-        prop = propose(AgentConfig(n=cfg.agent_per_round, seed=cfg.seed * 1000 + r, families=cfg.families,
-                                   positions=cfg.positions, exclude=frozenset(cfg.exclude),
-                                   use_llm=cfg.use_llm_agent), client, exclude=used)
+        prop = propose(cfg.agent(cfg.agent_per_round, cfg.seed * 1000 + r), client, exclude=used)
         warnings += prop.warnings
         fresh = prop.triggers
         used |= {t.text.lower() for t in fresh}

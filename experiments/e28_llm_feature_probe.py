@@ -120,7 +120,7 @@ def main():
         t1 = time.time()
         for k in range(args.folds):
             tr = keep & (fold[owner] != k)
-            head = fit_head(X[tr][:, v["c"]], y[tr], v.get("l2", 1e-3), 0)
+            head = fit_head(X[tr][:, v["c"]], y[tr], v.get("l2", 1e-3))
             te = np.where(is_title & (fold[owner] == k))[0]
             s[owner[te]] = head.predict(X[te][:, v["c"]])
         sel = clean | learned

@@ -20,8 +20,7 @@ from core import estimate, reports, settings
 from core.data import dataset_status
 from core.errors import BadRecError
 from core.jobs import JobManager
-from core.scan import has_reference
-from core.scanner import resolve_model
+from core.scan import planned_scanner
 from core.store import Store
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -208,7 +207,7 @@ def attack_time(cfg) -> str:
 def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None = None) -> str:
     """How long the scan `cfg` would take here (its scanner skipped when cached); with `attack_run`, the
     defence of that run (scan, retrain, evaluate); `auto` counted as the model it resolves to for `n_items`."""
-    cfg = replace(cfg, scanner=resolve_model(cfg.scanner, n_items, has_reference(cfg)))
+    cfg = replace(cfg, scanner=planned_scanner(cfg, n_items))
     cached = _scanner_cached(json.dumps(cfg.to_dict(), sort_keys=True, default=str), store().n_finished_runs(), cfg)
     est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput())
     if est is None:

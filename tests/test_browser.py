@@ -212,12 +212,7 @@ def test_new_user_path(server, browser_page):
     page.get_by_text("an uploaded catalog file").click()
     wait_idle(page)
     upload(page, catalog_file(SERVER_HOME["path"]))
-    choose(page, "Scanner model", "mini")
-    set_number(page, "Adversarial rounds", 0)
-    page.get_by_text("Advanced (size of the scanner's training)").click()
-    set_number(page, "Epochs", 1)
-    set_number(page, "Synthetic triggers", 12)
-    set_number(page, "Max training titles", 50)
+    smallest_scan_settings(page)
     expect(page.get_by_text(re.compile(r"Time before launch: scan about .+ scanner .+ · scoring"))).to_be_visible()
     first = start_scan(page)
     page.get_by_role("heading", name="Results").wait_for()
@@ -253,12 +248,7 @@ def test_scanner_refuses_an_empty_upload_and_results_follow_the_newest_scan(serv
     assert before.startswith("catalog.csv · "), before
     upload(page, catalog_file(SERVER_HOME["path"], "second.csv"))  # replaces the refused file
     expect(page.get_by_text("empty.csv: file is empty")).to_have_count(0)
-    choose(page, "Scanner model", "mini")
-    set_number(page, "Adversarial rounds", 0)
-    page.get_by_text("Advanced (size of the scanner's training)").click()
-    set_number(page, "Epochs", 1)
-    set_number(page, "Synthetic triggers", 12)
-    set_number(page, "Max training titles", 50)
+    smallest_scan_settings(page)
     second = start_scan(page)
     expect(page.get_by_role("combobox", name="Scan", exact=True)).to_have_value(re.compile(r"^second\.csv · "),
                                                                      timeout=120_000)
@@ -288,6 +278,16 @@ def upload(page, path: str) -> None:
     dropzone.set_input_files(path)
     expect(page.get_by_text(Path(path).name, exact=True).first).to_be_visible()
     wait_idle(page)
+
+
+def smallest_scan_settings(page) -> None:
+    """The Scanner form's smallest training (as tests/test_pages.tiny_scan_settings): mini, no rounds, one epoch."""
+    choose(page, "Scanner model", "mini")
+    set_number(page, "Adversarial rounds", 0)
+    page.get_by_text("Advanced (size of the scanner's training)").click()
+    set_number(page, "Epochs", 1)
+    set_number(page, "Synthetic triggers", 12)
+    set_number(page, "Max training titles", 50)
 
 
 def start_scan(page) -> str:

@@ -53,7 +53,7 @@ def test_fit_head_separates_separable_data_and_is_deterministic():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5))
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(float)
-    a, b = fit_head(x, y, 1e-3, 0), fit_head(x, y, 1e-3, 0)
+    a, b = fit_head(x, y, 1e-3), fit_head(x, y, 1e-3)
     assert np.array_equal(a.predict(x), b.predict(x))
     assert np.mean((a.predict(x) >= 0.5) == y) > 0.97
 
