@@ -4,7 +4,8 @@ The single-process path stays the default. Nothing here imports ray until a Ray 
 local CLI and the dashboard run without the package. What runs where:
 
 - the driver (the process that calls `run_scan` or `run_sweep`) trains or loads the scanner, reads the
-  rows Ray Data parsed, validates them with the local path's own code, finds recurring triggers and
+  rows Ray Data parsed from a folder of shards (one file it parses itself), validates them with the local
+  path's own code, finds recurring triggers and
   writes DuckDB in one transaction; it is the one DuckDB writer;
 - a scan's actor pool: each actor loads the scanner once, from its files shipped as bytes (safetensors
   weights, tokenizer and meta JSON: never a pickled model), scores whole chunks of the catalog (the
@@ -187,8 +188,8 @@ def catalog_files(path: str) -> tuple[list[Path], str]:
 
 
 def read_catalog(path: str) -> pd.DataFrame:
-    """A catalog's rows as strings, parsed by Ray Data (a file or a folder of shards, any size), in file
-    order; `core.uploads.normalise` then validates them as for a local file.
+    """A catalog's rows as strings, parsed by Ray Data (a folder of shards or a file), in file order;
+    `core.uploads.normalise` then validates them as for a local file.
 
     CSV/TSV columns are read as text (ids such as `007` stay as written) with the extension's delimiter;
     Parquet and JSON Lines values become text as the local reader makes them.
