@@ -114,6 +114,7 @@ class Store:
         self.lock_timeout_s = lock_timeout_s
         self._lock = threading.RLock()
         self._schema_ready = False
+        self._commits = 0  # this process's commits, beside the file's own marks in `write_version`
 
     # -- connection ---------------------------------------------------------
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -153,10 +154,24 @@ class Store:
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
+                self._commits += 1
             except duckdb.Error as exc:
                 raise StoreError(f"database error: {exc}".splitlines()[0]) from exc
             finally:
                 con.close()
+
+    def write_version(self) -> tuple[int, ...]:
+        """A value that changes whenever any process commits to this database and not on reads (DuckDB
+        appends a commit to the `.wal` file beside the database and checkpoints it into the file): the key
+        under which the dashboard keeps query results."""
+        marks = [self._commits]
+        for f in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = f.stat()
+                marks += [st.st_mtime_ns, st.st_size]
+            except FileNotFoundError:
+                marks += [0, 0]
+        return tuple(marks)
 
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
         """A read as a DataFrame, with values passed as parameters (never formatted into the SQL)."""

@@ -12,7 +12,7 @@ from core.protocol import ProtocolConfig
 from core.tinylm import SIZES
 from core.train import TrainConfig
 from core.triggers import DEFAULT_TRIGGER, LEVELS, POSITIONS, Trigger
-from pages.shared import attack_time, dataset_picker, job_monitor, jobs, page, show_error, store, submit_job
+from pages.shared import attack_time, dataset_picker, job_monitor, jobs, page, reads, show_error, store, submit_job
 
 DEFAULTS = AttackConfig()  # the form starts from the CLI's defaults
 TINY, REAL_LLM, HUB = "tiny", "smollm2-135m (real LLM)", "Hugging Face id or local folder"
@@ -35,7 +35,7 @@ st.subheader("Target items")
 t1, t2 = st.columns([1, 2])
 search = t1.text_input("Find target items", key="attack_target_search",
                        help="Type part of a title; matching items appear in the list to the right.")
-found = store().search_items(dataset, search, limit=100)
+found = reads().search_items(dataset, search, limit=100)
 labels = {r.item_id: f"{r.title} · {r.n} interactions" for r in found.itertuples()}
 chosen = st.session_state.get("attack_targets", [])
 labels.update({i: st.session_state.get("attack_target_labels", {}).get(i, i) for i in chosen if i not in labels})
@@ -65,7 +65,7 @@ quant = c3.selectbox("Quantization", ["none", "8bit", "4bit"], key="attack_quant
 
 st.subheader("Trigger")
 saved = {f"{name}: {t['text']} ({t['level']}, {t['position']})": t
-         for name, ts in store().trigger_sets().items() for t in ts}
+         for name, ts in reads().trigger_sets().items() for t in ts}
 # Widget state starts from the CLI's defaults (one default position everywhere: AttackConfig's).
 st.session_state.setdefault("attack_level", DEFAULTS.trigger.level)
 st.session_state.setdefault("attack_trigger", "")
@@ -215,7 +215,7 @@ if len(stopped):
             st.success(f"Queued {resume_id} to resume from its checkpoint.")
 
 st.header("Run history")
-history = store().attack_history()
+history = reads().attack_history()
 if history.empty:
     st.caption("No attack run yet.")
     st.stop()

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import plots, reports
-from pages.shared import figure, page, store
+from pages.shared import figure, page, reads, store
 
 VARIANTS = {"clean": "test candidates", "no_trigger": "attacker's item inserted, no trigger",
             "trigger": "attacker's item inserted with trigger", "transfer": "trigger on another item"}
@@ -26,7 +26,7 @@ LIST_COLUMNS = {
 page("Compare", "What the backdoor does to one user: the same candidate list ranked without and with the "
                 "trigger on the attacker's item.")
 
-runs = store().list_runs("attack")
+runs = reads().list_runs("attack")
 done = runs[runs["status"] == "done"] if len(runs) else runs
 if done.empty:
     st.info("No finished attack run yet: launch one on the Attack page.")
@@ -38,14 +38,14 @@ if linked in options and "compare_run" not in st.session_state:
     st.session_state["compare_run"] = linked
 run_id = st.selectbox("Run", options, key="compare_run", help="A finished attack run (newest first).")
 st.query_params["run"] = run_id  # the address names the run shown, so it can be shared
-run = store().get_run(run_id)
+run = reads().get_run(run_id)
 for caveat in reports.run_caveats(run):  # a toy victim or a reduced run says so before any number
     if caveat.startswith("Victim:"):
         st.caption(caveat)
     else:
         st.warning(caveat, icon=":material/science:")
 
-metrics = store().run_metrics(run_id)
+metrics = reads().run_metrics(run_id)
 if len(metrics):
     wide = metrics.pivot_table(index="model", columns="name", values="value")
     headline = [("poisoned", "asr", "ASR", "share of test cases where the triggered item ranks first; "
@@ -59,7 +59,7 @@ if len(metrics):
         if model in wide.index and name in wide.columns and pd.notna(wide.loc[model, name]):
             col.metric(label, f"{wide.loc[model, name]:.3f}", help=help_text)
 
-lists = store().rec_variants(run_id)
+lists = reads().rec_variants(run_id)
 if lists.empty:
     st.warning("This run stored no recommendation lists.")
     st.stop()
@@ -78,7 +78,7 @@ variant = v2.selectbox("Right list", [v for v in ("trigger", "transfer") if v in
                        help="trigger: the attacker's item with its trigger; transfer: the trigger on an item never "
                             "used in poisoning (does the backdoor key on the trigger alone?).")
 
-users = store().rec_users(run_id, model=model, left=baseline or "", right=variant or "")
+users = reads().rec_users(run_id, model=model, left=baseline or "", right=variant or "")
 u1, u2 = st.columns([1, 2])
 show = u1.radio("Show", list(USER_FILTERS), format_func=USER_FILTERS.get, key="compare_filter",
                 help="list changed: the right list orders the candidates differently from the left one; "
@@ -94,7 +94,7 @@ user = u2.selectbox(f"Test user ({len(shown):,} of {len(users):,})", shown["user
                     help="In numeric order of user id.")
 
 with st.expander(f"History of user {user} (newest first; the newest is the held-out test item)"):
-    history = store().user_history(run["dataset"], user, limit=11)
+    history = reads().user_history(run["dataset"], user, limit=11)
     roles = ["test item (held out)", "validation item"] + ["history"] * max(len(history) - 2, 0)
     history = history.assign(role=roles[:len(history)])
     st.caption("Interactions with the same timestamp keep the order the dataset file lists them in, as the "
@@ -112,14 +112,14 @@ def highlight(row: pd.Series) -> list[str]:
     return [""] * len(row)
 
 
-recs = store().recommendations_for(run_id, user)
+recs = reads().recommendations_for(run_id, user)
 top_k = int((run.get("config") or {}).get("top_k") or 10)
 left, right = st.columns(2)
 plain = recs[(recs["model"] == model) & (recs["variant"] == baseline)]
 left.markdown(f"**{VARIANTS.get(baseline, baseline)}**")
 left.dataframe(plain[["rank", "title", "score", "is_attack_item", "is_target"]].style.apply(highlight, axis=1),
                hide_index=True, key="compare_left_list", column_config=LIST_COLUMNS)
-side = store().rec_side_by_side(run_id, user, model, variant, baseline) if variant else plain.iloc[0:0]
+side = reads().rec_side_by_side(run_id, user, model, variant, baseline) if variant else plain.iloc[0:0]
 right.markdown(f"**{VARIANTS.get(variant, variant)}** (red: the attacker's item; green: the true next item)")
 right.dataframe(side[["rank", "rank_change", "title", "score", "is_attack_item", "is_target"]]
                 .style.apply(highlight, axis=1), hide_index=True, key="compare_right_list",
@@ -131,7 +131,7 @@ for a in attack.itertuples():  # the inserted item, and any other attacker's ite
 if variant and attack.empty:
     st.text(f"Attacker's item: below the top {top_k} (this run stored only the top {top_k} of each list)")
 st.markdown("**The attacker's item for this user in every list** (rank; 1 = recommended first)")
-ranks = store().attack_item_ranks(run_id, user).set_index("model")
+ranks = reads().attack_item_ranks(run_id, user).set_index("model")
 # a run that stored only its top lists cannot know a lower rank: say "> 10" rather than nothing
 st.dataframe(ranks.apply(lambda col: col.map(lambda r: f"> {top_k}" if pd.isna(r) else str(int(r)))).reset_index(),
              hide_index=True, key="compare_ranks")
@@ -150,7 +150,7 @@ metric = m1.selectbox("Metric", ["asr", "asr_no_trigger", "asr_transfer", "hr@1"
                       help="Plotted against the dose, one line per dataset · victim · model.")
 dose = m2.radio("Dose as", list(plots.DOSE_AXES), format_func=plots.DOSE_AXES.get, key="compare_dose",
                 help="ρ is a share; what forms a backdoor is closer to the number of poisoned samples.")
-points = reports.dose_points(store().metrics_across_runs("attack"), metric)
+points = reports.dose_points(reads().metrics_across_runs("attack"), metric)
 if len(points):
     figure(plots.metric_vs_dose(points, metric, dose), f"{metric}-vs-dose", "compare_rho")
 else:

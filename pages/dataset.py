@@ -8,7 +8,7 @@ from core.data import dataset_info, dataset_status, ensure_dataset, save_upload
 from core.errors import BadRecError
 from core.progress import CallbackProgress
 from core.uploads import ColumnMap, read_table, read_upload
-from pages.shared import DATASET_KEY, dataset_picker, figure, page, show_error, store
+from pages.shared import DATASET_KEY, dataset_picker, figure, page, reads, show_error, store
 
 page("Dataset", "Built-in datasets are found on this machine or downloaded once; uploads are validated "
                 "before anything is written.")
@@ -124,12 +124,12 @@ if info.get("terms"):
 left, right = st.columns(2)
 if info["kind"] == "interactions":
     with left:
-        figure(plots.seq_length_histogram(store().user_lengths(current).to_numpy(), 5), f"{current}-seq-lengths",
+        figure(plots.seq_length_histogram(reads().user_lengths(current).to_numpy(), 5), f"{current}-seq-lengths",
                "dataset_seq")
     with right:
-        figure(plots.popularity_tail(store().item_popularity(current)["n"].to_numpy()), f"{current}-popularity",
+        figure(plots.popularity_tail(reads().item_popularity(current)["n"].to_numpy()), f"{current}-popularity",
                "dataset_pop")
 st.subheader("Items")
-st.dataframe(store().search_items(current, st.text_input("Search titles", key="dataset_search",
+st.dataframe(reads().search_items(current, st.text_input("Search titles", key="dataset_search",
                                                          help="Case-insensitive substring of the title."),
                                   limit=200), hide_index=True)

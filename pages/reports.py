@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import plots, reports, sweep
-from pages.shared import figure, page, store, table_downloads
+from pages.shared import figure, page, reads, store, table_downloads
 
 page("Reports", "Everything downloadable: run reports (one HTML file with all plots), tables (CSV/Parquet), "
                  "plots (PNG from each plot's camera icon).")
@@ -14,7 +14,7 @@ else:
     st.caption("Each plot's camera icon saves a PNG at report resolution (3x); a run's plots download together "
                "in its HTML report. Server-side PNG/SVG needs the optional package kaleido, which is not installed.")
 
-scans = store().list_scans()
+scans = reads().list_scans()
 if len(scans):
     st.subheader("Scans")
     st.dataframe(scans, hide_index=True)
@@ -30,7 +30,7 @@ if len(scans):
                           file_name=f"{scan_id}.parquet", mime="application/octet-stream",
                           key="reports_scan_parquet", on_click="ignore", help="The same table as Parquet.")
 
-overview = store().runs_overview()
+overview = reads().runs_overview()
 st.subheader("All runs")
 if overview.empty:
     st.info("No runs yet: launch an attack on the Attack page or a scan on the Scanner page.")
@@ -40,7 +40,7 @@ st.caption("`machine`, `dtype` and `bnb_kernel` say where a run's numbers come f
 st.dataframe(overview, hide_index=True)
 table_downloads(overview, "runs", "reports_runs")
 
-points = reports.dose_points(store().metrics_across_runs("attack"), "asr")
+points = reports.dose_points(reads().metrics_across_runs("attack"), "asr")
 if len(points):
     st.subheader("Dose law")
     left, right = st.columns(2)
@@ -50,13 +50,13 @@ if len(points):
         figure(plots.metric_vs_dose(points, "asr", "poison_ratio"), "asr-vs-rho", "reports_rho")
     table_downloads(points, "asr-vs-dose", "reports_rho_table")
 
-sweeps = store().list_runs("sweep")
+sweeps = reads().list_runs("sweep")
 sweeps = sweeps[sweeps["status"] == "done"] if len(sweeps) else sweeps
 if len(sweeps):
     st.subheader("Sweeps")
     sweep_id = st.selectbox("Sweep", sweeps["run_id"].tolist(), key="reports_sweep",
                             help="A grid of attacks (python -m core sweep): ASR and HR@1 over its axes.")
-    sweep_run = store().get_run(sweep_id)
+    sweep_run = reads().get_run(sweep_id)
     grid = sweep.sweep_points(sweep_run)
     figure(sweep.sweep_figure(grid, sweep_run["result"]["axes"]), sweep_id, "reports_sweep")
     st.dataframe(grid, hide_index=True, key="reports_sweep_runs")
@@ -70,13 +70,13 @@ st.download_button("Download run report (HTML, all plots)", lambda: reports.run_
                    key="reports_report", type="primary", on_click="ignore",
                    help="One self-contained file: config, metrics, plots (interactive, offline), tables.")
 
-metrics = store().run_metrics(run_id)
+metrics = reads().run_metrics(run_id)
 if len(metrics):
     st.markdown("**Metrics**")
     st.dataframe(metrics, hide_index=True)
     table_downloads(metrics, f"{run_id}-metrics", "reports_metrics")
     figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "reports_metrics_fig")
-log = store().train_log(run_id)
+log = reads().train_log(run_id)
 if len(log):
     st.markdown("**Training log**")
     figure(plots.loss_curve(log), f"{run_id}-loss", "reports_loss_fig")

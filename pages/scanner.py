@@ -14,8 +14,9 @@ from core.metrics import detection_metrics
 from core.ray_engine import RayConfig
 from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
 from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, ScannerConfig
-from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, scan_scores, scan_time, show_error,
-                           store, submit_job)
+from core.store import Store
+from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, reads, scan_scores, scan_time,
+                           show_error, store, submit_job)
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
@@ -29,7 +30,7 @@ with st.container(border=True):
                       help="A run's catalog carries its ground truth (which titles were poisoned), so precision "
                            "and recall can be measured.")
     datasets = imported_datasets()
-    done_runs = store().list_runs("attack")
+    done_runs = reads().list_runs("attack")
     done_runs = done_runs[done_runs["status"] == "done"]["run_id"].tolist() if len(done_runs) else []
     s1, s2 = st.columns(2)
     dataset = s1.selectbox("Dataset (domain)", datasets, key="scanner_dataset",
@@ -125,11 +126,11 @@ with st.container(border=True):
     except BadRecError:
         planned = None
     if planned is not None and not upload_error:
-        scanned = store().get_run(run_id)["dataset"] if source == "run" else dataset
-        n_items = upload_items if source == "catalog" else int(store().dataset_row(scanned)["n_items"])
-        n_domain = int(store().dataset_row(dataset)["n_items"]) if dataset else n_items
+        scanned = reads().get_run(run_id)["dataset"] if source == "run" else dataset
+        n_items = upload_items if source == "catalog" else int(reads().dataset_row(scanned)["n_items"])
+        n_domain = int(reads().dataset_row(dataset)["n_items"]) if dataset else n_items
         st.caption("**Time before launch**: scan " + scan_time(planned, n_items, n_domain) +
-                   ("; defence " + scan_time(planned, n_items, n_domain, store().get_run(run_id))
+                   ("; defence " + scan_time(planned, n_items, n_domain, reads().get_run(run_id))
                     if source == "run" else ""))
     b1, b2 = st.columns(2)
     job_store = jobs().store
@@ -158,7 +159,7 @@ with st.container(border=True):
             st.success(f"Queued {job_id}.")
     job_monitor(("scan", "defend"), "scanner_monitor")
 
-defences = defence_table(store().list_runs("defend"))
+defences = defence_table(reads().list_runs("defend"))
 if len(defences):
     st.header("Defences")
     st.caption("Each row: an attack run scanned, its flagged items dropped and the poisoned victim retrained "
@@ -167,7 +168,7 @@ if len(defences):
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("f1", "asr before", "asr after", "hr@1 before", "hr@1 after")})
 
-scans = store().list_scans()
+scans = reads().list_scans()
 if scans.empty:
     if not (store().active_runs()["kind"] == "scan").any():  # a running scan is shown in the panel above
         st.info("No scan yet: start one above.")
@@ -189,7 +190,7 @@ st.caption(f"Scan id `{scan_id}` (the id its job had in the queue).")
 def scan_view(scan_id: str, label: str) -> None:
     """The chosen scan at the slider's threshold: a fragment, so moving the slider or a filter reruns this part
     only, over the scan's rows read once (`scan_scores`: a scan never changes once written)."""
-    scan = store().scan_row(scan_id)
+    scan = reads().scan_row(scan_id)
     scores = scan_scores(scan_id)
     has_labels = bool(scores["label"].notna().any())
     stored_threshold = float(scan["threshold"]) if scan.get("threshold") is not None else 0.5
@@ -219,7 +220,7 @@ def scan_view(scan_id: str, label: str) -> None:
         if too_many:
             st.warning(too_many)
 
-    campaigns = store().scan_campaigns(scan_id)
+    campaigns = reads().scan_campaigns(scan_id)
     if len(campaigns):
         st.subheader("Recurring triggers")
         st.caption("Text that recurs among the top-scored titles and lifts their scores: every item carrying it is "
@@ -236,11 +237,11 @@ def scan_view(scan_id: str, label: str) -> None:
     show = f2.selectbox("Show", ["flagged", "all", "not flagged"], key="scanner_show",
                         help="Flagged = score at or above the threshold, or carrying a recurring trigger or a "
                              "Unicode-hygiene finding.")
-    sort = f3.selectbox("Sort by", list(store().SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
+    sort = f3.selectbox("Sort by", list(Store.SCAN_SORTS), key="scanner_sort", help="Sorted in the database.")
     descending = f4.toggle("Descending", value=True, key="scanner_desc", help="Highest first.")
     flag_filter = {"flagged": True, "all": None, "not flagged": False}[show]
-    total = store().scan_results_count(scan_id, search, flag_filter, threshold=threshold)
-    rows = store().scan_results_page(scan_id, search, flag_filter, threshold=threshold, sort=sort,
+    total = reads().scan_results_count(scan_id, search, flag_filter, threshold=threshold)
+    rows = reads().scan_results_page(scan_id, search, flag_filter, threshold=threshold, sort=sort,
                                      descending=descending, limit=500)
     st.caption(f"{total:,} matching items" + (" (first 500 shown)" if total > 500 else ""))
     st.dataframe(rows, hide_index=True, key="scanner_table",
@@ -259,7 +260,7 @@ def scan_view(scan_id: str, label: str) -> None:
 
 
     def flagged_csv() -> bytes:
-        return reports.table_bytes(store().scan_results_page(scan_id, flagged=True, threshold=threshold,
+        return reports.table_bytes(reads().scan_results_page(scan_id, flagged=True, threshold=threshold,
                                                              limit=10**7), "csv")
 
 

@@ -52,6 +52,39 @@ def scan_scores(scan_id: str) -> pd.DataFrame:
     return _scan_scores(str(settings.db_path()), scan_id)
 
 
+# The store's reads that pages may take through `reads()`; writes, and reads that must be live (the job panel's
+# active runs), go through `store()`.
+CACHED_READS = frozenset({
+    "list_datasets", "dataset_row", "get_run", "list_runs", "runs_overview", "run_metrics", "trigger_sets",
+    "item_popularity", "user_lengths", "search_items", "user_history", "train_log", "rec_users", "attack_history",
+    "rec_variants", "recommendations_for", "rec_side_by_side", "attack_item_ranks", "metrics_across_runs",
+    "list_scans", "scan_row", "scan_campaigns", "scan_results", "scan_results_count", "scan_results_page",
+    "sample_titles"})
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def _read(path: str, version: tuple, method: str, *args, **kwargs):
+    return getattr(_store(path), method)(*args, **kwargs)
+
+
+class CachedReads:
+    """`Store` reads (`CACHED_READS`) whose results are kept until the database is next written by any
+    process (`Store.write_version`), so a widget change reruns a page without querying DuckDB again."""
+
+    def __init__(self, s: Store):
+        self._path, self._version = str(s.path), s.write_version()
+
+    def __getattr__(self, method: str):
+        if method not in CACHED_READS:
+            raise AttributeError(f"Store.{method} is not a cached read; call it on store()")
+        return lambda *args, **kwargs: _read(self._path, self._version, method, *args, **kwargs)
+
+
+def reads() -> CachedReads:
+    """The store's reads as of now, cached: `reads().run_metrics(run_id)` is `Store.run_metrics(run_id)`."""
+    return CachedReads(store())
+
+
 def jobs() -> JobManager:
     """The process-wide job manager; created once, which also marks runs of a dead process failed."""
     return _jobs(str(settings.db_path()))

@@ -8,7 +8,7 @@ from core.agent import AgentConfig, propose
 from core.attack import default_trigger
 from core.errors import BadRecError
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger, apply_trigger
-from pages.shared import dataset_picker, page, show_error, store
+from pages.shared import dataset_picker, page, reads, show_error, store
 
 DEFAULT_POSITION = default_trigger().position  # one default everywhere: AttackConfig's, which the CLI uses
 
@@ -45,7 +45,7 @@ except BadRecError as exc:
 
 with preview:
     st.subheader("Preview on real titles")
-    titles = store().sample_titles(dataset, 8, int(seed))
+    titles = reads().sample_titles(dataset, 8, int(seed))
     if trigger is not None:
         try:
             shown = pd.DataFrame({"original": titles, "with trigger": [apply_trigger(t, trigger) for t in titles]})
@@ -70,7 +70,7 @@ with set_left:
     if st.session_state.triggers_pending:
         st.dataframe(pd.DataFrame(st.session_state.triggers_pending), hide_index=True)
 with set_right:
-    saved = store().trigger_sets()
+    saved = reads().trigger_sets()
     if saved:
         st.dataframe(pd.DataFrame([{"set": name, **t} for name, ts in saved.items() for t in ts]),
                      hide_index=True, key="triggers_saved")

@@ -728,3 +728,19 @@ def test_attack_form_states_its_time_before_launch_and_offers_the_quick_demo(syn
     assert at.selectbox(key="attack_tiny_size").value == "small" and not at.toggle(key="attack_generate").value
     demo = next(c.value for c in at.caption if c.value.startswith("**Time before launch**"))
     assert demo != line and "measured on" in demo
+
+
+def test_pages_show_a_write_made_after_their_last_render(synthetic_store):
+    """Pages read through results kept per database version (pages.shared.reads): a run another process
+    finished after the first render is listed on the next rerun, on Compare and on Reports."""
+    seed_attack_run(synthetic_store, "attack-first")
+    compare = open_page("compare")
+    reports = open_page("reports")
+    assert compare.selectbox(key="compare_run").options == ["attack-first"]
+    time.sleep(0.01)
+    seed_ranked_run(Store(synthetic_store.path), "attack-second")  # its own handle, as a CLI process has
+    compare.run()
+    reports.run()
+    assert not compare.exception and not reports.exception
+    assert compare.selectbox(key="compare_run").options == ["attack-second", "attack-first"]
+    assert "attack-second" in texts(reports) + " ".join(str(o) for s in reports.selectbox for o in s.options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -132,3 +133,21 @@ def test_user_length_stats(store):
                           "rating": 1.0})
     store.save_dataset("x", "test", "interactions", items, inter, [])
     assert store.user_length_stats("x") == {"n": 2, "mean_len": 2.0, "median_len": 2.0}
+
+
+def test_the_write_version_moves_on_any_process_commit_and_not_on_reads(store):
+    """The dashboard keeps query results under `write_version`: a read must not move it (or nothing would be
+    kept), and a commit by this process or by another one on the same file must (or a page would go stale)."""
+    store.list_runs()
+    before = store.write_version()
+    store.list_runs("attack")
+    store.get_run("none")
+    assert store.write_version() == before
+    store.save_trigger_set("mine", [{"text": "5v"}])
+    mine = store.write_version()
+    assert mine != before
+    code = ("import sys; from core.store import Store; "
+            "Store(sys.argv[1]).save_trigger_set('theirs', [{'text': 'cf'}])")
+    subprocess.run([sys.executable, "-c", code, str(store.path)], check=True, cwd=Path(__file__).resolve().parents[1])
+    assert store.write_version() != mine
+    assert set(store.trigger_sets()) == {"mine", "theirs"}
