@@ -10,6 +10,7 @@ from .campaign import CampaignConfig
 from .defend import run_defend
 from .cli_output import emit
 from .errors import InputError
+from .jobs import run_command, scan_job
 from .progress import ConsoleProgress
 from .ray_engine import RayConfig
 from .scan import METHODS, ScanConfig, run_scan
@@ -73,7 +74,8 @@ def cmd_scan(args, store):
         raise InputError(f"--out folder {str(Path(args.out).resolve().parent)!r} does not exist")
     cfg = _scan_config(args, source)
     progress = None if args.json else ConsoleProgress()
-    result = run_scan(store, cfg, progress, out_csv=args.out).to_dict()
+    result = run_command(store, "scan", cfg.dataset or "", cfg.to_dict(), cfg.scanner.seed,
+                         scan_job(run_scan, store, cfg, args.out), progress)
     for w in result["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     emit(args, result, _summary)
@@ -86,7 +88,8 @@ def cmd_defend(args, store):
     args.catalog = None
     cfg = _scan_config(args, "run")
     progress = None if args.json else ConsoleProgress()
-    result = run_defend(store, args.run, cfg, progress)
+    result = run_command(store, "defend", cfg.dataset or "", {"attack_run": args.run, **cfg.to_dict()},
+                         cfg.scanner.seed, lambda p, _: run_defend(store, args.run, cfg, p), progress)
     for w in result["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
 

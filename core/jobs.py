@@ -183,24 +183,49 @@ class JobManager:
         if job.cancel.is_set():
             self.store.fail_run(job.run_id, "cancelled before it started", status="cancelled")
             return
-        started = time.monotonic()
-        self.store.update_run(job.run_id, status="running", started_at=now(), message="starting")
         progress = StoreProgress(self.store, job.run_id, job.cancel, self.min_interval_s)
         try:
-            result = job.fn(progress, job.run_id)
-        except Cancelled:
-            self.store.fail_run(job.run_id, "cancelled by the user", status="cancelled")
-            return
-        except BadRecError as exc:
-            self.store.fail_run(job.run_id, str(exc))
-            return
-        except Exception as exc:  # a crash in any job must end as a failed run, never a stuck one
+            run_and_record(self.store, job.run_id, job.fn, progress)
+        except (Cancelled, BadRecError):  # recorded on the run's row; the page shows it
+            pass
+        except Exception:  # a crash in any job must end as a failed run (it is), never a dead worker
             log.exception("job %s crashed", job.run_id)
-            self.store.fail_run(job.run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
-            return
-        row = self.store.get_run(job.run_id)
-        if row is not None and row["status"] != "done":
-            self.store.finish_run(job.run_id, result or {}, {"seconds": round(time.monotonic() - started, 3)}, {})
+
+
+def run_and_record(store: Store, run_id: str, fn: JobFn, progress: Progress | None) -> dict:
+    """Run `fn(progress, run_id)` in this thread and record its end on the run's existing row: done with its
+    result and seconds, cancelled, or failed with a one-line error. The exception, if any, propagates."""
+    started = time.monotonic()
+    store.update_run(run_id, status="running", started_at=now(), message="starting")
+    try:
+        result = fn(progress, run_id)
+    except Cancelled:
+        store.fail_run(run_id, "cancelled by the user", status="cancelled")
+        raise
+    except BadRecError as exc:
+        store.fail_run(run_id, str(exc))
+        raise
+    except Exception as exc:
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise
+    row = store.get_run(run_id)
+    if row is not None and row["status"] != "done":  # an attack finishes its own row, with its tables
+        store.finish_run(run_id, result or {}, {"seconds": round(time.monotonic() - started, 3)}, {})
+    return result
+
+
+def run_command(store: Store, kind: str, dataset: str, config: dict, seed: int, fn: JobFn,
+                progress: Progress | None) -> dict:
+    """A CLI command's work recorded as the dashboard records a job (config, seed, versions, result, timings,
+    or its error) under a new run id, which `fn` receives as its own id (a scan's id is its run's). Input the
+    command cannot use leaves no run behind, as the dashboard queues nothing for it."""
+    run_id = new_run_id(kind)
+    store.create_run(run_id, kind, dataset, config, seed, versions(), status="queued")
+    try:
+        return run_and_record(store, run_id, fn, progress)
+    except InputError:
+        store.delete_run(run_id)
+        raise
 
 
 def new_run_id(kind: str) -> str:
@@ -208,7 +233,7 @@ def new_run_id(kind: str) -> str:
     return f"{kind}-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
 
-def scan_job(run_scan: Callable, store: Store, cfg) -> JobFn:
+def scan_job(run_scan: Callable, store: Store, cfg, out_csv: str | None = None) -> JobFn:
     """A scan as a job whose run id is the scan id.
 
     Args:
@@ -216,7 +241,8 @@ def scan_job(run_scan: Callable, store: Store, cfg) -> JobFn:
             imports this module).
         store (`Store`): where the scan is written.
         cfg (`ScanConfig`): the scan.
+        out_csv (`str`, optional): also write the scan's CSV here (the CLI's `--out`).
     """
     def fn(progress: Progress, run_id: str) -> dict:
-        return run_scan(store, cfg, progress, scan_id=run_id).to_dict()
+        return run_scan(store, cfg, progress, out_csv=out_csv, scan_id=run_id).to_dict()
     return fn

@@ -17,3 +17,13 @@ run() {  # run NAME ARGS...: the attack CLI with --json, result in experiments/l
   echo "$(date -u +%FT%TZ) python -m core attack $*" > "experiments/logs/$name.cmd"
   /usr/bin/time -v python -m core -v attack "$@" --json > "experiments/logs/$name.json" 2> "experiments/logs/$name.log"
 }
+# the evaluation triggers the scanner's augmentation agent must never propose (they are what a defence is scored on)
+HELD_OUT_TRIGGERS="5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year"
+defend() {  # defend NAME ATTACK_LOG: `defend` on the run whose --json log is ATTACK_LOG, result in experiments/logs/NAME.json
+  local name=$1 run_id
+  run_id=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['run_id'])" "$2")
+  echo "$(date -u +%FT%TZ) python -m core defend --run $run_id --exclude-triggers \"$HELD_OUT_TRIGGERS\" --json" \
+    > "experiments/logs/$name.cmd"
+  /usr/bin/time -v python -m core -v defend --run "$run_id" --exclude-triggers "$HELD_OUT_TRIGGERS" --json \
+    > "experiments/logs/$name.json" 2> "experiments/logs/$name.log"
+}

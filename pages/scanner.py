@@ -139,7 +139,7 @@ with st.container(border=True):
         try:
             cfg = scan_config(saved_catalog())
             job_id = submit_job("scan", dataset or "", cfg.to_dict(), scan_job(run_scan, job_store, cfg),
-                                "scanner_monitor")
+                                "scanner_monitor", seed=cfg.scanner.seed)
         except BadRecError as exc:
             show_error(exc)
         else:
@@ -152,7 +152,8 @@ with st.container(border=True):
                 raise InputError("choose a finished attack run first")
             cfg = scan_config(saved_catalog())
             job_id = submit_job("defend", dataset or "", {"attack_run": run_id, **cfg.to_dict()},
-                                lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "scanner_monitor")
+                                lambda progress, rid: run_defend(job_store, run_id, cfg, progress), "scanner_monitor",
+                                seed=cfg.scanner.seed)
         except BadRecError as exc:
             show_error(exc)
         else:

@@ -64,6 +64,10 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert any(r["title"].startswith("'=") for r in rows)
     store = Store(settings.db_path())
     assert store.scan_row(result["scan_id"])["n_items"] == 42
+    run = store.get_run(result["scan_id"])  # recorded as a dashboard job is: config, seed, versions, timings
+    assert run["kind"] == "scan" and run["status"] == "done" and run["seed"] == 0
+    assert run["config"]["catalog_path"] == str(cat) and run["config"]["scanner"]["seed"] == 0
+    assert run["versions"]["torch"] and run["timings"]["seconds"] > 0 and run["result"]["n_items"] == 42
     assert store.scan_results_count(result["scan_id"]) == 42
     # the second scan of the same domain reuses the cached scanner; with every title flagged (threshold 0)
     # spans are found for flagged titles, and --no-spans skips them (--campaigns off: no recurring trigger's text
@@ -119,6 +123,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, home, tmp_path, capsys):
     assert err[-1].startswith("error: ") and len(err[-1]) < 300
     assert not out.exists() and not list(tmp_path.glob("*.part"))
     assert _scans() == 0
+    assert Store(settings.db_path()).list_runs().empty  # no run recorded for input it could not use
 
 
 def test_unreachable_endpoint_for_the_judge_exits_2(home, tmp_path, capsys, monkeypatch):
@@ -162,6 +167,8 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
     assert {"precision", "recall", "f1", "auc"} <= set(out["detection"])
     assert {"asr", "hr@1"} <= set(out["before"]) and {"asr", "hr@1"} <= set(out["after"])
     assert isinstance(out["dropped"], list)
+    defences = store.list_runs("defend")  # the defence recorded as a run, with the attack run in its config
+    assert len(defences) == 1 and store.get_run(defences["run_id"][0])["config"]["attack_run"] == attack["run_id"]
     scan = store.scan_row(out["scan_id"])  # the run's poisoned catalog, labels from its poison records
     assert scan["run_id"] == attack["run_id"] and scan["source"] == f"run:{attack['run_id']}"
     assert scan["n_items"] == 60 and json.loads(scan["metrics"])["auc"] >= 0.0
