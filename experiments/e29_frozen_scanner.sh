@@ -2,6 +2,7 @@
 # E29: the default scanner (`--scanner-model auto`: the frozen SmolLM2-135M + linear head up to 5,000 titles) on
 # an analyst's own catalog: the held-out suite on EVALUATION seeds (never tuned on), and clean catalogs.
 # Usage: experiments/e29_frozen_scanner.sh heldout|clean|run [RUN_ID]
+#        CLEAN_SAMPLES="lastfm-2k" experiments/e29_frozen_scanner.sh clean   (only these sampled catalogs)
 cd "$(dirname "$0")/.." && source experiments/common.sh
 out=$BADREC_SCRATCH/e29 && mkdir -p "$out" experiments/logs
 case ${1:-heldout} in
@@ -12,8 +13,8 @@ heldout)
   python bench/heldout_suite.py --dataset ml-100k --seeds 2 --out "$out/heldout-ml100k-s2.json"
   ;;
 clean)  # nothing poisoned: the share flagged is the false-positive rate (target <= 1.5 % at --target-fpr 0.01)
-  python -m core scan --dataset ml-1m --method scanner --json > "$out/clean-ml-1m.json"
-  for ds in steam movietweetings-100k; do  # a seeded 2,000-title sample of each, as an uploaded catalog
+  [ -n "${CLEAN_SAMPLES:-}" ] || python -m core scan --dataset ml-1m --method scanner --json > "$out/clean-ml-1m.json"
+  for ds in ${CLEAN_SAMPLES:-steam movietweetings-100k lastfm-2k}; do  # a seeded 2,000-title sample of each, as an upload
     python - "$ds" "$out/clean-$ds.csv" <<'PY'
 import random, sys
 from core import settings
