@@ -113,6 +113,8 @@ class AttackConfig(ConfigMixin):
 
 @dataclass(frozen=True)
 class FakeUser:
+    """One fake user the attacker adds: a history of real items, then the chosen (triggered) attacker's item."""
+
     user: str
     history: tuple[int, ...]
     item: int

@@ -58,6 +58,8 @@ class Rates:
 
 @dataclass(frozen=True)
 class Stage:
+    """One stage of a job and its expected seconds; a cached stage is skipped (0 s)."""
+
     name: str
     seconds: float
     cached: bool = False

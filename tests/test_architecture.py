@@ -77,7 +77,7 @@ def test_core_never_imports_streamlit():
 
 
 def undocumented(path: Path) -> list[str]:
-    """Public functions and methods of public classes in a file that have no docstring."""
+    """Public functions, public classes and their public methods in a file that have no docstring."""
     out = []
 
     def visit(body, prefix: str) -> None:
@@ -86,6 +86,8 @@ def undocumented(path: Path) -> list[str]:
                 if ast.get_docstring(node) is None:
                     out.append(f"{path.stem}.{prefix}{node.name}")
             elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                if ast.get_docstring(node) is None:
+                    out.append(f"{path.stem}.{prefix}{node.name}")
                 visit(node.body, f"{node.name}.")
 
     visit(ast.parse(path.read_text()).body, "")
@@ -94,10 +96,11 @@ def undocumented(path: Path) -> list[str]:
 
 def test_the_docstring_check_finds_a_bare_function(tmp_path):
     path = tmp_path / "m.py"
-    path.write_text("def f():\n    pass\n\n\ndef _g():\n    pass\n\n\nclass C:\n    def h(self):\n        'Why.'\n")
-    assert undocumented(path) == ["m.f"]
+    path.write_text("def f():\n    pass\n\n\ndef _g():\n    pass\n\n\nclass C:\n    def h(self):\n        'Why.'\n"
+                    "\n\nclass D:\n    'Why.'\n")
+    assert undocumented(path) == ["m.f", "m.C"]
 
 
-def test_every_public_function_in_core_has_a_docstring():
+def test_every_public_function_and_class_in_core_has_a_docstring():
     missing = [name for path in sorted(CORE.glob("*.py")) for name in undocumented(path)]
     assert missing == []
