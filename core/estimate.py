@@ -54,6 +54,7 @@ class Rates:
     scan_titles_per_s: dict[str, float]  # scoring a catalog
     source: str
     measured: dict = field(default_factory=dict)  # machine, load average, date of the reference table
+    scanner_fixed_s: dict[str, float] = field(default_factory=dict)  # per scan, whatever its size (loading an LLM)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def load_rates(path: Path = THROUGHPUT_FILE) -> Rates:
                  raw["scan_titles_per_s"],
                  f"measured on {raw['measured']['machine']} at load {raw['measured']['load_average']}, "
                  f"{raw['measured']['date']}",
-                 raw["measured"])
+                 raw["measured"], raw.get("scanner_fixed_s", {}))
 
 
 def model_key(cfg: AttackConfig) -> str:
@@ -208,7 +209,8 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
     return examples * (epochs + 0.75 * scanner.consolidate + scanner.rounds / 3)
 
 
-def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rates: Rates) -> Estimate | None:
+def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rates: Rates,
+                  trains_on_catalog: bool = False) -> Estimate | None:
     """The stages of a scan: training the scanner (skipped when cached) and scoring the catalog.
 
     Args:
@@ -216,6 +218,8 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
         n_domain_titles (`int`): titles it would train on before `max_titles` and the held-out share.
         n_items (`int`): titles scanned.
         cached (`bool`): a scanner for these titles and settings is in the cache (`scanner_cached`).
+        trains_on_catalog (`bool`): no trusted reference, so the scanner trains on the catalog itself (cross-fitted):
+            a frozen-LLM scanner then featurized every title while training, and scoring them costs no pass.
 
     Returns:
         `Estimate`, or None when no speed was measured for this scanner base.
@@ -223,9 +227,11 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
     train_rate, score_rate = rates.scanner_examples_per_s.get(scanner.model), rates.scan_titles_per_s.get(scanner.model)
     if not train_rate or not score_rate:
         return None
-    train = _scanner_passes(scanner, n_domain_titles) / train_rate + LOAD_S
+    fixed = LOAD_S + rates.scanner_fixed_s.get(scanner.model, 0.0)
+    train = _scanner_passes(scanner, n_domain_titles) / train_rate + fixed
+    scoring = 0.0 if scanner.mode == "frozen" and trains_on_catalog and not cached else n_items / score_rate
     return Estimate((Stage("scanner", 0.0 if cached else train, cached),
-                     Stage("scoring", n_items / score_rate + LOAD_S)), rates.source)
+                     Stage("scoring", scoring + LOAD_S)), rates.source)
 
 
 def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rates:
@@ -244,12 +250,15 @@ def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) 
             continue
         res = json.loads(row.result)
         scanner = ScannerConfig.from_dict(json.loads(row.config).get("scanner", {}))
+        # the model `auto` resolved to, as the scan recorded it (its speed is that model's)
+        scanner = replace(scanner, model=res.get("scanner", {}).get("model") or scanner.model)
         info, n_items = res.get("scanner", {}).get("info", {}), res.get("n_items")
         if res.get("scanner_cached") and n_items and res.get("seconds"):
             score.setdefault(scanner.model, []).append(n_items / max(res["seconds"] - LOAD_S, 0.1))
         elif info.get("seconds") and info.get("n_titles"):
+            fixed = LOAD_S + fallback.scanner_fixed_s.get(scanner.model, 0.0)
             train.setdefault(scanner.model, []).append(
-                _scanner_passes(scanner, info["n_titles"]) / max(info["seconds"] - LOAD_S, 0.1))
+                _scanner_passes(scanner, info["n_titles"]) / max(info["seconds"] - fixed, 0.1))
     mean = {name: sum(v[:newest]) / len(v[:newest]) for name, v in train.items()}
     scoring = {name: sum(v[:newest]) / len(v[:newest]) for name, v in score.items()}
     if not mean and not scoring:

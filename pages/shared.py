@@ -20,7 +20,7 @@ from core import estimate, reports, settings
 from core.data import dataset_status
 from core.errors import BadRecError
 from core.jobs import JobManager
-from core.scan import planned_scanner
+from core.scan import has_reference, planned_scanner
 from core.store import Store
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -242,7 +242,8 @@ def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None =
     defence of that run (scan, retrain, evaluate); `auto` counted as the model it resolves to for `n_items`."""
     cfg = replace(cfg, scanner=planned_scanner(cfg, n_items))
     cached = _scanner_cached(json.dumps(cfg.to_dict(), sort_keys=True, default=str), store().n_finished_runs(), cfg)
-    est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput())
+    est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput(),
+                                 trains_on_catalog=not has_reference(cfg))
     if est is None:
         return f"no speed measured for a {cfg.scanner.model} scanner here yet."
     if attack_run is not None:

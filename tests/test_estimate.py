@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
@@ -12,8 +15,8 @@ from core.scanner import ScannerConfig
 from core.tinylm import SIZES
 from core.train import TrainConfig
 
-RATES = estimate.Rates({"tiny:small": estimate.ModelRates(1000.0, 10.0, 100.0, 200.0)}, {"mini": 50.0},
-                       {"mini": 1000.0}, "test table")
+RATES = estimate.Rates({"tiny:small": estimate.ModelRates(1000.0, 10.0, 100.0, 200.0)},
+                       {"mini": 50.0, "smollm2-135m": 20.0}, {"mini": 1000.0, "smollm2-135m": 20.0}, "test table")
 
 
 def demo(**kw) -> AttackConfig:
@@ -46,6 +49,10 @@ def test_the_reference_table_covers_the_dashboards_choices():
     rates = estimate.load_rates()
     assert {"tiny:small", "tiny:smoke", "tiny:standard", "smollm2-135m"} <= set(rates.models)
     assert "mini" in rates.scanner_examples_per_s and "measured on" in rates.source
+    # the default scanner of an upload (frozen SmolLM2, cross-fitted) against its two measured scans (E29)
+    for n, measured in ((50, 101), (1664, 344)):
+        est = estimate.scan_estimate(ScannerConfig(model="smollm2-135m"), n, n, False, rates, trains_on_catalog=True)
+        assert est.seconds == pytest.approx(measured, rel=0.1), n
 
 
 def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store):
@@ -89,3 +96,24 @@ def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
     assert again == pytest.approx(max(trained, estimate.LOAD_S + 0.1), rel=1e-6)  # the time it took
     assert rates.scan_titles_per_s["mini"] == pytest.approx(60 / max(rows[1]["result"]["seconds"] - estimate.LOAD_S,
                                                                       0.1))
+
+
+def test_a_frozen_scanner_trained_on_the_catalog_scores_it_without_another_pass():
+    """No trusted reference: the frozen-LLM scanner featurized every catalog title while training (cross-fitted),
+    so scoring adds only the fixed cost; with a reference domain the catalog's titles still need their pass."""
+    frozen = ScannerConfig(model="smollm2-135m")
+    assert frozen.mode == "frozen"
+    own = estimate.scan_estimate(frozen, 1682, 1682, False, RATES, trains_on_catalog=True)
+    ref = estimate.scan_estimate(frozen, 1682, 1682, False, RATES, trains_on_catalog=False)
+    assert own.stages[1].seconds == estimate.LOAD_S
+    assert ref.stages[1].seconds == pytest.approx(1682 / RATES.scan_titles_per_s["smollm2-135m"] + estimate.LOAD_S)
+    mini = estimate.scan_estimate(ScannerConfig(model="mini"), 1682, 1682, False, RATES, trains_on_catalog=True)
+    assert mini.stages[1].seconds > estimate.LOAD_S  # a fine-tuned scanner scores the catalog after training
+
+
+def test_a_scan_with_the_auto_scanner_sets_the_speed_of_the_model_it_resolved_to():
+    rows = pd.DataFrame([{"status": "done", "config": json.dumps({"scanner": {"model": "auto"}}),
+                          "result": json.dumps({"scanner_cached": True, "n_items": 1000, "seconds": 10 + estimate.LOAD_S,
+                                                "scanner": {"model": "smollm2-135m", "info": {}}})}])
+    rates = estimate.scan_rates_from_runs(rows, RATES)
+    assert rates.scan_titles_per_s["smollm2-135m"] == pytest.approx(100.0) and "auto" not in rates.scan_titles_per_s
