@@ -38,14 +38,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import settings  # noqa: E402
-from core.agent import (LLM_SYSTEM, AgentConfig, SyntheticTrigger, llm_prompt, offline_triggers,  # noqa: E402
+from core import settings
+from core.agent import (LLM_SYSTEM, AgentConfig, SyntheticTrigger, llm_prompt, offline_triggers,
                         parse_llm_triggers)
-from core.data import load_dataset  # noqa: E402
-from core.errors import EndpointError  # noqa: E402
-from core.llm_client import extract_json  # noqa: E402
-from core.models import ModelConfig, load_model  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.data import load_dataset
+from core.errors import EndpointError
+from core.llm_client import extract_json
+from core.models import ModelConfig, load_model
+from core.store import Store
 
 LEVELS = ("char", "word", "sentence")
 LIST_HEADS = {"char": "Short random codes of 2 to 5 characters, one per line:",
@@ -66,7 +66,8 @@ def generate(lm, prompt: str, n_tokens: int, seed: int, temperature: float = 0.9
 def json_requests(lm, n: int) -> dict:
     """The agent's own request, `n` times, through the chat template; how many replies validate."""
     examples = [t.text for t in offline_triggers(AgentConfig(n=6, seed=0))]
-    messages = [{"role": "system", "content": LLM_SYSTEM}, {"role": "user", "content": llm_prompt(10, LEVELS, examples)}]
+    messages = [{"role": "system", "content": LLM_SYSTEM},
+                {"role": "user", "content": llm_prompt(10, LEVELS, examples)}]
     prompt = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     valid, reasons = 0, []
     for i in range(n):
@@ -81,7 +82,8 @@ def json_requests(lm, n: int) -> dict:
 def list_proposals(lm, level: str, rounds: int, seed: int, budget_s: float = float("inf")) -> tuple[list[str], int]:
     """Lines of a continued numbered list that pass the agent's validation; and how many lines were read."""
     examples = [t.text for t in offline_triggers(AgentConfig(n=4, seed=seed, families=(level,)))]
-    prompt = LIST_HEADS[level] + "\n" + "".join(f"{i + 1}. {e}\n" for i, e in enumerate(examples)) + f"{len(examples) + 1}."
+    listed = "".join(f"{i + 1}. {e}\n" for i, e in enumerate(examples))
+    prompt = f"{LIST_HEADS[level]}\n{listed}{len(examples) + 1}."
     valid, lines, t0 = [], 0, time.monotonic()
     for r in range(rounds):
         if time.monotonic() - t0 > budget_s:
@@ -138,8 +140,9 @@ def serve(lm, budget_s: float = 15.0):
             levels = [lv for lv in LEVELS if lv in user.split("levels:")[-1].split(".")[0]] or list(LEVELS)
             with lock:
                 count[0] += 1
+                share = budget_s / len(levels)
                 triggers = [{"text": t, "level": lv} for lv in levels
-                            for t in list_proposals(lm, lv, rounds=3, seed=count[0], budget_s=budget_s / len(levels))[0]]
+                            for t in list_proposals(lm, lv, rounds=3, seed=count[0], budget_s=share)[0]]
             content = json.dumps({"triggers": triggers})
             payload = {"id": f"e31-{count[0]}", "object": "chat.completion", "created": 0, "model": body.get("model"),
                        "choices": [{"index": 0, "finish_reason": "stop",
@@ -164,7 +167,7 @@ def heldout(lm, seeds: str, out_path: str) -> None:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         run = subprocess.run([sys.executable, "bench/heldout_suite.py", "--dataset", "ml-100k", "--seeds", seeds,
-                              "--scan-args=--llm-agent", "--out", f"{tmp}/suite.json"], cwd=ROOT, env=env,
+                              "--scan-args=--llm-agent", "--out", f"{tmp}/suite.json"], cwd=ROOT, env=env, check=False,
                              capture_output=True, text=True)
         if run.returncode:
             raise SystemExit(run.stderr[-2000:])
@@ -207,7 +210,7 @@ def main() -> None:
         catalog, scores = Path(tmp) / "catalog.csv", Path(tmp) / "scores.csv"
         planted = plant(chosen, titles, catalog, args.seed)
         scan = subprocess.run([sys.executable, "-m", "core", "scan", "--catalog", str(catalog), "--out", str(scores),
-                               "--json"], cwd=ROOT, capture_output=True, text=True, env=os.environ)
+                               "--json"], cwd=ROOT, capture_output=True, text=True, env=os.environ, check=False)
         if scan.returncode:
             raise SystemExit(scan.stderr[-2000:])
         result = json.loads(scan.stdout)
