@@ -15,6 +15,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from core import campaign, settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.scan import _metrics  # noqa: E402
 from core.detect_baselines import ensemble_scores, onion_scores, token_stats_scores  # noqa: E402
-from core.scanner import ScannerConfig, calibrate_threshold  # noqa: E402
+from core.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold  # noqa: E402
 from core.scanner_model import mini_lm  # noqa: E402
 from core.scanner_train import get_scanner  # noqa: E402
 from core.store import Store  # noqa: E402
@@ -72,7 +73,7 @@ def summarise(rows):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-poison", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    ap.add_argument("--epochs", type=int, default=int(DEFAULT.train.epochs))
     ap.add_argument("--rounds", type=int, default=DEFAULT.rounds)
     ap.add_argument("--hidden", type=int, default=DEFAULT.mini_hidden, help="width of the mini scanner")
     ap.add_argument("--layers", type=int, default=DEFAULT.mini_layers, help="depth of the mini scanner")
@@ -114,14 +115,15 @@ def main() -> None:
     titles = ds.items["title"].tolist()
     pop = ds.interactions["item_id"].value_counts()
     order = sorted(range(len(titles)), key=lambda i: -int(pop.get(ds.items["item_id"].iloc[i], 0)))
-    base_cfg = dict(epochs=args.epochs, min_steps=args.min_steps, rounds=args.rounds,
+    base_cfg = dict(train=replace(SCANNER_TRAIN, epochs=args.epochs), min_steps=args.min_steps, rounds=args.rounds,
                     agent_per_round=args.agent_per_round, exclude=HELD_OUT,
                     seed=args.seed, mini_hidden=args.hidden, mini_layers=args.layers, n_triggers=args.n_triggers,
                     self_clean=args.self_clean, vary_positions=not args.fixed_positions,
                     pos_per_title=args.pos_per_title, hard_per_title=args.hard_per_title,
                     mine_passes=args.mine_passes)
     results: dict = {"setup": {"dataset": "ml-100k", "n_items": len(titles), "n_poison": args.n_poison,
-                               "held_out_triggers": HELD_OUT, "scanner": base_cfg}}
+                               "held_out_triggers": HELD_OUT,
+                               "scanner": ScannerConfig(**base_cfg).to_dict()}}
 
     scanner, cached = get_scanner(titles, ScannerConfig(**base_cfg), domain="ml-100k")
     results["scanner"] = {"cached": cached, "threshold": scanner.threshold, "history": scanner.history,

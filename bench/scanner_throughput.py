@@ -15,6 +15,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,7 +24,7 @@ from bench.machine import peak_rss_mb  # noqa: E402
 from core import settings  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.scan import ScanConfig  # noqa: E402
-from core.scanner import ScannerConfig, load_scanner  # noqa: E402
+from core.scanner import SCANNER_TRAIN, ScannerConfig, load_scanner  # noqa: E402
 from core.scanner_data import hard_negative, title_vocab  # noqa: E402
 from core.scanner_train import get_scanner  # noqa: E402
 from core.store import Store  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--end-to-end", action="store_true", help="write a CSV and run the scan command on it")
     ap.add_argument("--no-spans", action="store_true", help="end to end without the span search")
     ap.add_argument("--rounds", type=int, default=ScannerConfig.rounds, help="the scanner's adversarial rounds")
-    ap.add_argument("--epochs", type=int, default=ScannerConfig.epochs, help="the scanner's first-round epochs")
+    ap.add_argument("--epochs", type=int, default=int(SCANNER_TRAIN.epochs), help="the scanner's first-round epochs")
     ap.add_argument("--folder", help="a cached scanner folder to time (default: get or train the ml-100k one)")
     args = ap.parse_args()
     import torch
@@ -68,7 +69,7 @@ def main() -> None:
             scanner, cached = load_scanner(Path(args.folder)), True
         else:
             # the scanner `scan --dataset ml-100k --train-on domain` uses for another catalog (trusted reference)
-            cfg = ScannerConfig(self_clean=False, rounds=args.rounds, epochs=args.epochs)
+            cfg = ScannerConfig(self_clean=False, rounds=args.rounds, train=replace(SCANNER_TRAIN, epochs=args.epochs))
             scanner, cached = get_scanner(base, cfg, domain="ml-100k")
         titles = synthetic_titles(base, args.n)
         scanner.score(titles[:1000])  # warm-up

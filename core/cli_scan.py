@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .campaign import CampaignConfig
@@ -11,16 +12,17 @@ from .defend import run_defend
 from .cli_output import emit
 from .errors import InputError
 from .jobs import run_command, scan_job
+from .models import ModelConfig
 from .progress import ConsoleProgress
 from .ray_engine import RayConfig
 from .scan import METHODS, ScanConfig, run_scan
-from .scanner import ScannerConfig
+from .scanner import SCANNER_TRAIN, ScannerConfig
 
 
 def _scanner_config(args) -> ScannerConfig:
     exclude = tuple(t.strip() for t in (args.exclude_triggers or "").split(",") if t.strip())
-    return ScannerConfig(model=args.scanner_model, quant=args.quant, rounds=args.rounds, epochs=args.epochs,
-                         target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
+    return ScannerConfig(model=ModelConfig(name=args.scanner_model, quant=args.quant),
+                         train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds, target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
 
 
 def _scan_config(args, source: str) -> ScanConfig:

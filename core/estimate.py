@@ -205,7 +205,8 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
         recipe = scanner.frozen
         return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + scanner.rounds * scanner.agent_per_round
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
-    epochs = max(scanner.epochs, math.ceil(scanner.min_steps / max(1, math.ceil(examples / scanner.batch_size))))
+    batches = max(1, math.ceil(examples / scanner.train.batch_size))
+    epochs = max(int(scanner.train.epochs), math.ceil(scanner.min_steps / batches))
     return examples * (epochs + 0.75 * scanner.consolidate + scanner.rounds / 3)
 
 
@@ -224,10 +225,11 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
     Returns:
         `Estimate`, or None when no speed was measured for this scanner base.
     """
-    train_rate, score_rate = rates.scanner_examples_per_s.get(scanner.model), rates.scan_titles_per_s.get(scanner.model)
+    name = scanner.model.name
+    train_rate, score_rate = rates.scanner_examples_per_s.get(name), rates.scan_titles_per_s.get(name)
     if not train_rate or not score_rate:
         return None
-    fixed = LOAD_S + rates.scanner_fixed_s.get(scanner.model, 0.0)
+    fixed = LOAD_S + rates.scanner_fixed_s.get(name, 0.0)
     train = _scanner_passes(scanner, n_domain_titles) / train_rate + fixed
     scoring = 0.0 if scanner.mode == "frozen" and trains_on_catalog and not cached else n_items / score_rate
     return Estimate((Stage("scanner", 0.0 if cached else train, cached),
@@ -251,13 +253,14 @@ def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) 
         res = json.loads(row.result)
         scanner = ScannerConfig.from_dict(json.loads(row.config).get("scanner", {}))
         # the model `auto` resolved to, as the scan recorded it (its speed is that model's)
-        scanner = replace(scanner, model=res.get("scanner", {}).get("model") or scanner.model)
+        name = res.get("scanner", {}).get("model") or scanner.model.name
+        scanner = replace(scanner, model=replace(scanner.model, name=name))
         info, n_items = res.get("scanner", {}).get("info", {}), res.get("n_items")
         if res.get("scanner_cached") and n_items and res.get("seconds"):
-            score.setdefault(scanner.model, []).append(n_items / max(res["seconds"] - LOAD_S, 0.1))
+            score.setdefault(name, []).append(n_items / max(res["seconds"] - LOAD_S, 0.1))
         elif info.get("seconds") and info.get("n_titles"):
-            fixed = LOAD_S + fallback.scanner_fixed_s.get(scanner.model, 0.0)
-            train.setdefault(scanner.model, []).append(
+            fixed = LOAD_S + fallback.scanner_fixed_s.get(name, 0.0)
+            train.setdefault(name, []).append(
                 _scanner_passes(scanner, info["n_titles"]) / max(info["seconds"] - fixed, 0.1))
     mean = {name: sum(v[:newest]) / len(v[:newest]) for name, v in train.items()}
     scoring = {name: sum(v[:newest]) / len(v[:newest]) for name, v in score.items()}

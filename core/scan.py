@@ -136,7 +136,7 @@ class ScanConfig(ConfigMixin):
         if self.engine == "ray" and self.scanner.mode == "frozen":
             raise InputError("the ray engine is for bulk catalogs and ships a fine-tuned scanner; the frozen-LLM "
                              "scanner scores in this process: use --scanner-model mini with --engine ray")
-        if self.engine == "ray" and self.scanner.quant != "none":
+        if self.engine == "ray" and self.scanner.model.quant != "none":
             raise InputError("the ray engine ships the scanner as saved safetensors; a quantized scanner is not "
                              "saved: use --quant none")
 
@@ -460,8 +460,8 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
 def planned_scanner(cfg: ScanConfig, n_titles: int) -> ScannerConfig:
     """The scanner a scan of `n_titles` will use: `auto` resolved (`core.scanner.resolve_model`; `mini` on Ray,
     the bulk engine, and with a trusted reference). Pure: the time estimate before launch uses it too."""
-    if cfg.engine == "ray" and cfg.scanner.model == "auto":
-        return replace(cfg.scanner, model="mini")
+    if cfg.engine == "ray" and cfg.scanner.model.name == "auto":
+        return replace(cfg.scanner, model=replace(cfg.scanner.model, name="mini"))
     return resolve_model(cfg.scanner, n_titles, has_reference(cfg))
 
 
@@ -469,21 +469,22 @@ def concrete_scanner(cfg: ScanConfig, n_titles: int, warnings: list[str], progre
                      ) -> ScanConfig:
     """The scan with its `planned_scanner`; an `auto` that chose the LLM fetches it now, and when it cannot be
     had (no network on a first run) the scan goes on with `mini` and says so."""
-    if cfg.scanner.model != "auto":
+    if cfg.scanner.model.name != "auto":
         return cfg
     scanner = planned_scanner(cfg, n_titles)
-    if scanner.model == LLM_SCANNER:
+    if scanner.model.name == LLM_SCANNER:
         try:
             ensure_converted(LLM_SCANNER, progress)
         except BadRecError as exc:
             warnings.append(f"the {LLM_SCANNER} scanner is not available here ({exc}); scanned with mini")
-            scanner = replace(scanner, model="mini")
+            scanner = replace(scanner, model=replace(scanner.model, name="mini"))
     return replace(cfg, scanner=scanner)
 
 
 def fold_recipe(cfg: ScanConfig, scanner_cfg: ScannerConfig) -> ScannerConfig:
     """Each cross-fitting fold's scanner: the scan's, capped at `fold_epochs` and `fold_rounds` (K scanners)."""
-    return replace(scanner_cfg, epochs=min(scanner_cfg.epochs, cfg.fold_epochs),
+    train = replace(scanner_cfg.train, epochs=min(scanner_cfg.train.epochs, cfg.fold_epochs))
+    return replace(scanner_cfg, train=train,
                    rounds=min(scanner_cfg.rounds, cfg.fold_rounds))
 
 
@@ -665,7 +666,7 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
     return ScanResult(
         scan_id=scan_id, source=res.catalog.source, engine=cfg.engine, domain=sc.domain, n_items=n,
         n_flagged=main["n_flagged"], threshold=sc.threshold, seconds=round(time.monotonic() - t0, 2),
-        scanner_cached=sc.cached, scanner={"model": cfg.scanner.model, "rounds": sc.scanner.history,
+        scanner_cached=sc.cached, scanner={"model": cfg.scanner.model.name, "rounds": sc.scanner.history,
                                            "info": sc.scanner.info},
         baselines={k: v for k, v in summary.items() if k != "scanner"}, campaign_step=sc.use_campaigns,
         campaigns=[asdict(c) for c in sc.campaigns], campaign_seconds=sc.campaign_seconds, unicode=unicode,

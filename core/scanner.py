@@ -29,6 +29,8 @@ from .config import ConfigMixin
 from .errors import InputError
 from .gguf_model import is_gguf_name
 from .lm import left_pad
+from .models import ModelConfig
+from .train import TrainConfig
 from .triggers import LEVELS, POSITIONS
 
 LLM_SCANNER = "smollm2-135m"  # the real pretrained LLM `auto` picks for catalogs it scans in minutes
@@ -36,6 +38,9 @@ AUTO_LLM_MAX_TITLES = 5_000  # `auto`: the LLM up to this many distinct titles, 
 PROMPT = "{title}\nPoisoned?"  # short: scoring cost grows with every prompt token
 YES, NO = " Yes", " No"
 MAX_SCAN_CHARS = 300
+# the fine-tuning the scanners were measured with (docs/SCANNER.md): AdamW with weight decay, large batches
+SCANNER_TRAIN = TrainConfig(epochs=3, lr=2e-3, batch_size=64, weight_decay=0.01)
+FLAT_MODEL_KEYS, FLAT_TRAIN_KEYS = ("quant", "lora_r", "lora_alpha"), ("epochs", "lr", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -67,20 +72,20 @@ class ScannerConfig(ConfigMixin):
     """How to build and train a scanner.
 
     Args:
-        model (`str`): `"mini"` (built here, fast), `"smollm2-135m"` (a real pretrained LLM, frozen, with a
-            linear head), `"auto"` (the LLM for catalogs up to `AUTO_LLM_MAX_TITLES` titles without a trusted
-            reference, `mini` above and with one: `resolve_model`), `"tiny"` (the project's domain LM) or a Hugging Face causal LM id / local folder.
+        model (`ModelConfig`): the base and its fine-tuning, as a victim's: `name` is `"mini"` (built here,
+            fast), `"smollm2-135m"` (a real pretrained LLM, frozen, with a linear head), `"auto"` (the LLM for
+            catalogs up to `AUTO_LLM_MAX_TITLES` titles without a trusted reference, `mini` above and with one:
+            `resolve_model`), `"tiny"` (the project's domain LM) or a Hugging Face causal LM id / local folder;
+            `quant` (not for `mini`), `lora_*` (LoRA bases) and `dtype` as for a victim.
+        train (`TrainConfig`): `epochs` (whole passes over the first round's examples), `lr`, `batch_size`,
+            `weight_decay` and `grad_clip` of the fine-tuning (titles are short and the schedule warms up over a
+            fixed 20 steps, so `max_len` and `warmup_frac` do not apply; `seed` below seeds everything).
         mini_hidden (`int`): width of the `mini` Llama (a multiple of 32; heads of 32). mini_layers (`int`): its depth.
-        quant (`Literal["none", "8bit", "4bit"]`): quantize the base like the victim (not for `mini`).
         finetune (`Literal["auto", "lora", "full", "frozen"]`): `auto` = full for `mini`, `frozen` for the
             real LLMs fetched for a CPU (`smollm2-135m`, a `.gguf` file: frozen features and a linear head,
             `core.scanner_frozen`), LoRA otherwise (`tiny`, Hugging Face ids).
         frozen (`FrozenHeadConfig`): the frozen-LLM scanner's recipe (features, examples, the head's penalty).
-        lora_r (`int`): LoRA rank. lora_alpha (`int`): LoRA scale.
-        epochs (`int`): passes over the first round's examples.
         min_steps (`int`): small catalogs get more passes so the first round takes at least this many steps.
-        lr (`float`): learning rate (AdamW).
-        batch_size (`int`): training batch size.
         n_triggers (`int`): synthetic triggers in the first round.
         pos_per_title (`int`): triggered copies of each training title (Yes).
         hard_per_title (`int`): hard-negative variants of each training title (No).
@@ -104,18 +109,13 @@ class ScannerConfig(ConfigMixin):
         seed (`int`): seeds data, agent, initialisation and order.
     """
 
-    model: str = "mini"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="mini"))
+    train: TrainConfig = field(default_factory=lambda: SCANNER_TRAIN)
     mini_hidden: int = 128
     mini_layers: int = 2
-    quant: Literal["none", "8bit", "4bit"] = "none"
     finetune: Literal["auto", "lora", "full", "frozen"] = "auto"
     frozen: FrozenHeadConfig = field(default_factory=FrozenHeadConfig)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    epochs: int = 3
     min_steps: int = 40
-    lr: float = 2e-3
-    batch_size: int = 64
     n_triggers: int = 600
     pos_per_title: int = 3
     hard_per_title: int = 1
@@ -136,22 +136,21 @@ class ScannerConfig(ConfigMixin):
     seed: int = 0
 
     def __post_init__(self):
-        if not self.model.strip():
-            raise InputError("scanner model is empty; use mini, tiny or a Hugging Face id/folder")
-        if self.quant not in ("none", "8bit", "4bit"):
-            raise InputError("scanner quant must be none, 8bit or 4bit")
+        if not isinstance(self.model, ModelConfig) or not isinstance(self.train, TrainConfig) \
+                or not isinstance(self.frozen, FrozenHeadConfig):
+            raise InputError("a scanner's model, train and frozen must be a ModelConfig, TrainConfig and "
+                             "FrozenHeadConfig")
+        name = self.model.name
         if self.mini_hidden < 32 or self.mini_hidden % 32 or not 1 <= self.mini_layers <= 12:
             raise InputError("mini_hidden must be a multiple of 32 and mini_layers between 1 and 12")
-        if self.quant != "none" and self.model in ("mini", "auto"):
+        if self.model.quant != "none" and name in ("mini", "auto"):
             raise InputError("the mini scanner is not quantized; use --scanner-model tiny or an HF model")
         if self.finetune not in ("auto", "lora", "full", "frozen"):
             raise InputError("scanner finetune must be auto, lora, full or frozen")
-        if self.finetune == "frozen" and self.model in ("mini", "tiny", "auto"):
-            raise InputError(f"a frozen scanner needs a pretrained LLM (e.g. smollm2-135m), not {self.model}")
-        if not isinstance(self.frozen, FrozenHeadConfig):
-            raise InputError("frozen must be a FrozenHeadConfig")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise InputError("scanner epochs and batch_size must be >= 1 and lr > 0")
+        if self.finetune == "frozen" and name in ("mini", "tiny", "auto"):
+            raise InputError(f"a frozen scanner needs a pretrained LLM (e.g. smollm2-135m), not {name}")
+        if self.train.epochs < 1 or self.train.epochs != int(self.train.epochs):
+            raise InputError("scanner epochs must be a whole number >= 1")
         if not 0 < self.target_fpr < 0.5:
             raise InputError(f"target_fpr={self.target_fpr} must be between 0 and 0.5")
         if not 0.05 <= self.holdout_frac <= 0.5:
@@ -161,15 +160,26 @@ class ScannerConfig(ConfigMixin):
             raise InputError("rounds >= 0, n_triggers >= 3, pos_per_title >= 1, hard_per_title >= 0, mine_passes >= 0")
         AgentConfig(n=self.n_triggers, families=self.families, positions=self.positions)
 
+    @classmethod
+    def from_dict(cls, data):
+        """As `ConfigMixin.from_dict`, and a config recorded before `model` and `train` nested (a string `model`
+        beside flat `quant`, `lora_*`, `epochs`, `lr`, `batch_size`) loads as the same config."""
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            data = dict(data)
+            model = {"name": data.pop("model"), **{k: data.pop(k) for k in FLAT_MODEL_KEYS if k in data}}
+            train = {**SCANNER_TRAIN.to_dict(), **{k: data.pop(k) for k in FLAT_TRAIN_KEYS if k in data}}
+            data.update(model=model, train=train)
+        return super().from_dict(data)
+
     @property
     def mode(self) -> str:
         """How the base is trained: `auto` means full for the small `mini`, a frozen LLM with a linear head for
         the real LLMs fetched for a CPU, LoRA otherwise."""
         if self.finetune != "auto":
             return self.finetune
-        if self.model == "auto":
+        if self.model.name == "auto":
             return "auto"
-        return "full" if self.model == "mini" else "frozen" if is_gguf_name(self.model) else "lora"
+        return "full" if self.model.name == "mini" else "frozen" if is_gguf_name(self.model.name) else "lora"
 
     def agent(self, n: int, seed: int) -> AgentConfig:
         """What the augmentation agent is asked for: `n` triggers from `seed`, in this scanner's families and
@@ -183,9 +193,10 @@ def resolve_model(cfg: ScannerConfig, n_titles: int, reference: bool = False) ->
     exists and the scan takes minutes on a CPU (~20 texts/s here); `mini` for bulk catalogs and whenever a
     trusted reference trains the scanner (fine-tuned on the reference it learns the catalog's own odd-but-clean
     titles as clean: on `scan --run` F1 0.91 against the frozen LLM's 0.42, docs/SCANNER.md). Others unchanged."""
-    if cfg.model != "auto":
+    if cfg.model.name != "auto":
         return cfg
-    return replace(cfg, model=LLM_SCANNER if n_titles <= AUTO_LLM_MAX_TITLES and not reference else "mini")
+    name = LLM_SCANNER if n_titles <= AUTO_LLM_MAX_TITLES and not reference else "mini"
+    return replace(cfg, model=replace(cfg.model, name=name))
 
 
 # -- the trained scanner ---------------------------------------------------------------

@@ -189,11 +189,11 @@ _EXTRACTORS: dict[tuple, FeatureExtractor] = {}
 
 def extractor_for(cfg: ScannerConfig, progress: Progress | None = None) -> FeatureExtractor:
     """The process's one extractor per base model: loaded once, its feature cache shared by every head."""
-    from .models import ModelConfig, load_model
+    from .models import load_model
 
-    key = (cfg.model, cfg.quant, cfg.frozen.layers)
+    key = (cfg.model, cfg.frozen.layers)
     if key not in _EXTRACTORS:
-        loaded = load_model(ModelConfig(name=cfg.model, quant=cfg.quant), progress=progress)
+        loaded = load_model(cfg.model, progress=progress)
         _EXTRACTORS.clear()  # one LLM in memory at a time
         _EXTRACTORS[key] = FeatureExtractor(loaded.model, loaded.tokenizer, cfg.frozen.layers)
     return _EXTRACTORS[key]

@@ -95,11 +95,11 @@ def mini_lm(titles: Sequence[str], seed: int = 0, epochs: int = 4, progress: Pro
 
 def load_base(cfg: ScannerConfig, titles: Sequence[str], progress: Progress | None = None):
     """(model, tokenizer) for the scanner's base, before fine-tuning, pre-trained on `titles` (cached)."""
-    if cfg.model == "mini":
+    if cfg.model.name == "mini":
         return mini_lm(titles, cfg.seed, progress=progress, hidden=cfg.mini_hidden, layers=cfg.mini_layers)
     from . import models  # the project's loader: tiny, HF ids, quantization
 
-    loaded = models.load_model(models.ModelConfig(name=cfg.model, quant=cfg.quant), _titles_dataset(titles),
+    loaded = models.load_model(cfg.model, _titles_dataset(titles),
                                progress)
     return loaded.model, loaded.tokenizer
 
@@ -124,8 +124,8 @@ def prepare_for_finetune(model, cfg: ScannerConfig):
         return model
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+                      target_modules=list(cfg.model.lora_targets), task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 

@@ -30,9 +30,10 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
 
     rng = random.Random(seed)
     data = list(examples)
-    bs = scanner.cfg.batch_size
+    train = scanner.cfg.train
+    bs = train.batch_size
     params = [p for p in scanner.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay)
     total = epochs * math.ceil(len(data) / bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / total))
     unpack_4bit(scanner.model)  # the previous round's scoring may have repacked 4-bit weights (no backward)
@@ -48,7 +49,8 @@ def fit(scanner: Scanner, examples: Sequence[Example], epochs: int, lr: float, s
             loss = torch.nn.functional.cross_entropy(last.float(), target)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
             opt.step()
             sched.step()
             step += 1
@@ -92,8 +94,9 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
     places = cfg.positions if cfg.vary_positions else ()
     examples = triggered_examples(train, pool, cfg.pos_per_title, rng, places) + \
         negative_examples(train, cfg.hard_per_title, vocab, rng)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / math.ceil(len(examples) / cfg.batch_size)))
-    loss = fit(scanner, examples, 1, cfg.lr, cfg.seed, progress)
+    lr = cfg.train.lr
+    epochs = max(int(cfg.train.epochs), math.ceil(cfg.min_steps / math.ceil(len(examples) / cfg.train.batch_size)))
+    loss = fit(scanner, examples, 1, lr, cfg.seed, progress)
     # Self-cleaning: the domain's titles may already hold poisoned ones. After one epoch, before the
     # model memorises its No set, training titles it flags are dropped from the No set.
     suspects: set[str] = set()
@@ -104,7 +107,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         examples = [e for e in examples if not (e.kind == "clean" and e.title in suspects)]
         train = [t for t in train if t not in suspects]
     if epochs > 1:
-        loss = fit(scanner, examples, epochs - 1, cfg.lr, cfg.seed + 1, progress)
+        loss = fit(scanner, examples, epochs - 1, lr, cfg.seed + 1, progress)
     scanner.threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
     history = [{"round": 0, "n_triggers": len(pool), "n_examples": len(examples), "loss": loss,
                 "n_suspects_dropped": len(suspects), "threshold": scanner.threshold,
@@ -135,7 +138,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         replay = rng.sample(examples, min(len(examples), 4 * len(missed) * cfg.pos_per_title))
         new = triggered_examples(rng.sample(train, min(len(train), 4 * len(missed))), missed, 1, rng)
         new += negative_examples(rng.sample(train, min(len(train), len(new) // 2 + 1)), 1, vocab, rng)
-        loss = fit(scanner, new + replay, 2, cfg.lr / 2, cfg.seed + r, progress, f"round {r}")
+        loss = fit(scanner, new + replay, 2, lr / 2, cfg.seed + r, progress, f"round {r}")
         examples += new
         scanner.threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
         entry.update(n_missed=len(missed), n_examples=len(examples), loss=loss, threshold=scanner.threshold,
@@ -149,7 +152,7 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
         extra = negative_examples(held, cfg.hard_per_title, vocab, rng) + \
             triggered_examples(held, pool, cfg.pos_per_title, rng, places)
         replay = rng.sample(examples, min(len(examples), 2 * len(extra)))
-        fit(scanner, extra + replay, 1, cfg.lr / 2, cfg.seed + 99, progress, "consolidation")
+        fit(scanner, extra + replay, 1, lr / 2, cfg.seed + 99, progress, "consolidation")
         history.append({"round": "consolidation", "n_examples": len(extra) + len(replay)})
     # Hard negatives: reference titles still at or above the threshold (odd but clean ones such as
     # `M*A*S*H (1970)`) get extra passes as No, beside triggered copies of them as Yes so the trigger keeps
@@ -165,9 +168,9 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
             extra = [Example(t, False, "clean") for t in hard for _ in range(4)] + \
                 triggered_examples(hard, pool, cfg.pos_per_title, rng, places)
             replay = rng.sample(examples, min(len(examples), 4 * len(extra)))
-            fit(scanner, extra + replay, 1, cfg.lr / 2, cfg.seed + 200 + p, progress, "hard negatives")
+            fit(scanner, extra + replay, 1, lr / 2, cfg.seed + 200 + p, progress, "hard negatives")
         history.append({"round": "hard negatives", "n_above_threshold_per_pass": mined})
-    if cfg.mode == "lora" and cfg.quant == "none":
+    if cfg.mode == "lora" and cfg.model.quant == "none":
         scanner.model = scanner.model.merge_and_unload()  # no adapter overhead when scoring
     scanner.model.eval()
     scanner.history = history
@@ -179,19 +182,15 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
 
 
 # -- cache -----------------------------------------------------------------------------
-LATER_FIELDS = ("frozen",)  # ScannerConfig fields added after v2 keys: in a key only when they differ from the default
 def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
     """The cache key of a scanner: its training titles, config and (cross-fitting) the base's titles."""
-    base = {} if base_titles is None else {"base": titles_hash(base_titles)}  # old keys stay valid
-    default = ScannerConfig().to_dict()
-    conf = {k: v for k, v in cfg.to_dict().items()
-            if not (k in LATER_FIELDS and v == default[k])}  # so do keys of fields added since
-    return fingerprint({"titles": titles_hash(titles), "cfg": conf, "v": 2, **base})
+    base = {} if base_titles is None else {"base": titles_hash(base_titles)}
+    return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 3, **base})
 
 
 def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> Path:
     """Where the scanner of these titles and config is cached (named by `scanner_key`)."""
-    return settings.cache_dir("scanners") / f"{cfg.model.replace('/', '_')}-{scanner_key(titles, cfg, base_titles)}"
+    return settings.cache_dir("scanners") / f"{cfg.model.name.replace('/', '_')}-{scanner_key(titles, cfg, base_titles)}"
 
 
 def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
@@ -212,6 +211,6 @@ def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | 
             save_frozen(scanner, folder)
         return scanner, False
     scanner = train_scanner(titles, cfg, progress, client, domain, base_titles)
-    if use_cache and cfg.quant == "none":  # quantized weights are rebuilt from the base each time
+    if use_cache and cfg.model.quant == "none":  # quantized weights are rebuilt from the base each time
         save_scanner(scanner, folder)
     return scanner, False

@@ -532,9 +532,10 @@ class Store:
 
     def list_scans(self) -> pd.DataFrame:
         """Newest scan first, each P-Scanner scan before its baselines (`<scan_id>.<method>`); `scanner_model` is
-        the scanner's base for scans the dashboard ran as jobs (null for the CLI's): the one `auto` resolved to,
-        as the job's result records it."""
+        the scanner's base of scans recorded as runs (the dashboard's jobs, the CLI's commands): the one `auto`
+        resolved to, as the run's result records it."""
         return self.query("SELECT s.*, coalesce(json_extract_string(r.result, '$.scanner.model'),"
+                          " json_extract_string(r.config, '$.scanner.model.name'),"
                           " json_extract_string(r.config, '$.scanner.model')) AS scanner_model FROM scans s"
                           " LEFT JOIN runs r ON r.run_id = split_part(s.scan_id, '.', 1) ORDER BY"
                           " max(s.created_at) OVER (PARTITION BY split_part(s.scan_id, '.', 1)) DESC, s.scan_id")

@@ -33,6 +33,7 @@ from core.agent import AgentConfig, propose  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.metrics import detection_metrics  # noqa: E402
 from core.models import ModelConfig, load_model  # noqa: E402
+from core.models import ModelConfig  # noqa: E402
 from core.scanner import ScannerConfig  # noqa: E402
 from core.scanner_data import title_vocab  # noqa: E402
 from core.scanner_frozen import FeatureExtractor, fit_head, title_examples  # noqa: E402
@@ -55,7 +56,7 @@ def main():
     catalog, planted = poison(titles, args.seed)
     loaded = load_model(ModelConfig(name="smollm2-135m"))
     ext = FeatureExtractor(loaded.model, loaded.tokenizer, LAYERS)
-    cfg = ScannerConfig(model="smollm2-135m", pos_per_title=2, hard_per_title=1)
+    cfg = ScannerConfig(model=ModelConfig(name="smollm2-135m"), pos_per_title=2, hard_per_title=1)
     pool = propose(AgentConfig(n=cfg.n_triggers, seed=0)).triggers
     vocab = title_vocab(catalog)
     ex = [(i, e) for i, t in enumerate(catalog) for e in title_examples(t, pool, cfg, vocab)]

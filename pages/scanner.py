@@ -3,6 +3,7 @@ threshold, detection metrics, score plots, the recurring triggers found, the sus
 flagged title and the Unicode-hygiene reason (hidden characters, look-alike letters) where there is one."""
 
 import json
+from dataclasses import replace
 
 import streamlit as st
 
@@ -11,9 +12,10 @@ from core.defend import defence_table, run_defend
 from core.errors import BadRecError, InputError
 from core.jobs import scan_job
 from core.metrics import detection_metrics
+from core.models import ModelConfig
 from core.ray_engine import RayConfig
 from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
-from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, ScannerConfig
+from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, SCANNER_TRAIN, ScannerConfig
 from core.store import Store
 from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, reads, scan_scores, scan_time,
                            show_error, store, submit_job)
@@ -84,7 +86,7 @@ with st.container(border=True):
                             help="auto (this machine joined a cluster with `ray start`), ray://HOST:PORT or HOST:PORT.")
     with st.expander("Advanced (size of the scanner's training)"):
         a1, a2, a3 = st.columns(3)
-        epochs = a1.number_input("Epochs", 1, 20, 3, key="scanner_epochs", help="Training passes of round 0.")
+        epochs = a1.number_input("Epochs", 1, 20, int(SCANNER_TRAIN.epochs), key="scanner_epochs", help="Training passes of round 0.")
         n_triggers = a2.number_input("Synthetic triggers", 3, 5000, 600, key="scanner_triggers",
                                      help="Triggers made by the agent for round 0.")
         max_titles = a3.number_input("Max training titles", 50, 100_000, 4000, key="scanner_max_titles",
@@ -116,9 +118,11 @@ with st.container(border=True):
     def scan_config(catalog_path: str | None) -> ScanConfig:
         return ScanConfig(source=source, catalog_path=catalog_path, dataset=dataset,
                           run_id=run_id if source == "run" else None, methods=("scanner", *methods),
-                          scanner=ScannerConfig(model=model, target_fpr=float(target_fpr), rounds=int(rounds),
-                                                epochs=int(epochs), n_triggers=int(n_triggers),
-                                                max_titles=int(max_titles)), spans=spans, campaigns=recurring,
+                          scanner=ScannerConfig(model=ModelConfig(name=model),
+                                                train=replace(SCANNER_TRAIN, epochs=int(epochs)),
+                                                target_fpr=float(target_fpr), rounds=int(rounds),
+                                                n_triggers=int(n_triggers), max_titles=int(max_titles)),
+                          spans=spans, campaigns=recurring,
                           unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 
     try:  # time before launch, for the settings as they stand (the file is not written for this)

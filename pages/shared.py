@@ -245,7 +245,7 @@ def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None =
     est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput(),
                                  trains_on_catalog=not has_reference(cfg))
     if est is None:
-        return f"no speed measured for a {cfg.scanner.model} scanner here yet."
+        return f"no speed measured for a {cfg.scanner.model.name} scanner here yet."
     if attack_run is not None:
         from core.attack import AttackConfig
         attack = attack_estimate(AttackConfig.from_dict(attack_run["config"]))

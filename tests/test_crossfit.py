@@ -45,7 +45,7 @@ def test_calibration_holds_the_fpr_on_clean_titles_despite_poisoned_ones():
 def test_each_title_is_scored_by_the_scanner_of_its_fold_which_never_trained_on_it(home):
     titles = sorted(set(_titles(60)))
     catalog = titles[:-2] + [f"{titles[-2]} zzqx", f"zzqx {titles[-1]}"]  # two poisoned titles
-    cfg = replace(TINY, rounds=0, epochs=2, min_steps=10, n_triggers=30)
+    cfg = replace(TINY, rounds=0, train=replace(TINY.train, epochs=2), min_steps=10, n_triggers=30)
     cf, cached = crossfit_scanner(catalog, cfg, folds=3, domain="test")
     assert not cached and len(cf.scanners) == 3 and cf.info["folds"] == 3
     assert cf.calibration is not None and cf.threshold == cf.calibration.threshold >= 0.5
@@ -85,11 +85,20 @@ def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_mu
     assert flagged_warning(0.9, None) is None  # a threshold set by hand promises no FPR
 
 
-def test_a_trusted_reference_keeps_its_cache_key():
-    """Cross-fitting added the shared base to the key only when one is given: scanners trained on a trusted
-    reference (scan --run, defend) keep the key of before issue 17, so their cached scanners and numbers stay."""
+def test_a_scanners_cache_key_names_its_titles_config_and_shared_base():
+    """A cached scanner is reused only for the same titles, config and (cross-fitting) shared base; a config that
+    went through a run's JSON, or was recorded before the configs nested, names the same scanner."""
+    from dataclasses import replace
+
     from core.scanner import ScannerConfig
 
-    titles = ["Toy Story (1995)", "Heat (1995)"]
-    assert scanner_key(titles, ScannerConfig()) == "81c037bc811a2156"  # the key before the change
-    assert scanner_key(titles, ScannerConfig(), base_titles=titles + ["Up (2009)"]) != "81c037bc811a2156"
+    titles, cfg = ["Toy Story (1995)", "Heat (1995)"], ScannerConfig()
+    key = scanner_key(titles, cfg)
+    assert scanner_key(titles, ScannerConfig.from_dict(cfg.to_dict())) == key
+    flat = {k: v for k, v in cfg.to_dict().items() if k not in ("model", "train")}
+    flat |= {"model": "mini", "quant": "none", "lora_r": 16, "lora_alpha": 32, "epochs": 3, "lr": 2e-3, "batch_size": 64}
+    assert scanner_key(titles, ScannerConfig.from_dict(flat)) == key
+    others = {scanner_key(titles[:1], cfg), scanner_key(titles, replace(cfg, seed=1)),
+              scanner_key(titles, replace(cfg, train=replace(cfg.train, lr=1e-3))),
+              scanner_key(titles, cfg, base_titles=titles + ["Up (2009)"])}
+    assert key not in others and len(others) == 4

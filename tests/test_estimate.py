@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -10,10 +11,13 @@ from tiny_helpers import synthetic_store, tiny_attack
 
 from core import estimate
 from core.attack import AttackConfig
+from core.models import ModelConfig
 from core.protocol import ProtocolConfig
-from core.scanner import ScannerConfig
+from core.scanner import SCANNER_TRAIN, ScannerConfig
 from core.tinylm import SIZES
 from core.train import TrainConfig
+
+ONE_EPOCH = replace(SCANNER_TRAIN, epochs=1)
 
 RATES = estimate.Rates({"tiny:small": estimate.ModelRates(1000.0, 10.0, 100.0, 200.0)},
                        {"mini": 50.0, "smollm2-135m": 20.0}, {"mini": 1000.0, "smollm2-135m": 20.0}, "test table")
@@ -38,8 +42,8 @@ def test_attack_stages_follow_the_data_and_skip_what_is_cached():
 
 
 def test_scan_stages_and_the_min_steps_floor():
-    small = estimate.scan_estimate(ScannerConfig(rounds=0, epochs=1), 50, 50, False, RATES)
-    big = estimate.scan_estimate(ScannerConfig(rounds=0, epochs=1), 1682, 1682, False, RATES)
+    small = estimate.scan_estimate(ScannerConfig(rounds=0, train=ONE_EPOCH), 50, 50, False, RATES)
+    big = estimate.scan_estimate(ScannerConfig(rounds=0, train=ONE_EPOCH), 1682, 1682, False, RATES)
     assert small.stages[0].seconds > 0 and big.stages[0].seconds > small.stages[0].seconds
     cached = estimate.scan_estimate(ScannerConfig(), 1682, 1682, True, RATES)
     assert cached.stages[0].cached and cached.seconds == pytest.approx(1682 / 1000 + estimate.LOAD_S)
@@ -51,7 +55,7 @@ def test_the_reference_table_covers_the_dashboards_choices():
     assert "mini" in rates.scanner_examples_per_s and "measured on" in rates.source
     # the default scanner of an upload (frozen SmolLM2, cross-fitted) against its two measured scans (E29)
     for n, measured in ((50, 101), (1664, 344)):
-        est = estimate.scan_estimate(ScannerConfig(model="smollm2-135m"), n, n, False, rates, trains_on_catalog=True)
+        est = estimate.scan_estimate(ScannerConfig(model=ModelConfig(name="smollm2-135m")), n, n, False, rates, trains_on_catalog=True)
         assert est.seconds == pytest.approx(measured, rel=0.1), n
 
 
@@ -79,7 +83,7 @@ def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
     from core.jobs import JobManager, scan_job
 
     synthetic_store(store)
-    scanner = ScannerConfig(rounds=0, epochs=1, n_triggers=12, max_titles=50)
+    scanner = ScannerConfig(rounds=0, train=ONE_EPOCH, n_triggers=12, max_titles=50)
     cfg = ScanConfig(source="dataset", dataset="synthetic", methods=("scanner",), scanner=scanner, spans=False)
     manager = JobManager(store)
     try:
@@ -101,13 +105,13 @@ def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
 def test_a_frozen_scanner_trained_on_the_catalog_scores_it_without_another_pass():
     """No trusted reference: the frozen-LLM scanner featurized every catalog title while training (cross-fitted),
     so scoring adds only the fixed cost; with a reference domain the catalog's titles still need their pass."""
-    frozen = ScannerConfig(model="smollm2-135m")
+    frozen = ScannerConfig(model=ModelConfig(name="smollm2-135m"))
     assert frozen.mode == "frozen"
     own = estimate.scan_estimate(frozen, 1682, 1682, False, RATES, trains_on_catalog=True)
     ref = estimate.scan_estimate(frozen, 1682, 1682, False, RATES, trains_on_catalog=False)
     assert own.stages[1].seconds == estimate.LOAD_S
     assert ref.stages[1].seconds == pytest.approx(1682 / RATES.scan_titles_per_s["smollm2-135m"] + estimate.LOAD_S)
-    mini = estimate.scan_estimate(ScannerConfig(model="mini"), 1682, 1682, False, RATES, trains_on_catalog=True)
+    mini = estimate.scan_estimate(ScannerConfig(model=ModelConfig(name="mini")), 1682, 1682, False, RATES, trains_on_catalog=True)
     assert mini.stages[1].seconds > estimate.LOAD_S  # a fine-tuned scanner scores the catalog after training
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,15 +21,15 @@ from core.scan import ScanConfig, run_scan
 from core.experiment import run_attack
 from core.progress import CallbackProgress, Cancelled
 from core.ray_engine import RayConfig
-from core.scanner import ScannerConfig
+from core.scanner import SCANNER_TRAIN, ScannerConfig
 from core.store import Store
 from core.sweep import SweepGrid, run_sweep
 from tests.openai_server import free_port
 from tests.test_pages import frame, open_page, texts, tiny_scan_settings, wait_jobs
 from tiny_helpers import synthetic_store, tiny_attack
 
-FAST = ScannerConfig(epochs=1, min_steps=5, n_triggers=20, rounds=0, batch_size=32, consolidate=False,
-                     max_titles=80, mine_passes=0, target_fpr=0.05, exclude=("zzqx",))
+FAST = ScannerConfig(train=replace(SCANNER_TRAIN, epochs=1, batch_size=32), min_steps=5, n_triggers=20, rounds=0,
+                     consolidate=False,                     max_titles=80, mine_passes=0, target_fpr=0.05, exclude=("zzqx",))
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
 
 

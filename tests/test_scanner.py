@@ -12,13 +12,15 @@ import pytest
 from core import campaign
 from core.campaign import CampaignConfig
 from core.errors import InputError
-from core.scanner import ScannerConfig, calibrate_threshold
+from core.models import ModelConfig
+from core.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold
 from core.scanner_data import hard_negative, title_vocab
 from core.scanner_train import get_scanner, train_scanner
 from core.store import Store
 from tests.conftest import make_synthetic
 
-TINY = ScannerConfig(epochs=4, min_steps=30, n_triggers=60, rounds=1, agent_per_round=30, batch_size=32, lr=3e-3,
+TINY = ScannerConfig(train=replace(SCANNER_TRAIN, epochs=4, batch_size=32, lr=3e-3), min_steps=30, n_triggers=60,
+                     rounds=1, agent_per_round=30,
                      exclude=("zzqx",), target_fpr=0.05)
 
 
@@ -149,7 +151,7 @@ def test_config_validation():
     with pytest.raises(InputError):
         ScannerConfig(target_fpr=0.0)
     with pytest.raises(InputError):
-        ScannerConfig(model="mini", quant="4bit")
+        ScannerConfig(model=ModelConfig(name="mini", quant="4bit"))
     with pytest.raises(InputError):
         ScannerConfig(families=("emoji",))
     cfg = ScannerConfig(exclude=("5v",))
@@ -160,7 +162,8 @@ def test_config_validation():
 
 def test_cache_round_trip(home):
     titles = sorted({t for t in make_synthetic(n_items=40).items["title"]})
-    cfg = ScannerConfig(epochs=1, min_steps=5, n_triggers=20, rounds=0, batch_size=32, consolidate=False)
+    cfg = ScannerConfig(train=replace(SCANNER_TRAIN, epochs=1, batch_size=32), min_steps=5, n_triggers=20, rounds=0,
+                        consolidate=False)
     first, cached = get_scanner(titles, cfg)
     assert not cached
     again, cached = get_scanner(titles, cfg)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.cli import main as cli
+from core.models import ModelConfig
 from core.scanner import FrozenHeadConfig, ScannerConfig
 from core.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title_examples
 from core.scanner_train import get_scanner
@@ -30,13 +31,13 @@ def titles(n: int, seed: int = 0) -> list[str]:
 def gguf_cfg(home, tmp_path):
     path = tmp_path / "tiny.gguf"
     write_tiny_gguf(path)
-    return ScannerConfig(model=str(path), n_triggers=40, rounds=1, agent_per_round=20,
+    return ScannerConfig(model=ModelConfig(name=str(path)), n_triggers=40, rounds=1, agent_per_round=20,
                          frozen=FrozenHeadConfig(pos_per_title=2))
 
 
 def test_a_gguf_scanner_defaults_to_frozen_features_and_mini_stays_fine_tuned(gguf_cfg):
-    assert gguf_cfg.mode == "frozen" and ScannerConfig(model="smollm2-135m").mode == "frozen"
-    assert ScannerConfig().mode == "full" and ScannerConfig(model="tiny").mode == "lora"
+    assert gguf_cfg.mode == "frozen" and ScannerConfig(model=ModelConfig(name="smollm2-135m")).mode == "frozen"
+    assert ScannerConfig().mode == "full" and ScannerConfig(model=ModelConfig(name="tiny")).mode == "lora"
 
 
 def test_features_do_not_depend_on_the_batch_a_text_is_padded_in(gguf_cfg):
@@ -93,7 +94,7 @@ def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg,
         w.writerow(["item_id", "title"])
         w.writerows(enumerate(cat))
     out = tmp_path / "scores.csv"
-    rc = cli(["scan", "--catalog", str(path), "--scanner-model", gguf_cfg.model, "--rounds", "0", "--out", str(out),
+    rc = cli(["scan", "--catalog", str(path), "--scanner-model", gguf_cfg.model.name, "--rounds", "0", "--out", str(out),
               "--no-spans", "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
@@ -109,11 +110,11 @@ def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg,
 def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk():
     from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, resolve_model
 
-    auto = ScannerConfig(model="auto", rounds=1)
-    assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model == LLM_SCANNER
-    assert resolve_model(auto, AUTO_LLM_MAX_TITLES + 1).model == "mini"
-    assert resolve_model(auto, 10).rounds == 1 and resolve_model(ScannerConfig(), 10).model == "mini"
-    assert resolve_model(auto, 10, reference=True).model == "mini"  # a trusted reference: fine-tuned mini
+    auto = ScannerConfig(model=ModelConfig(name="auto"), rounds=1)
+    assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model.name == LLM_SCANNER
+    assert resolve_model(auto, AUTO_LLM_MAX_TITLES + 1).model.name == "mini"
+    assert resolve_model(auto, 10).rounds == 1 and resolve_model(ScannerConfig(), 10).model.name == "mini"
+    assert resolve_model(auto, 10, reference=True).model.name == "mini"  # a trusted reference: fine-tuned mini
 
 
 def test_a_scan_has_a_trusted_reference_for_a_run_or_an_upload_with_its_domain():
