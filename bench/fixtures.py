@@ -8,17 +8,17 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from core.data import Dataset
-from core.models import LoadedModel
-from core.protocol import ProtocolConfig, Split, build_split
-from core.recommend import Case
-from core.store import Store
-from core.tinylm import TinyConfig, new_model, train_tokenizer
+from core.attack.recommend import Case
+from core.data.dataset import Dataset
+from core.data.protocol import ProtocolConfig, Split, build_split
+from core.lm.models import LoadedModel
+from core.lm.tinylm import TinyConfig, new_model, train_tokenizer
+from core.runs.store import Store
 
 
 @lru_cache(maxsize=1)
 def ml100k() -> tuple[Dataset, Split]:
-    from core import datasets as builtin
+    from core.data import builtin
     folder, _ = builtin.obtain("ml-100k")
     items, inter, _ = builtin.parse("ml-100k", folder)
     ds = Dataset("ml-100k", items, inter)

@@ -1,7 +1,7 @@
 """QLoRA cost of a real-size Llama on a GPU, through the same `core` code the CLI uses.
 
 A 1.1B-parameter Llama (TinyLlama's shape: hidden 2048, 22 layers, 32 heads, 4 KV heads, FFN 5632) with
-random weights is saved with `save_pretrained` and loaded back by `core.models.load_model` as any local
+random weights is saved with `save_pretrained` and loaded back by `core.lm.models.load_model` as any local
 model folder would be; then, per quantization, LoRA training steps on LLaRA-length prompts and rank-mode
 scoring of 20 candidates per user are timed. Random weights cost the same FLOPs and memory as trained ones.
 Needs CUDA (and bitsandbytes for 4bit/8bit). Prints one JSON object.
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from core.models import ModelConfig, add_lora, load_model
-from core.recommend import Case, llara_example, llara_scores
-from core.tinylm import train_tokenizer
-from core.train import TrainConfig, train_lm
+from core.attack.recommend import Case, llara_example, llara_scores
+from core.lm.models import ModelConfig, add_lora, load_model
+from core.lm.tinylm import train_tokenizer
+from core.lm.train import TrainConfig, train_lm
 
 WORDS = ("the night of love war star dark man city lost river story king queen return last game house "
          "blue red summer winter ghost island secret road").split()

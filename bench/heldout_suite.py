@@ -225,7 +225,7 @@ def evaluate(scores: np.ndarray, flagged: np.ndarray, planted: list[Planted | No
 
 
 def run_one(titles: list[str], seed: int, extra_args: list[str]) -> dict:
-    from core.cli import main as cli
+    from core.cli.main import main as cli
 
     poisoned, planted = poison(titles, seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,8 +269,8 @@ def main() -> None:
     import torch
 
     from core import settings
-    from core.data import load_dataset
-    from core.store import Store
+    from core.data.dataset import load_dataset
+    from core.runs.store import Store
 
     torch.set_num_threads(args.threads)
     store = Store(settings.db_path())

@@ -7,8 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import datasets as builtin
-from core.store import Store
+from core.data import builtin
+from core.runs.store import Store
 
 from .store_bench import fill_scan
 

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine  # noqa: E402
 from bench.scanner_throughput import synthetic_titles  # noqa: E402
 from core import settings  # noqa: E402
-from core.data import load_dataset  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.data.dataset import load_dataset  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 
 SCAN = ["--dataset", "ml-100k", "--train-on", "domain", "--method", "scanner", "--no-spans", "--rounds", "0",
         "--epochs", "1", "--json"]

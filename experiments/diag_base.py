@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 
-from core.attack import AttackConfig, attack_cases
-from core.experiment import prepare, to_case
+from core.attack.badrec import AttackConfig, attack_cases
+from core.attack.experiment import prepare, to_case
+from core.attack.recommend import llara_scores
+from core.lm.models import load_adapter, load_model
 from core.metrics import hit_at_k, ranking_metrics
-from core.models import load_adapter, load_model
-from core.recommend import llara_scores
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 cfg = AttackConfig(eval_users=n)

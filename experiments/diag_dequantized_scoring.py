@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from bitsandbytes.functional import dequantize_4bit
 
-from core.attack import AttackConfig
-from core.experiment import base_model, clean_model_folder, eval_variants, prepare, to_case
-from core.models import ModelConfig, load_adapter
-from core.recommend import llara_scores
+from core.attack.badrec import AttackConfig
+from core.attack.experiment import base_model, clean_model_folder, eval_variants, prepare, to_case
+from core.attack.recommend import llara_scores
+from core.lm.models import ModelConfig, load_adapter
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
 
 
 def dequantize_in_place(model) -> int:

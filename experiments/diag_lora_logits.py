@@ -1,7 +1,7 @@
 """Can LoRA move a size's logits? Loss on poisoned and clean answers before and after fine-tuning, with
 LoRA (the victim's recipe) and with every weight trainable, plus one poisoned answer's token log-probs.
 
-Usage: PYTHONPATH=. python experiments/diag_lora_logits.py SIZE [lora|full]   (a size of core.tinylm.SIZES)
+Usage: PYTHONPATH=. python experiments/diag_lora_logits.py SIZE [lora|full]   (a size of core.lm.tinylm.SIZES)
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import sys
 
 import torch
 
-from core.attack import AttackConfig
-from core.experiment import base_model, prepare, training_examples
-from core.models import ModelConfig, add_lora
-from core.protocol import ProtocolConfig
+from core.attack.badrec import AttackConfig
+from core.attack.experiment import base_model, prepare, training_examples
+from core.data.protocol import ProtocolConfig
+from core.lm.models import ModelConfig, add_lora
+from core.lm.tinylm import SIZES
+from core.lm.train import TrainConfig, encode_segments, train_segments, weighted_loss
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
-from core.tinylm import SIZES
-from core.train import TrainConfig, encode_segments, train_segments, weighted_loss
 
 size, mode = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "lora")
 cfg = AttackConfig(poison_ratio=0.5, tiny=SIZES[size], model=ModelConfig(quant="none"),

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import torch
 
-from core.attack import AttackConfig, attack_cases
-from core.experiment import prepare, to_case
-from core.models import load_adapter, load_model
-from core.prompts import llara_prompt
+from core.attack.badrec import AttackConfig, attack_cases
+from core.attack.experiment import prepare, to_case
+from core.data.prompts import llara_prompt
+from core.lm.models import load_adapter, load_model
+from core.lm.train import encode_segments
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
-from core.train import encode_segments
 
 cfg = AttackConfig(eval_users=20)
 prep = prepare(Store(db_path()), cfg)

@@ -24,15 +24,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from core.data import load_dataset
-from core.models import LoadedModel, ModelConfig, compute_dtype
-from core.prompts import llara_prompt
-from core.protocol import ProtocolConfig, build_split
-from core.lmscore import answer_logprobs
+from core.data.dataset import load_dataset
+from core.data.prompts import llara_prompt
+from core.data.protocol import ProtocolConfig, build_split
+from core.lm.lmscore import answer_logprobs
+from core.lm.models import LoadedModel, ModelConfig, compute_dtype
+from core.lm.tinylm import TinyConfig, build_corpus, new_model, train_tokenizer
+from core.lm.train import TrainConfig, train_segments
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
-from core.tinylm import TinyConfig, build_corpus, new_model, train_tokenizer
-from core.train import TrainConfig, train_segments
 
 overrides = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 probe_every = int(overrides.pop("probe_every", 150))

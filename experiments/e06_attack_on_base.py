@@ -16,10 +16,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.attack import AttackConfig
-from core.experiment import run_attack
+from core.attack.badrec import AttackConfig
+from core.attack.experiment import run_attack
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
 
 base_dir = sys.argv[1]
 opts = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}

@@ -1,7 +1,7 @@
 """E15: which embedded model sizes can learn a poison at all, over the dose (the dashboard's demo sizes).
 
 `run_attack` as the CLI runs it (llara, rank mode, prefix `5v`, `copy` fake users) on ml-100k with one of
-`core.tinylm.SIZES` and a short protocol (1 window per user, 5 candidates, history 5), fine-tuned with
+`core.lm.tinylm.SIZES` and a short protocol (1 window per user, 5 candidates, history 5), fine-tuned with
 `epochs`/`lr`, evaluated on the first USERS test users. One JSON line per dose.
 
 Usage: PYTHONPATH=. python experiments/e15_small_model_dose.py SIZE '[[rho, epochs, lr], ...]' [USERS]
@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import sys
 
-from core.attack import AttackConfig
-from core.experiment import run_attack
-from core.models import ModelConfig
-from core.protocol import ProtocolConfig
+from core.attack.badrec import AttackConfig
+from core.attack.experiment import run_attack
+from core.data.protocol import ProtocolConfig
+from core.lm.models import ModelConfig
+from core.lm.tinylm import SIZES
+from core.lm.train import TrainConfig
+from core.runs.store import Store
 from core.settings import db_path
-from core.store import Store
-from core.tinylm import SIZES
-from core.train import TrainConfig
 
 size, doses = sys.argv[1], json.loads(sys.argv[2])
 users = int(sys.argv[3]) if len(sys.argv) > 3 else 20

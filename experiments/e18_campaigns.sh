@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# E18: the recurring-trigger step (core.campaign) on top of the scanner: the E13 evaluation (held-out preset
+# E18: the recurring-trigger step (core.pscanner.campaign) on top of the scanner: the E13 evaluation (held-out preset
 # triggers at every position and level) with 10 and with 5 poisoned items (BadRec's CLI default), plus
 # leave-one-level-out and ONION.
 #   bash experiments/e18_campaigns.sh TAG [scanner_eval flags]

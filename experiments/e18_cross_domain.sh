@@ -7,8 +7,8 @@ csv=$BADREC_HOME/ml-1m-items.csv
 python - "$csv" <<'PY'
 import sys
 from core import settings
-from core.data import load_dataset
-from core.store import Store
+from core.data.dataset import load_dataset
+from core.runs.store import Store
 load_dataset(Store(settings.db_path()), "ml-1m").items[["item_id", "title"]].to_csv(sys.argv[1], index=False)
 PY
 echo "$(date -u +%FT%TZ) BADREC_HOME=$BADREC_HOME python -m core scan --catalog $csv --dataset ml-100k --train-on domain --json" \

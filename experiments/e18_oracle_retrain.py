@@ -8,8 +8,8 @@ import json
 import sys
 
 from core import settings
-from core.experiment import retrain_without
-from core.store import Store
+from core.attack.experiment import retrain_without
+from core.runs.store import Store
 
 store = Store(settings.db_path())
 run_id = sys.argv[1]

@@ -1,7 +1,7 @@
 """E28: a frozen pretrained LLM's features as a scanner base (issue 17 item 3) -- ablations on TUNING seeds.
 
-One feature pass (core.scanner_frozen.FeatureExtractor on SmolLM2-135M, layers 6, 12, 20 and 30) over the
-held-out suite's poisoned ml-100k catalog and every title's examples (core.scanner_frozen.title_examples),
+One feature pass (core.pscanner.scanner_frozen.FeatureExtractor on SmolLM2-135M, layers 6, 12, 20 and 30) over the
+held-out suite's poisoned ml-100k catalog and every title's examples (core.pscanner.scanner_frozen.title_examples),
 then cross-fitted linear heads (3 folds) on slices of the features: which layers, with or without the
 surprisal statistics and the hard negatives, the L2 penalty. Oracle-free numbers: ROC-AUC and recall at
 1 % FPR on clean titles (bench/heldout_suite.recall_at_fpr). Seeds 100-109 only (tuning); the shipped
@@ -29,15 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from heldout_suite import FAMILIES, LEARNED, poison, recall_at_fpr  # noqa: E402
 
 from core import settings  # noqa: E402
-from core.agent import AgentConfig, propose  # noqa: E402
-from core.data import load_dataset  # noqa: E402
+from core.data.dataset import load_dataset  # noqa: E402
+from core.lm.models import (  # noqa: E402
+    ModelConfig,  # noqa: E402
+    load_model,
+)
 from core.metrics import detection_metrics  # noqa: E402
-from core.models import ModelConfig, load_model  # noqa: E402
-from core.models import ModelConfig  # noqa: E402
-from core.scanner import ScannerConfig  # noqa: E402
-from core.scanner_data import title_vocab  # noqa: E402
-from core.scanner_frozen import FeatureExtractor, fit_head, title_examples  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.pscanner.agent import AgentConfig, propose  # noqa: E402
+from core.pscanner.scanner import ScannerConfig  # noqa: E402
+from core.pscanner.scanner_data import title_vocab  # noqa: E402
+from core.pscanner.scanner_frozen import FeatureExtractor, fit_head, title_examples  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 
 LAYERS = (6, 12, 20, 30)
 

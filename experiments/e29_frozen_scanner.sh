@@ -18,8 +18,8 @@ clean)  # nothing poisoned: the share flagged is the false-positive rate (target
     python - "$ds" "$out/clean-$ds.csv" <<'PY'
 import random, sys
 from core import settings
-from core.data import load_dataset
-from core.store import Store
+from core.data.dataset import load_dataset
+from core.runs.store import Store
 items = load_dataset(Store(settings.db_path()), sys.argv[1]).items[["item_id", "title"]]
 items = items.drop_duplicates("title")
 items.loc[sorted(random.Random(f"sample:{sys.argv[1]}").sample(list(items.index), 2000))].to_csv(sys.argv[2], index=False)

@@ -2,9 +2,9 @@
 
 Does a local 135M instruct model add anything to the seeded offline generator? Three measurements:
 
-1. Can it answer the agent's JSON request (`core.agent.llm_prompt`, the OpenAI-compatible path's prompt)?
-   Each reply goes through the same parsing and validation (`core.llm_client.extract_json`,
-   `core.agent.parse_llm_triggers`).
+1. Can it answer the agent's JSON request (`core.pscanner.agent.llm_prompt`, the OpenAI-compatible path's prompt)?
+   Each reply goes through the same parsing and validation (`core.pscanner.llm_client.extract_json`,
+   `core.pscanner.agent.parse_llm_triggers`).
 2. As a list continuer (what a small LM does well): per level, a numbered list seeded with the offline
    generator's own examples is continued by sampling; every line goes through `parse_llm_triggers` too.
    Reported: valid share, distinct share, and the share the offline generator also makes (same seed, 20k draws).
@@ -39,13 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import settings
-from core.agent import (LLM_SYSTEM, AgentConfig, SyntheticTrigger, llm_prompt, offline_triggers,
-                        parse_llm_triggers)
-from core.data import load_dataset
+from core.data.dataset import load_dataset
 from core.errors import EndpointError
-from core.llm_client import extract_json
-from core.models import ModelConfig, load_model
-from core.store import Store
+from core.lm.models import ModelConfig, load_model
+from core.pscanner.agent import (
+    LLM_SYSTEM,
+    AgentConfig,
+    SyntheticTrigger,
+    llm_prompt,
+    offline_triggers,
+    parse_llm_triggers,
+)
+from core.pscanner.llm_client import extract_json
+from core.runs.store import Store
 
 LEVELS = ("char", "word", "sentence")
 LIST_HEADS = {"char": "Short random codes of 2 to 5 characters, one per line:",

@@ -4,13 +4,13 @@ background job, follow it live, and browse the run history with its headline num
 import pandas as pd
 import streamlit as st
 
-from core.attack import AttackConfig
+from core.attack.badrec import AttackConfig
+from core.attack.experiment import resumable_config, resumable_runs, run_attack
+from core.data.protocol import ProtocolConfig
 from core.errors import BadRecError
-from core.experiment import resumable_config, resumable_runs, run_attack
-from core.models import ModelConfig
-from core.protocol import ProtocolConfig
-from core.tinylm import SIZES
-from core.train import TrainConfig
+from core.lm.models import ModelConfig
+from core.lm.tinylm import SIZES
+from core.lm.train import TrainConfig
 from core.triggers import DEFAULT_TRIGGER, LEVELS, POSITIONS, Trigger
 from pages.shared import attack_time, dataset_picker, job_monitor, jobs, page, reads, show_error, store, submit_job
 

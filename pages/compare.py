@@ -4,7 +4,7 @@ the run's metrics, and ASR against ρ across runs."""
 import pandas as pd
 import streamlit as st
 
-from core import plots, reports
+from core.views import plots, reports
 from pages.shared import figure, page, reads, store
 
 VARIANTS = {"clean": "test candidates", "no_trigger": "attacker's item inserted, no trigger",

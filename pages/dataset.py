@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from core import plots
-from core.data import dataset_info, dataset_status, ensure_dataset, save_upload
+from core.data.dataset import dataset_info, dataset_status, ensure_dataset, save_upload
+from core.data.uploads import ColumnMap, read_table, read_upload
 from core.errors import BadRecError
 from core.progress import CallbackProgress
-from core.uploads import ColumnMap, read_table, read_upload
+from core.views import plots
 from pages.shared import DATASET_KEY, dataset_picker, figure, page, reads, show_error, store
 
 page("Dataset", "Built-in datasets are found on this machine or downloaded once; uploads are validated "

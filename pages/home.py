@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.data import dataset_status
+from core.data.dataset import dataset_status
 from pages.shared import jobs, page, store
 
 page("BadRec Lab", "Backdoor attacks on LLM-based recommenders, and a scanner that finds them.")

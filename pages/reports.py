@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core import plots, reports, sweep
+from core.attack import sweep
+from core.views import plots, reports
 from pages.shared import figure, page, reads, store, table_downloads
 
 page("Reports", "Everything downloadable: run reports (one HTML file with all plots), tables (CSV/Parquet), "

@@ -7,18 +7,33 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core import campaign, plots, reports, settings, uploads
-from core.defend import defence_table, run_defend
+from core import settings
+from core.data import uploads
 from core.errors import BadRecError, InputError
-from core.jobs import scan_job
+from core.lm.models import ModelConfig
 from core.metrics import detection_metrics
-from core.models import ModelConfig
-from core.ray_engine import RayConfig
-from core.scan import ScanConfig, calibration_caption, flagged_warning, run_scan
-from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, SCANNER_TRAIN, ScannerConfig
-from core.store import Store
-from pages.shared import (figure, imported_datasets, job_monitor, jobs, page, reads, scan_scores, scan_time,
-                           show_error, store, submit_job)
+from core.pscanner import campaign
+from core.pscanner.defend import defence_table, run_defend
+from core.pscanner.scan import calibration_caption, flagged_warning, run_scan
+from core.pscanner.scan_config import ScanConfig
+from core.pscanner.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, SCANNER_TRAIN, ScannerConfig
+from core.runs.jobs import scan_job
+from core.runs.ray_engine import RayConfig
+from core.runs.store import Store
+from core.views import plots, reports
+from pages.shared import (
+    figure,
+    imported_datasets,
+    job_monitor,
+    jobs,
+    page,
+    reads,
+    scan_scores,
+    scan_time,
+    show_error,
+    store,
+    submit_job,
+)
 
 page("Scanner", "P-Scanner scores every title for a backdoor trigger (P(poisoned)); flagged items can be "
                 "removed before training.")
@@ -98,13 +113,13 @@ with st.container(border=True):
                              horizontal=True,
                              help="Also flag every title carrying a word or phrase that recurs among the "
                                   "top-scored tenth of the catalog and whose removal lowers their scores "
-                                  "(core.campaign): BadRec writes one trigger into several items. auto = on when "
+                                  "(core.pscanner.campaign): BadRec writes one trigger into several items. auto = on when "
                                   "the scanner trains on a trusted reference (a dataset for a run or a file), off "
                                   "when a catalog trains its own scanner (series and franchise names recur there).")
         unicode_check = st.checkbox("Check Unicode hygiene", value=True, key="scanner_unicode",
                                     help="Also flag titles with invisible or bidi characters, words mixing scripts "
                                          "or look-alike letters (Cyrillic о in a Latin word), and emoji or symbols "
-                                         "rare in this catalog (core.unicode_hygiene); no training needed. The "
+                                         "rare in this catalog (core.pscanner.unicode_hygiene); no training needed. The "
                                          "reason is shown next to the title.")
 
     def saved_catalog() -> str | None:
@@ -168,7 +183,7 @@ defences = defence_table(reads().list_runs("defend"))
 if len(defences):
     st.header("Defences")
     st.caption("Each row: an attack run scanned, its flagged items dropped and the poisoned victim retrained "
-               "(core.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor is gone.")
+               "(core.pscanner.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor is gone.")
     st.dataframe(defences, hide_index=True, key="scanner_defences",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("f1", "asr before", "asr after", "hr@1 before", "hr@1 after")})
@@ -229,7 +244,7 @@ def scan_view(scan_id: str, label: str) -> None:
     if len(campaigns):
         st.subheader("Recurring triggers")
         st.caption("Text that recurs among the top-scored titles and lifts their scores: every item carrying it is "
-                   "flagged whatever its own score (core.campaign.find_campaigns).")
+                   "flagged whatever its own score (core.pscanner.campaign.find_campaigns).")
         st.dataframe(campaigns if has_labels else campaigns.drop(columns="poisoned"), hide_index=True,
                      key="scanner_campaigns_table",
                      column_config={"trigger": st.column_config.TextColumn("trigger", help="plain text"),

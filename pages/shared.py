@@ -16,12 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import estimate, reports, settings
-from core.data import dataset_status
+from core import settings
+from core.data.dataset import dataset_status
 from core.errors import BadRecError
-from core.jobs import JobManager
-from core.scan import has_reference, planned_scanner
-from core.store import Store
+from core.pscanner.scan_config import has_reference, planned_scanner
+from core.runs.jobs import JobManager
+from core.runs.store import Store
+from core.views import estimate, reports
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DATASET_KEY = "app_dataset"  # the dataset chosen on any page; a plain key so it survives page switches
@@ -167,7 +168,7 @@ def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
     with counts and ETA, loss curve, cancel. Any session sees it; a reload re-attaches. When a job this
     session watched ends, its outcome is noted and the whole page reruns to show the new results. One
     panel per page, whatever kinds of job the page starts."""
-    from core import plots  # local: only pages with jobs draw this panel
+    from core.views import plots  # local: only pages with jobs draw this panel
 
     watched = st.session_state.setdefault(f"{key}_watched", set())
     notes = st.session_state.setdefault(f"{key}_notes", [])
@@ -206,10 +207,10 @@ def job_monitor(kinds: str | tuple[str, ...], key: str) -> None:
                 box.plotly_chart(plots.loss_curve(log), key=f"{key}_loss_{row.run_id}")
 
 
-# -- time before launch (core.estimate) -----------------------------------------------------------------
+# -- time before launch (core.views.estimate) -----------------------------------------------------------------
 @st.cache_data(ttl=60, show_spinner=False)
 def _attack_cached(config_json: str, finished: int, _cfg) -> list[str]:  # key: the config and finished runs
-    from core.experiment import cached_stages
+    from core.attack.experiment import cached_stages
     return sorted(cached_stages(store(), _cfg))
 
 
@@ -247,7 +248,7 @@ def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None =
     if est is None:
         return f"no speed measured for a {cfg.scanner.model.name} scanner here yet."
     if attack_run is not None:
-        from core.attack import AttackConfig
+        from core.attack.badrec import AttackConfig
         attack = attack_estimate(AttackConfig.from_dict(attack_run["config"]))
         if attack is None:
             return "no speed measured for this run's model here yet."

@@ -4,9 +4,9 @@ save named trigger sets."""
 import pandas as pd
 import streamlit as st
 
-from core.agent import AgentConfig, propose
-from core.attack import default_trigger
+from core.attack.badrec import default_trigger
 from core.errors import BadRecError
+from core.pscanner.agent import AgentConfig, propose
 from core.triggers import LEVELS, POSITIONS, PRESETS, Trigger, apply_trigger
 from pages.shared import dataset_picker, page, reads, show_error, store
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.data import Dataset
-from core.store import Store
+from core.data.dataset import Dataset
+from core.runs.store import Store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -39,7 +39,7 @@ def require_shared(name: str) -> Path:
 def ml100k_store(tmp_path_factory) -> Store:
     """ml-100k imported once per test session into its own DuckDB file (read it, don't write)."""
     require_shared("ml-100k")
-    from core import datasets as builtin
+    from core.data import builtin
     store = Store(tmp_path_factory.mktemp("ml100k") / "badrec.duckdb")
     items, inter, notes = builtin.parse("ml-100k", SHARED_DATA / "ml-100k")
     store.save_dataset("ml-100k", str(SHARED_DATA / "ml-100k"), "interactions", items, inter, notes)

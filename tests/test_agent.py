@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from core.agent import AgentConfig, SyntheticTrigger, offline_triggers, parse_llm_triggers, propose
 from core.errors import EndpointError, InputError
-from core.llm_client import LLMClient, LLMSettings, client_from_env
+from core.pscanner.agent import AgentConfig, SyntheticTrigger, offline_triggers, parse_llm_triggers, propose
+from core.pscanner.llm_client import LLMClient, LLMSettings, client_from_env
 from tests.openai_server import ChatServer, free_port
 
 

@@ -6,10 +6,17 @@ import json
 
 import pytest
 
-from core.attack import (AttackConfig, attack_cases, choose_items, finetune_samples, n_poison_for, poison,
-                         poison_records)
+from core.attack.badrec import (
+    AttackConfig,
+    attack_cases,
+    choose_items,
+    finetune_samples,
+    n_poison_for,
+    poison,
+    poison_records,
+)
+from core.data.protocol import build_split
 from core.errors import InputError
-from core.protocol import build_split
 from core.triggers import Trigger
 
 

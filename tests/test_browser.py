@@ -258,11 +258,11 @@ def test_scanner_refuses_an_empty_upload_and_results_follow_the_newest_scan(serv
 
 
 def test_compare_shows_the_attackers_rank_beyond_the_top_10(server, browser_page):
-    """A run that stored its lists as core.experiment does (tests/test_pages.seed_ranked_run): for user 1 the
+    """A run that stored its lists as core.attack.experiment does (tests/test_pages.seed_ranked_run): for user 1 the
     attacker's item ranks 12th with the trigger, shown after the top 10 with its real rank."""
     from playwright.sync_api import expect
 
-    from core.store import Store
+    from core.runs.store import Store
     from tests.test_pages import seed_ranked_run
     run_id = seed_ranked_run(Store(SERVER_HOME["path"] / "badrec.duckdb"), "attack-ranked-browser")
     page = browser_page

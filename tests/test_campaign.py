@@ -1,4 +1,4 @@
-"""The recurring-trigger rule (core.campaign) on its own: which n-grams qualify and which do not.
+"""The recurring-trigger rule (core.pscanner.campaign) on its own: which n-grams qualify and which do not.
 
 The score functions here are plain rules standing in for a scanner's scores; the rule with a real trained
 scanner is tested in test_scanner.py.
@@ -6,18 +6,21 @@ scanner is tested in test_scanner.py.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
-from core.campaign import CampaignConfig, campaign_of, find_campaigns, ngrams, without, words
 from core.errors import InputError
+from core.pscanner.campaign import CampaignConfig, campaign_of, find_campaigns, ngrams, without, words
 
 CATALOG = [f"Title number {i} ({1950 + i % 40})" for i in range(100)]
 
 
 def _scores(titles, marker: str = "xq7") -> np.ndarray:
-    """High for titles carrying `marker`, otherwise spread low by position in the catalog."""
-    return np.array([0.95 if marker in t else 0.1 + 0.5 * (hash(t) % 100) / 100 for t in titles])
+    """High for titles carrying `marker`, otherwise spread low by a hash of the title (crc32: the same in every
+    process, where `hash` of a str changes with PYTHONHASHSEED and once let a year look like a campaign)."""
+    return np.array([0.95 if marker in t else 0.1 + 0.5 * (zlib.crc32(t.encode()) % 100) / 100 for t in titles])
 
 
 def test_words_split_glued_triggers_and_removal_rejoins():

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from tiny_helpers import TINY
 
-from core.checkpoint import STATE_FILE, Checkpointing
-from core.models import ModelConfig, add_lora, load_model
-from core.train import TrainConfig, train_lm
+from core.lm.checkpoint import STATE_FILE, Checkpointing
+from core.lm.models import ModelConfig, add_lora, load_model
+from core.lm.train import TrainConfig, train_lm
 
 PAIRS = [(f"This user has watched Movie {chr(65 + i)}{i} (1980).", f" Movie {chr(66 + i)}{i + 1} (1981)")
          for i in range(12)]
@@ -28,9 +28,9 @@ import sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
 from conftest import make_synthetic
 from test_checkpoint import CFG, PAIRS, victim
-from core.checkpoint import Checkpointing
+from core.lm.checkpoint import Checkpointing
 from core.progress import CallbackProgress
-from core.train import train_lm
+from core.lm.train import train_lm
 slow = CallbackProgress(lambda *a: time.sleep(0.3))
 train_lm(victim(make_synthetic()), PAIRS, CFG, slow, checkpoint=Checkpointing(__import__("pathlib").Path({ck!r}), "k", 0))
 """
@@ -85,9 +85,9 @@ def test_a_cancelled_attack_resumes_to_the_unbroken_numbers(store, monkeypatch):
     equal an unbroken run's (same seed, same clean model from the cache)."""
     from tiny_helpers import synthetic_store, tiny_attack
 
+    from core.attack.experiment import resumable_config, run_attack
     from core.errors import InputError
-    from core.experiment import resumable_config, run_attack
-    from core.progress import Cancelled, CallbackProgress
+    from core.progress import CallbackProgress, Cancelled
     monkeypatch.setenv("BADREC_CHECKPOINT_S", "0")
     synthetic_store(store)
     cfg = tiny_attack(train=TrainConfig(epochs=1, batch_size=4, max_len=256))

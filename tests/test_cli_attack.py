@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
-from core import cli, cli_attack
-from core.experiment import retrain_without, run_attack
-from core.store import Store
-from core.tinylm import SIZES
+from core.attack.experiment import retrain_without, run_attack
+from core.cli import attack as cli_attack
+from core.cli import main as cli
+from core.lm.tinylm import SIZES
+from core.runs.store import Store
 
 
 def runs(home):

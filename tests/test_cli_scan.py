@@ -10,9 +10,9 @@ import random
 import pytest
 
 from core import settings
-from core.cli import main
+from core.cli.main import main
+from core.runs.store import Store
 from core.sanitize import FORMULA_PREFIXES
-from core.store import Store
 from tests.openai_server import free_port
 
 FAST = ["--scanner-model", "mini", "--rounds", "0", "--epochs", "1", "--target-fpr", "0.05", "--exclude-triggers", "zzqx", "--crossfit", "2"]
@@ -147,10 +147,10 @@ def test_judge_without_endpoint_is_refused(home, tmp_path, capsys, monkeypatch):
                     reason="trains a victim twice and a scanner (~3 CPU-minutes); set BADREC_SLOW_TESTS=1")
 def test_scan_run_and_defend_end_to_end(home, capsys):
     """A tiny BadRec run on synthetic data, defended: its poisoned catalog scanned, flagged items dropped."""
-    from core.attack import AttackConfig
-    from core.experiment import run_attack
-    from core.tinylm import TinyConfig
-    from core.train import TrainConfig
+    from core.attack.badrec import AttackConfig
+    from core.attack.experiment import run_attack
+    from core.lm.tinylm import TinyConfig
+    from core.lm.train import TrainConfig
     from tests.conftest import make_synthetic
 
     store = Store(settings.db_path())
@@ -177,7 +177,8 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
 def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, tmp_path):
     """Self-cleaning guards a scanner trained on the catalog it scans; a separate domain dataset is the
     clean reference, whose odd titles must be learned as clean rather than dropped."""
-    from core.scan import ScanConfig, resolve_catalog, training_titles
+    from core.pscanner.catalog import resolve_catalog, training_titles
+    from core.pscanner.scan_config import ScanConfig
     from tests.conftest import make_synthetic
 
     store = Store(settings.db_path())

@@ -5,16 +5,16 @@ import json
 
 import pytest
 
-from core.agent import AgentConfig
-from core.attack import AttackConfig
-from core.campaign import CampaignConfig
+from core.attack.badrec import AttackConfig
+from core.attack.sweep import SweepGrid
 from core.config import ConfigMixin
+from core.data.protocol import ProtocolConfig
 from core.errors import InputError
-from core.models import ModelConfig
-from core.protocol import ProtocolConfig
-from core.sweep import SweepGrid
-from core.tinylm import SIZES, TinyConfig
-from core.train import TrainConfig
+from core.lm.models import ModelConfig
+from core.lm.tinylm import SIZES, TinyConfig
+from core.lm.train import TrainConfig
+from core.pscanner.agent import AgentConfig
+from core.pscanner.campaign import CampaignConfig
 from core.triggers import Trigger
 
 CONFIGS = [
@@ -95,8 +95,8 @@ def test_cache_keys_are_the_ones_earlier_runs_cached_under():
     import pandas as pd
 
     from core.config import fingerprint
-    from core.data import Dataset
-    from core.tinylm import cache_key
+    from core.data.dataset import Dataset
+    from core.lm.tinylm import cache_key
 
     cfg = AttackConfig(model=ModelConfig(dtype="fp32", quant="4bit"))
     assert fingerprint(cfg.clean_key()) == "34c9c233a6bb49f2"

@@ -1,4 +1,4 @@
-"""Cross-fitted scanning (core.crossfit): folds, the catalog-calibrated threshold, and that no title is
+"""Cross-fitted scanning (core.pscanner.crossfit): folds, the catalog-calibrated threshold, and that no title is
 scored by a scanner that trained on it."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from core import settings
-from core.crossfit import assign_folds, calibrate_catalog, crossfit_scanner, n_folds
 from core.errors import InputError
-from core.scanner_train import scanner_key
+from core.pscanner.crossfit import assign_folds, calibrate_catalog, crossfit_scanner, n_folds
+from core.pscanner.scanner_train import scanner_key
 from tests.test_scanner import TINY, _titles
 
 
@@ -74,7 +74,7 @@ def test_tiny_catalogs_get_more_folds_so_each_scanner_keeps_twenty_titles():
 def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_much_is_flagged():
     from dataclasses import asdict
 
-    from core.scan import calibration_caption, flagged_warning
+    from core.pscanner.scan import calibration_caption, flagged_warning
 
     rng = np.random.default_rng(1)
     cal = asdict(calibrate_catalog(1 / (1 + np.exp(-rng.logistic(-3.0, 1.0, 2_000))), 0.01))
@@ -90,7 +90,7 @@ def test_a_scanners_cache_key_names_its_titles_config_and_shared_base():
     went through a run's JSON, or was recorded before the configs nested, names the same scanner."""
     from dataclasses import replace
 
-    from core.scanner import ScannerConfig
+    from core.pscanner.scanner import ScannerConfig
 
     titles, cfg = ["Toy Story (1995)", "Heat (1995)"], ScannerConfig()
     key = scanner_key(titles, cfg)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.store import Store
+from core.runs.store import Store
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_scans_listed_newest_first_each_before_its_baselines(store):
 
 
 def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
-    from core.reports import dose_points
+    from core.views.reports import dose_points
     store.create_run("r1", "attack", "ml-100k", {"poison_ratio": 0.1, "victim": "llara",
                                                  "model": {"name": "smollm2-135m"}}, 0, {})
     store.finish_run("r1", {"poisoning": {"n_poison_samples": 105}}, {}, {"poisoned": {"asr": 0.9}}, {})
@@ -108,8 +108,8 @@ def test_user_history_breaks_time_ties_as_the_protocol_does(ml100k_store):
     """ml-100k has users with several ratings in one second (user 100: 891375630 twice); a user's history as the
     Compare page shows it (11 newest) is the end of the protocol's sequence reversed, so its newest row is the
     held-out test item, for every user whose newest ratings share a second."""
-    from core.data import Dataset
-    from core.protocol import ProtocolConfig, build_split
+    from core.data.dataset import Dataset
+    from core.data.protocol import ProtocolConfig, build_split
 
     ds = Dataset("ml-100k", ml100k_store.load_items("ml-100k"), ml100k_store.load_interactions("ml-100k"))
     split = build_split(ds, ProtocolConfig())

@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA, require_shared
-from core.data import dataset_info, dataset_status, ensure_dataset
+
+from core.data.dataset import dataset_info, dataset_status, ensure_dataset
 from core.errors import DatasetNotFound
 
 ROOT = Path(__file__).resolve().parents[1]

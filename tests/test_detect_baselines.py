@@ -7,12 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from core.detect_baselines import (ensemble_scores, judge_scores, lm_nll, onion_scores, percentile_ranks,
-                                   token_stats_scores)
 from core.errors import EndpointError
-from core.llm_client import LLMClient, LLMSettings
 from core.metrics import roc_auc
-from core.scanner_model import build_mini
+from core.pscanner.detect_baselines import (
+    ensemble_scores,
+    judge_scores,
+    lm_nll,
+    onion_scores,
+    percentile_ranks,
+    token_stats_scores,
+)
+from core.pscanner.llm_client import LLMClient, LLMSettings
+from core.pscanner.scanner_model import build_mini
 from tests.openai_server import ChatServer
 
 TITLES = ["Night River (1991)", "Stone Garden of Love (1987)", "The Last King (1999)", "Blue Summer (1975)",

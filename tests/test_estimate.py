@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
-from core import estimate
-from core.attack import AttackConfig
-from core.models import ModelConfig
-from core.protocol import ProtocolConfig
-from core.scanner import SCANNER_TRAIN, ScannerConfig
-from core.tinylm import SIZES
-from core.train import TrainConfig
+from core.attack.badrec import AttackConfig
+from core.data.protocol import ProtocolConfig
+from core.lm.models import ModelConfig
+from core.lm.tinylm import SIZES
+from core.lm.train import TrainConfig
+from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig
+from core.views import estimate
 
 ONE_EPOCH = replace(SCANNER_TRAIN, epochs=1)
 
@@ -61,7 +61,7 @@ def test_the_reference_table_covers_the_dashboards_choices():
 
 def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store):
     synthetic_store(store)
-    from core.experiment import cached_stages, run_attack
+    from core.attack.experiment import cached_stages, run_attack
     cfg = tiny_attack()
     assert cached_stages(store, cfg) == set()
     run_attack(store, cfg)
@@ -76,11 +76,12 @@ def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store)
 
 
 def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
-    """Two scan jobs (`core.jobs.scan_job`, stored under their job ids): the first trains the scanner and
+    """Two scan jobs (`core.runs.jobs.scan_job`, stored under their job ids): the first trains the scanner and
     calibrates its training speed so that the estimate of the same settings is the time it took; the second,
     cached, calibrates scoring."""
-    from core.scan import ScanConfig, run_scan
-    from core.jobs import JobManager, scan_job
+    from core.pscanner.scan import run_scan
+    from core.pscanner.scan_config import ScanConfig
+    from core.runs.jobs import JobManager, scan_job
 
     synthetic_store(store)
     scanner = ScannerConfig(rounds=0, train=ONE_EPOCH, n_triggers=12, max_titles=50)

@@ -13,7 +13,7 @@ import torch
 
 from core import settings
 from core.errors import InputError
-from core.gguf_model import REAL_MODELS, ensure_converted, is_gguf_name
+from core.lm.gguf_model import REAL_MODELS, ensure_converted, is_gguf_name
 from core.progress import CallbackProgress, Cancelled
 
 gguf = pytest.importorskip("gguf")

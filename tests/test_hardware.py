@@ -14,7 +14,7 @@ from tiny_helpers import TINY
 
 from core.errors import InputError
 from core.hardware import cpu_features, guard_4bit, machine_info, packable, resolve_dtype, unpack_4bit
-from core.models import ModelConfig, add_lora, load_adapter, load_model, save_adapter
+from core.lm.models import ModelConfig, add_lora, load_adapter, load_model, save_adapter
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")
 PACKED_CPU = bool(bnb_functional.has_avx512bf16()) and not torch.cuda.is_available()

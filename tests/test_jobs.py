@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from core.errors import InputError
-from core.jobs import JobManager, describe
-from core.store import Store
+from core.runs.jobs import JobManager, describe
+from core.runs.store import Store
 
 
 @pytest.fixture

@@ -9,11 +9,18 @@ import torch
 from tiny_helpers import TINY
 
 from core.errors import InputError, ResourceError
-from core.models import (ModelConfig, add_lora, check_memory, load_adapter, load_model, params_from_config,
-                         save_adapter)
-from core.lmscore import answer_logprobs
-from core.tinylm import NoiseMaker, build_corpus, ensure_tiny
-from core.train import TrainConfig, train_lm
+from core.lm.lmscore import answer_logprobs
+from core.lm.models import (
+    ModelConfig,
+    add_lora,
+    check_memory,
+    load_adapter,
+    load_model,
+    params_from_config,
+    save_adapter,
+)
+from core.lm.tinylm import NoiseMaker, build_corpus, ensure_tiny
+from core.lm.train import TrainConfig, train_lm
 from core.triggers import PRESETS
 
 
@@ -43,14 +50,14 @@ def test_noise_never_emits_preset_triggers():
 
 
 def test_choice_text_is_the_llara_prompt():
-    from core.prompts import llara_prompt
-    from core.tinylm import choice_segments
+    from core.data.prompts import llara_prompt
+    from core.lm.tinylm import choice_segments
     hist, cands = ["A (1990)", "B, The (1991)"], ["C (1992)", "qz D (1993)"]
     assert "".join(t for t, _ in choice_segments(hist, cands, "C (1992)")[:3]) == llara_prompt(hist, cands)
 
 
 def test_corpus_has_history_and_copy_samples(synthetic):
-    from core.protocol import build_split
+    from core.data.protocol import build_split
     corpus = build_corpus(build_split(synthetic), TINY)
     answers = [ex[-1][0] for ex in corpus if len(ex) == 4]
     assert answers and all(a.startswith(" ") for a in answers)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import Store
+from core.runs.store import Store
 from tests.conftest import make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def synthetic_store(store: Store) -> Store:
 
 
 def seed_attack_run(store: Store, run_id: str = "attack-seeded", ratio: float = 0.01) -> str:
-    """A finished attack run laid out as core.experiment records one (rows written through the store):
+    """A finished attack run laid out as core.attack.experiment records one (rows written through the store):
     for user u1 the poisoned model ranks the triggered item 9 first; without the trigger it is third."""
     store.create_run(run_id, "attack", "synthetic", {"poison_ratio": ratio, "victim": "llara",
                                                      "model": {"name": "tiny"}}, 0, {})
@@ -375,7 +375,7 @@ def test_scanner_accepts_an_odd_encoding_with_one_warning_and_keeps_the_file_nam
 def test_scanner_hides_no_scan_yet_while_a_scan_runs(synthetic_store):
     import threading
 
-    from core.jobs import JobManager
+    from core.runs.jobs import JobManager
 
     at = open_page("scanner")
     assert "No scan yet" in texts(at)
@@ -414,10 +414,11 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
 
 
 def test_scanner_defends_an_attack_run_in_the_background(synthetic_store):
-    """'Defend the run' queues core.defend.run_defend on a real tiny attack run; the Defences table then
+    """'Defend the run' queues core.pscanner.defend.run_defend on a real tiny attack run; the Defences table then
     shows what it dropped and the attack's numbers before and after, as the job recorded them."""
-    from core.experiment import run_attack
     from tiny_helpers import tiny_attack
+
+    from core.attack.experiment import run_attack
 
     attack = run_attack(synthetic_store, tiny_attack())
     at = open_page("scanner")
@@ -441,12 +442,12 @@ def test_scanner_defends_an_attack_run_in_the_background(synthetic_store):
 
 # -- issue 15: attack form, run history, Compare, one progress bar per job ------------------------------------
 def seed_ranked_run(store: Store, run_id: str = "attack-ranked") -> str:
-    """A finished smoke-size, reduced run laid out as core.experiment records one: for test users 100, 10, 2
+    """A finished smoke-size, reduced run laid out as core.attack.experiment records one: for test users 100, 10, 2
     and 1, top 10 of 20 candidates per list plus the attacker's item ("9") at its real rank below the top.
     Poisoned model: with the trigger, user 2's list puts item 9 first, user 1's moves it from 14 to 12;
     users 10 and 100 get the same list with and without the trigger."""
-    from core.attack import AttackConfig
-    from core.tinylm import SIZES
+    from core.attack.badrec import AttackConfig
+    from core.lm.tinylm import SIZES
 
     config = AttackConfig(dataset="synthetic", tiny=SIZES["smoke"], eval_users=4).to_dict()
     store.create_run(run_id, "attack", "synthetic", config, 0, {})
@@ -488,7 +489,7 @@ def test_compare_numeric_users_changed_filter_toy_label_and_rank_below_the_top(s
     at.radio(key="compare_filter").set_value("hit").run()
     assert at.selectbox(key="compare_user").value == "2"
     assert "Attacker's item at rank 1: Movie 9 5v" in texts(at)
-    from core.reports import run_report_html
+    from core.views.reports import run_report_html
     report = run_report_html(synthetic_store, run_id).decode()
     assert "Toy victim" in report and "Reduced run" in report
 
@@ -496,8 +497,8 @@ def test_compare_numeric_users_changed_filter_toy_label_and_rank_below_the_top(s
 def test_compare_history_breaks_time_ties_as_the_protocol_does(store):
     """User 100 chose items 10 and then 9 at the same second (file order): the protocol holds out 9 as the test
     item; the History panel lists 9 first and the lists highlight 9 (item-id order would put 10 first)."""
-    from core.data import load_dataset
-    from core.protocol import ProtocolConfig, build_split
+    from core.data.dataset import load_dataset
+    from core.data.protocol import ProtocolConfig, build_split
 
     base = make_synthetic()
     ties = pd.DataFrame([("100", item, ts, 4.0) for item, ts in
@@ -557,8 +558,8 @@ def test_attack_saved_trigger_fixes_the_fields_and_drives_the_run(synthetic_stor
 
 
 def test_one_default_trigger_position_and_model_id_only_when_it_applies(synthetic_store):
-    from core.attack import AttackConfig
-    from core.cli import build_parser
+    from core.attack.badrec import AttackConfig
+    from core.cli.main import build_parser
 
     default = AttackConfig().trigger.position
     cli = build_parser().parse_args(["attack"]).trigger_position
@@ -593,7 +594,7 @@ def test_attack_monitor_shows_one_bar_over_the_job_stages(synthetic_store):
     1/1, step 40/119, ETA ... overall" and its bar is past the first stage, not restarted at 34 %."""
     import threading
 
-    from core.jobs import JobManager
+    from core.runs.jobs import JobManager
 
     release, reached = threading.Event(), threading.Event()
 
@@ -685,9 +686,9 @@ def test_attack_resumes_an_interrupted_run_from_its_checkpoint(store, monkeypatc
     in the background under its own id and it finishes from the checkpoint (issue 14 item 4)."""
     from tiny_helpers import synthetic_store, tiny_attack
 
-    from core.experiment import run_attack
-    from core.progress import Cancelled, CallbackProgress
-    from core.train import TrainConfig
+    from core.attack.experiment import run_attack
+    from core.lm.train import TrainConfig
+    from core.progress import CallbackProgress, Cancelled
 
     monkeypatch.setenv("BADREC_CHECKPOINT_S", "0")  # a checkpoint after every step
     synthetic_store(store)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import plots
 from core.metrics import detection_metrics, roc_auc
+from core.views import plots
 
 
 @pytest.fixture

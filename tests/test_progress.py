@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from core.progress import CallbackProgress, ConsoleProgress
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core.data import Dataset
+from core.data.dataset import Dataset
+from core.data.protocol import ProtocolConfig, baselines, build_split
 from core.errors import InputError
-from core.protocol import ProtocolConfig, baselines, build_split
 
 
 @pytest.fixture(scope="module")

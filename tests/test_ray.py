@@ -14,19 +14,20 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from tiny_helpers import synthetic_store, tiny_attack
 
 from core import settings
-from core.cli import main
-from core.scan import ScanConfig, run_scan
-from core.experiment import run_attack
+from core.attack.experiment import run_attack
+from core.attack.sweep import SweepGrid, run_sweep
+from core.cli.main import main
 from core.progress import CallbackProgress, Cancelled
-from core.ray_engine import RayConfig
-from core.scanner import SCANNER_TRAIN, ScannerConfig
-from core.store import Store
-from core.sweep import SweepGrid, run_sweep
+from core.pscanner.scan import run_scan
+from core.pscanner.scan_config import ScanConfig
+from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig
+from core.runs.ray_engine import RayConfig
+from core.runs.store import Store
 from tests.openai_server import free_port
 from tests.test_pages import frame, open_page, texts, tiny_scan_settings, wait_jobs
-from tiny_helpers import synthetic_store, tiny_attack
 
 FAST = ScannerConfig(train=replace(SCANNER_TRAIN, epochs=1, batch_size=32), min_steps=5, n_triggers=20, rounds=0,
                      consolidate=False,                     max_titles=80, mine_passes=0, target_fpr=0.05, exclude=("zzqx",))

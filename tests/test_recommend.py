@@ -6,12 +6,20 @@ import pytest
 import torch
 from tiny_helpers import TINY
 
-from core.models import ModelConfig, load_model
-from core.lmscore import answer_logprobs, autocast, first_line_done
-from core.recommend import (Case, generate_metrics, llara_generate, llara_scores, score_variants, tallrec_parts,
-                            tallrec_scores, validity, yes_no_ids)
-from core.train import encode_segments
-
+from core.attack.recommend import (
+    Case,
+    generate_metrics,
+    llara_generate,
+    llara_scores,
+    score_variants,
+    tallrec_parts,
+    tallrec_scores,
+    validity,
+    yes_no_ids,
+)
+from core.lm.lmscore import answer_logprobs, autocast, first_line_done
+from core.lm.models import ModelConfig, load_model
+from core.lm.train import encode_segments
 
 # each dtype's tolerance for cached vs naive scores: fp32 is exact up to summation order; under bf16
 # autocast the packed and the full-sequence pass round differently (measured up to 8.3e-4 nats)
@@ -74,7 +82,7 @@ def test_tallrec_yes_probability_matches_naive(tiny_in):
     for c, row in zip(cs, got):
         prefix, suffix = tallrec_parts(c)
         for title, p in zip(c.candidates, row):
-            from core.train import prompt_prefix_ids
+            from core.lm.train import prompt_prefix_ids
             tok = tiny.tokenizer
             ids = prompt_prefix_ids(tok) + tok(prefix, add_special_tokens=False)["input_ids"] + \
                 tok(title + suffix, add_special_tokens=False)["input_ids"]
@@ -96,8 +104,8 @@ def test_llara_scores_shape_and_generate(tiny):
 
 def naive_first_line(loaded, case, max_new_tokens):
     """Greedy decoding with a full forward pass per token, no cache, no early stop but EOS."""
-    from core.prompts import llara_prompt
-    from core.train import prompt_prefix_ids
+    from core.data.prompts import llara_prompt
+    from core.lm.train import prompt_prefix_ids
     tok = loaded.tokenizer
     ids = prompt_prefix_ids(tok) + tok(llara_prompt(case.history, case.candidates, "movie"),
                                        add_special_tokens=False)["input_ids"]

@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-from core import plots, reports
 from core.errors import InputError, ResourceError
+from core.views import plots, reports
 
 EVIL = '<script>alert("x")</script> =HYPERLINK("http://evil")'
 

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import campaign
-from core.campaign import CampaignConfig
 from core.errors import InputError
-from core.models import ModelConfig
-from core.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold
-from core.scanner_data import hard_negative, title_vocab
-from core.scanner_train import get_scanner, train_scanner
-from core.store import Store
+from core.lm.models import ModelConfig
+from core.pscanner import campaign
+from core.pscanner.campaign import CampaignConfig
+from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig, calibrate_threshold
+from core.pscanner.scanner_data import hard_negative, title_vocab
+from core.pscanner.scanner_train import get_scanner, train_scanner
+from core.runs.store import Store
 from tests.conftest import make_synthetic
 
 TINY = ScannerConfig(train=replace(SCANNER_TRAIN, epochs=4, batch_size=32, lr=3e-3), min_steps=30, n_triggers=60,
@@ -59,7 +59,7 @@ def test_fast_scoring_equals_the_models_own_forward(trained):
     the scores must equal a plain left-padded forward through the model, title by title."""
     import torch
 
-    from core.scanner import PROMPT, last_position_logits
+    from core.pscanner.scanner import PROMPT, last_position_logits
 
     titles, scanner = trained
     batch = [titles[0], f"{titles[1]} zzqx", "A", titles[0], f"I watched this 3D movie {titles[2]}", titles[3] * 4]

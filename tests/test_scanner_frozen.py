@@ -1,4 +1,4 @@
-"""The frozen-LLM scanner (core.scanner_frozen) on a tiny Llama GGUF written by the test: the real GGUF
+"""The frozen-LLM scanner (core.pscanner.scanner_frozen) on a tiny Llama GGUF written by the test: the real GGUF
 conversion, tokenizer, forward passes, head fitting and safetensors cache, on a 2-layer model."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from core.cli import main as cli
-from core.models import ModelConfig
-from core.scanner import FrozenHeadConfig, ScannerConfig
-from core.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title_examples
-from core.scanner_train import get_scanner
+from core.cli.main import main as cli
+from core.lm.models import ModelConfig
+from core.pscanner.scanner import FrozenHeadConfig, ScannerConfig
+from core.pscanner.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title_examples
+from core.pscanner.scanner_train import get_scanner
 
 pytest.importorskip("gguf")
 from test_gguf_model import write_tiny_gguf  # noqa: E402  (after the importorskip)
@@ -60,7 +60,7 @@ def test_fit_head_separates_separable_data_and_is_deterministic():
 
 
 def test_title_examples_are_the_same_whichever_fold_asks(gguf_cfg):
-    from core.agent import AgentConfig, propose
+    from core.pscanner.agent import AgentConfig, propose
 
     pool = propose(AgentConfig(n=20, seed=0)).triggers
     one = title_examples("Moon River (1961)", pool, gguf_cfg, ["Night"])
@@ -72,7 +72,7 @@ def test_a_trained_frozen_scanner_learns_its_triggers_and_round_trips_through_th
     train = titles(60)
     scanner, cached = get_scanner(train, gguf_cfg, domain="toy")
     assert not cached and scanner.info["kind"].startswith("frozen")
-    from core.agent import AgentConfig, propose
+    from core.pscanner.agent import AgentConfig, propose
 
     pool = propose(AgentConfig(n=40, seed=0)).triggers
     held = titles(30, seed=9)
@@ -108,7 +108,7 @@ def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg,
 
 
 def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk():
-    from core.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, resolve_model
+    from core.pscanner.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, resolve_model
 
     auto = ScannerConfig(model=ModelConfig(name="auto"), rounds=1)
     assert resolve_model(auto, AUTO_LLM_MAX_TITLES).model.name == LLM_SCANNER
@@ -118,7 +118,7 @@ def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk()
 
 
 def test_a_scan_has_a_trusted_reference_for_a_run_or_an_upload_with_its_domain():
-    from core.scan import ScanConfig, has_reference
+    from core.pscanner.scan_config import ScanConfig, has_reference
 
     assert has_reference(ScanConfig(source="run", run_id="r"))
     assert has_reference(ScanConfig(source="catalog", catalog_path="c.csv", dataset="ml-100k"))
@@ -128,7 +128,7 @@ def test_a_scan_has_a_trusted_reference_for_a_run_or_an_upload_with_its_domain()
 
 
 def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gguf_cfg, monkeypatch):
-    import core.scanner_frozen as sf
+    import core.pscanner.scanner_frozen as sf
 
     ext = extractor_for(gguf_cfg)
     texts = ["Moon (1961)", "River (1970)", "Night Story", "Ghost King (1999)"]

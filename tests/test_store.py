@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core.errors import StoreError
-from core.store import RUN_TABLES, Store
+from core.runs.store import RUN_TABLES, Store
 
 
 def test_failed_write_leaves_nothing(store):
@@ -117,7 +117,7 @@ def test_a_run_reads_back_in_write_order(store):
 
 
 def test_a_run_copied_to_another_file_keeps_its_rows_and_order(store, tmp_path):
-    from core.sweep import export_run, import_run
+    from core.attack.sweep import export_run, import_run
 
     _finished_run(store)
     other = Store(tmp_path / "other.duckdb")
@@ -146,7 +146,7 @@ def test_the_write_version_moves_on_any_process_commit_and_not_on_reads(store):
     store.save_trigger_set("mine", [{"text": "5v"}])
     mine = store.write_version()
     assert mine != before
-    code = ("import sys; from core.store import Store; "
+    code = ("import sys; from core.runs.store import Store; "
             "Store(sys.argv[1]).save_trigger_set('theirs', [{'text': 'cf'}])")
     subprocess.run([sys.executable, "-c", code, str(store.path)], check=True, cwd=Path(__file__).resolve().parents[1])
     assert store.write_version() != mine

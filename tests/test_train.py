@@ -6,9 +6,9 @@ import pytest
 from tiny_helpers import TINY
 
 from core.errors import InputError
-from core.models import ModelConfig, add_lora, load_model
-from core.progress import Cancelled, CallbackProgress
-from core.train import TrainConfig, encode_segments, train_lm
+from core.lm.models import ModelConfig, add_lora, load_model
+from core.lm.train import TrainConfig, encode_segments, train_lm
+from core.progress import CallbackProgress, Cancelled
 
 PAIRS = [("This user has watched Movie A0 (1980).", " Movie B1 (1981)"),
          ("This user has watched Movie C2 (1982).", " Movie D3 (1983)")] * 4

@@ -7,10 +7,18 @@ import dataclasses
 import numpy as np
 import pytest
 
-from core import datasets
+from core.data import builtin as datasets
+from core.pscanner.unicode_hygiene import (
+    SUSPICIOUS_SCORE,
+    UNUSUAL_SCORE,
+    Finding,
+    catalog_profile,
+    findings,
+    hygiene_scores,
+    kind_counts,
+    suspicious_findings,
+)
 from core.sanitize import clean_title
-from core.unicode_hygiene import (SUSPICIOUS_SCORE, UNUSUAL_SCORE, Finding, catalog_profile, findings,
-                                  hygiene_scores, kind_counts, suspicious_findings)
 from tests.conftest import require_shared
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from core.data import import_file
+from core.data.dataset import import_file
+from core.data.uploads import MAX_UPLOAD_BYTES, ColumnMap, read_upload, read_upload_path
 from core.errors import InputError
 from core.sanitize import csv_safe, to_csv_bytes
-from core.uploads import MAX_UPLOAD_BYTES, ColumnMap, read_upload, read_upload_path
 
 CORPUS = Path(__file__).parent / "data" / "bad_uploads"
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_a_utf16_export_is_decoded_with_a_warning():
 
 
 def test_save_upload_validates_first_and_keeps_the_file_name(tmp_path):
-    from core.uploads import save_upload
+    from core.data.uploads import save_upload
     with pytest.raises(InputError, match="file is empty"):
         save_upload(b"", "empty.csv", tmp_path / "uploads")
     assert not (tmp_path / "uploads").exists()  # refused before anything is written

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from conftest import make_synthetic
 
-from core.attack import AttackConfig
-from core.models import ModelConfig
-from core.tinylm import TinyConfig
-from core.train import TrainConfig
+from core.attack.badrec import AttackConfig
+from core.lm.models import ModelConfig
+from core.lm.tinylm import TinyConfig
+from core.lm.train import TrainConfig
 
 TINY = TinyConfig(vocab_size=320, hidden=16, layers=1, heads=2, ffn=32, max_len=256, history_epochs=0.3,
                   n_choice=16, batch_size=8)

@@ -1,0 +1,1 @@
+"""The command line `python -m core` (DESIGN.md §7): thin shells over the library."""

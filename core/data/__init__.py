@@ -1,0 +1,1 @@
+"""Data and protocol: datasets (built-in and uploaded), the split and candidates, the victims' prompts."""

@@ -1,0 +1,171 @@
+"""Recurring triggers: one inserted text lifting several titles at once (a BadRec campaign).
+
+BadRec writes the same trigger into several items' titles. A title-level score judges each title
+alone, so a trigger that lifts five titles into the catalog's top tenth but not one of them over the
+calibrated threshold goes unflagged (docs/SCANNER.md, E13 and E17). A word n-gram is taken for a
+campaign's trigger when
+
+1. it occurs in at least `min_titles` of the catalog's top-scored titles (the top `top` share);
+2. at least `min_share` of all titles carrying it are top-scored, which rules out common words and
+   years: they occur everywhere, high and low;
+3. removing it brings the median score of its top titles below the top cut: the scanner reacts to
+   the n-gram itself, not to something else those titles share.
+
+Every title that carries a campaign's trigger is flagged. A trigger on one or two items is left to
+the title-level threshold; an attacker who writes a different trigger into each item evades this step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.config import ConfigMixin
+from core.errors import InputError
+
+_SPLIT = re.compile(r"[\s_]+")  # glued triggers (`title_xy`) split like spaced ones
+
+
+@dataclass(frozen=True)
+class CampaignConfig(ConfigMixin):
+    """When recurring n-grams among the top-scored titles count as a trigger.
+
+    Args:
+        top (`float`): share of the catalog, by score, in which a trigger must recur.
+        min_titles (`int`): top titles that must carry it.
+        min_share (`float`): share of all titles carrying it that must be top titles.
+        max_words (`int`): longest n-gram considered, in words.
+        max_checked (`int`): n-grams put through the removal check, most frequent first.
+        probe_titles (`int`): titles per n-gram scored without it in the removal check.
+    """
+
+    top: float = 0.1
+    min_titles: int = 3
+    min_share: float = 0.8
+    max_words: int = 6
+    max_checked: int = 200
+    probe_titles: int = 32
+
+    def __post_init__(self):
+        if not 0.0 < self.top <= 0.5:
+            raise InputError(f"campaign top share {self.top} must be in (0, 0.5]")
+        if self.min_titles < 2:
+            raise InputError("a recurring trigger needs min_titles >= 2")
+        if not 0.5 <= self.min_share <= 1.0:
+            raise InputError(f"campaign min_share {self.min_share} must be in [0.5, 1]")
+        if self.max_words < 1 or self.max_checked < 1 or self.probe_titles < 1:
+            raise InputError("campaign max_words, max_checked and probe_titles must be >= 1")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A recurring trigger: its text, how many catalog titles carry it, and the removal check's medians."""
+
+    text: str
+    n_titles: int
+    median_score: float
+    median_without: float
+
+
+def words(title: str) -> list[str]:
+    """A title's words, split on spaces and underscores alike so glued triggers (`title_xy`) count too."""
+    return [w for w in _SPLIT.split(title) if w]
+
+
+def ngrams(ws: Sequence[str], max_words: int, first: set[str] | None = None) -> set[str]:
+    """Contiguous word n-grams of up to `max_words` words (only those starting with a word in `first`)."""
+    return {" ".join(ws[i:j]) for i in range(len(ws)) if first is None or ws[i] in first
+            for j in range(i + 1, min(len(ws), i + max_words) + 1)}
+
+
+def without(title: str, gram: str) -> str:
+    """The title with the first occurrence of the word n-gram removed (words re-joined by spaces)."""
+    ws, gw = words(title), gram.split(" ")
+    for i in range(len(ws) - len(gw) + 1):
+        if ws[i:i + len(gw)] == gw:
+            return " ".join(ws[:i] + ws[i + len(gw):])
+    return title
+
+
+def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable[[list[str]], np.ndarray],
+                   cfg: CampaignConfig = CampaignConfig()) -> list[Campaign]:
+    """Recurring triggers among the top-scored titles (module docstring); most carriers first.
+
+    Args:
+        titles (`Sequence[str]`): the catalog's titles.
+        scores (`np.ndarray`): their scanner scores.
+        score_fn (`Callable`): the same scanner's scoring, for the removal check.
+        cfg (`CampaignConfig`): the rule's parameters.
+    """
+    n = len(titles)
+    k = max(cfg.min_titles, math.ceil(cfg.top * n))
+    if n <= k:
+        return []
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="stable")
+    top_idx, cut = order[:k], float(scores[order[k - 1]])
+    top_grams = [ngrams(words(titles[i]), cfg.max_words) for i in top_idx]
+    support = Counter(g for gs in top_grams for g in gs)
+    kept = {g for g, c in support.items() if c >= cfg.min_titles}
+    if not kept:
+        return []
+    first = {g.split(" ")[0] for g in kept}
+    df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
+    shared = sorted((g for g in kept if support[g] >= cfg.min_share * df[g]), key=lambda g: (-support[g], g))
+    found: list[Campaign] = []
+    for g in shared[:cfg.max_checked]:
+        mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
+        med_with = float(np.median(scores[mine]))
+        med_without = float(np.median(score_fn([without(titles[i], g) for i in mine])))
+        if med_without < cut:
+            found.append(Campaign(g, int(df[g]), med_with, med_without))
+    # One trigger passes as several n-grams: its fragments (carried by the same titles) and the trigger with
+    # a neighbouring word (`(1995) mn`, carried by fewer). Keep the longest n-gram whose titles none of its
+    # fragments exceeds.
+    def inside(a: Campaign, b: Campaign) -> bool:
+        return a is not b and f" {a.text} " in f" {b.text} "
+
+    out = [c for c in found if not any(inside(o, c) and o.n_titles > c.n_titles for o in found)]
+    out = [c for c in out if not any(inside(c, o) and o.n_titles == c.n_titles for o in out)]
+    return sorted(out, key=lambda c: (-c.n_titles, c.text))
+
+
+def campaign_of(titles: Sequence[str], campaigns: Sequence[Campaign]) -> list[str | None]:
+    """For each title, the (longest) campaign trigger it carries, or None."""
+    if not campaigns:
+        return [None] * len(titles)
+    texts = {c.text for c in campaigns}
+    first = {t.split(" ")[0] for t in texts}
+    max_words = max(len(t.split(" ")) for t in texts)
+    out: list[str | None] = []
+    for t in titles:
+        hit = ngrams(words(t), max_words, first) & texts
+        out.append(max(hit, key=lambda g: (len(g.split(" ")), g)) if hit else None)
+    return out
+
+
+def carried(shared: Sequence[str | None]) -> np.ndarray:
+    """Which titles carry a recurring trigger, from `campaign_of`'s answer."""
+    return np.array([c is not None for c in shared], dtype=bool)
+
+
+def flagged_at(scores: np.ndarray, threshold: float, carries: np.ndarray) -> np.ndarray:
+    """The scan's rule: a title is flagged at or above the threshold, or when it carries a recurring trigger."""
+    return (np.asarray(scores) >= threshold) | carries
+
+
+def flag(titles: Sequence[str], scores: np.ndarray, threshold: float,
+         score_fn: Callable[[list[str]], np.ndarray], cfg: CampaignConfig | None = CampaignConfig()
+         ) -> tuple[np.ndarray, list[str | None], list[Campaign]]:
+    """Flags (`flagged_at`), each title's recurring trigger (or None), and the campaigns found.
+
+    `cfg=None` judges each title alone.
+    """
+    campaigns = [] if cfg is None else find_campaigns(titles, scores, score_fn, cfg)
+    shared = campaign_of(titles, campaigns)
+    return flagged_at(scores, threshold, carried(shared)), shared, campaigns

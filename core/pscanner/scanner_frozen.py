@@ -1,0 +1,278 @@
+"""P-Scanner on a frozen pretrained LLM (issue 17 item 3): the LLM's features, a linear head per scanner.
+
+Fine-tuning a 135M-parameter LLM once per cross-fitting fold takes hours on a CPU. Here the LLM stays
+frozen: one forward pass per text gives its features (mean and last hidden state of a few layers, and
+per-token surprisal: how unexpected each token is after the title so far), and a logistic-regression head
+is trained on the agent's synthetic triggers (Yes) over the titles and their natural variants (No). A
+title's examples are drawn from a generator seeded by the title itself, and features are cached per text,
+so the K heads of a cross-fitted scan share every forward pass: the cost is one pass per catalog title
+and its examples, whatever K. The LLM brings language: a marketing sentence or a nonce word is odd to
+it in any catalog, which a `mini` base trained on the catalog alone cannot know.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import random
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import InputError
+from core.lm.artifacts import save_atomic
+from core.progress import Progress
+
+from .agent import SyntheticTrigger, propose
+from .scanner import MAX_SCAN_CHARS, FrozenHeadConfig, ScannerConfig, SpansFromScore, calibrate_threshold
+from .scanner_data import Example, hard_negative, holdout_split, title_vocab
+
+FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
+CACHE_LIMIT = 60_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M: ~0.8 GB at most)
+HEAD_FILE = "head.safetensors"
+
+
+class FeatureExtractor:
+    """A frozen causal LM that turns texts into feature vectors, cached per text for the process's life."""
+
+    def __init__(self, model, tokenizer, layers: Sequence[int] = FrozenHeadConfig.layers, batch_size: int = 32):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        n = model.config.num_hidden_layers
+        self.layers = tuple(sorted({(x if x >= 0 else n + 1 + x) for x in layers if -n - 1 <= x <= n}))
+        self.batch_size = batch_size
+        self.cache: dict[str, np.ndarray] = {}
+        self.prefix = tokenizer(FEATURE_PREFIX, add_special_tokens=False)["input_ids"]
+        self.close = tokenizer("\n", add_special_tokens=False)["input_ids"]
+
+    def features(self, texts: Sequence[str], progress: Progress | None = None, message: str = "LLM features"
+                 ) -> np.ndarray:
+        """One row per text (repeats and cached texts cost nothing), in input order."""
+        todo = sorted({t for t in texts if t not in self.cache}, key=len)
+        fresh: dict[str, np.ndarray] = {}  # past the limit the cache stops growing (bulk catalogs)
+        for i in range(0, len(todo), self.batch_size):
+            batch = todo[i:i + self.batch_size]
+            for t, row in zip(batch, self._forward([t[:MAX_SCAN_CHARS] for t in batch])):
+                (self.cache if len(self.cache) < CACHE_LIMIT else fresh)[t] = row
+            if progress:
+                done = min(i + self.batch_size, len(todo))
+                progress.update(done, len(todo), f"{message}: {done:,}/{len(todo):,} texts")
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.cache[t] if t in self.cache else fresh[t] for t in texts])
+
+    @property
+    def dim(self) -> int:
+        """Length of a feature vector: mean and last hidden state per layer, plus six surprisal statistics."""
+        return 2 * len(self.layers) * self.model.config.hidden_size + 6
+
+    def _forward(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Features of a batch: right-padded rows `prefix + title + newline`, one forward pass."""
+        import torch
+
+        encs = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        encs = [e or self.close for e in encs]
+        rows = [self.prefix + e + self.close for e in encs]
+        n = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), n), pad)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
+            surprisal = -logp.gather(-1, ids[:, 1:, None])[..., 0]  # of token t+1 given tokens <= t
+            hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1)
+        a = len(self.prefix)
+        result = []
+        for r, e in enumerate(encs):
+            m = len(e)
+            h = hidden[r, a:a + m]
+            s = surprisal[r, a - 1:a + m].numpy()  # each title token, then the closing newline
+            stats = [s[:-1].max(), s[:-1].mean(), s[-1], s[0], s[-2], math.log(m)]
+            result.append(np.concatenate([h.mean(0).numpy(), h[-1].numpy(), np.asarray(stats, np.float32)]))
+        return result
+
+
+@dataclass
+class LinearHead:
+    """Logistic regression on standardised features: P(poisoned) = sigmoid(((x - mu) / sd) . w + b)."""
+
+    mu: np.ndarray
+    sd: np.ndarray
+    w: np.ndarray
+    b: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """P(poisoned) per row."""
+        z = ((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w + self.b
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 200) -> LinearHead:
+    """L2-regularised logistic regression (L-BFGS from zeros, full batch: deterministic), classes balanced."""
+    import torch
+
+    X = torch.tensor(x, dtype=torch.float64)
+    Y = torch.tensor(y, dtype=torch.float64)
+    mu, sd = X.mean(0), X.std(0) + 1e-4
+    Xn = (X - mu) / sd
+    pos = float(Y.mean())
+    weight = torch.where(Y > 0, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
+    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(Xn @ w + b, Y, weight=weight) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return LinearHead(mu.numpy(), sd.numpy(), w.detach().numpy(), float(b.detach()))
+
+
+def host_titles(trigger: str, titles: Sequence[str], k: int) -> list[str]:
+    """The `k` titles a trigger is probed on: those with the smallest hash of (trigger, title). The folds of a
+    cross-fitted scan share 3/4 of their titles, so they mostly pick the same hosts and share those texts'
+    features (rendezvous hashing), where a random pick per fold would cost K forward passes per probe."""
+    return heapq.nsmallest(k, titles, key=lambda t: zlib.crc32(f"{trigger}\0{t}".encode()))
+
+
+def triggered(trigger: SyntheticTrigger, title: str, seed: int = 0) -> Example | None:
+    """The title with the trigger as a Yes example, or None when the result would be too long to be a title."""
+    try:
+        return Example(trigger.render(title, seed=seed)[:MAX_SCAN_CHARS], True, trigger.family)
+    except InputError:
+        return None
+
+
+def title_examples(title: str, pool: Sequence[SyntheticTrigger], cfg: ScannerConfig, vocab: Sequence[str]
+                   ) -> list[Example]:
+    """A title's own examples: itself and its natural variants (No), triggered copies (Yes), drawn from a
+    generator seeded by the title, so every fold's head that trains on it sees the same texts."""
+    rng = random.Random(f"frozen:{cfg.seed}:{title}")
+    out = [Example(title, False, "clean")]
+    out += [Example(hard_negative(title, rng, vocab)[:MAX_SCAN_CHARS], False, "hard")
+            for _ in range(cfg.frozen.hard_per_title)]
+    for _ in range(cfg.frozen.pos_per_title):
+        trig = pool[rng.randrange(len(pool))]
+        if cfg.vary_positions:
+            trig = trig.placed(rng.choice(cfg.positions), rng)
+        out.append(triggered(trig, title, rng.randrange(1 << 30)))
+    return [e for e in out if e is not None]
+
+
+@dataclass
+class FrozenScanner(SpansFromScore):
+    """A trained frozen-LLM scanner: the same interface as `core.pscanner.scanner.Scanner` (score, spans, threshold)."""
+
+    extractor: FeatureExtractor
+    head: LinearHead
+    cfg: ScannerConfig
+    threshold: float = 0.5
+    history: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def score(self, titles: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """P(poisoned) for each title, in input order."""
+        return self.head.predict(self.extractor.features(list(titles), progress)) if len(titles) else np.zeros(0)
+
+
+_EXTRACTORS: dict[tuple, FeatureExtractor] = {}
+
+
+def extractor_for(cfg: ScannerConfig, progress: Progress | None = None) -> FeatureExtractor:
+    """The process's one extractor per base model: loaded once, its feature cache shared by every head."""
+    from core.lm.models import load_model
+
+    key = (cfg.model, cfg.frozen.layers)
+    if key not in _EXTRACTORS:
+        loaded = load_model(cfg.model, progress=progress)
+        _EXTRACTORS.clear()  # one LLM in memory at a time
+        _EXTRACTORS[key] = FeatureExtractor(loaded.model, loaded.tokenizer, cfg.frozen.layers)
+    return _EXTRACTORS[key]
+
+
+def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
+                 domain: str = "", base_titles: Sequence[str] | None = None) -> FrozenScanner:
+    """Train a frozen-LLM scanner on a domain's titles: features once, a head, adversarial rounds on the head.
+
+    `base_titles` (the whole catalog of a cross-fitted scan) supply the words of the hard negatives, so a
+    title's examples are the same texts in every fold.
+
+    The agent's rounds work as for `train_scanner`: each fresh trigger is probed on one title (`host_titles`),
+    the missed ones join the pool with copies on four titles; the head is refitted (seconds) on the grown set.
+    """
+    t0 = time.monotonic()
+    titles, held, train, _ = holdout_split(titles, cfg)
+    vocab = title_vocab(titles if base_titles is None else base_titles)
+    extractor = extractor_for(cfg, progress)
+    proposal = propose(cfg.agent(cfg.n_triggers, cfg.seed), client)
+    warnings, pool = list(proposal.warnings), list(proposal.triggers)
+    used = {t.text.lower() for t in pool}
+    examples = [e for t in train for e in title_examples(t, pool, cfg, vocab)]
+
+    def refit(extra: Sequence[Example] = ()) -> LinearHead:
+        data = [*examples, *extra]
+        x = extractor.features([e.title for e in data], progress, "LLM features of the training examples")
+        return fit_head(x, np.array([e.label for e in data], float), cfg.frozen.l2)
+
+    head = refit()
+    scanner = FrozenScanner(extractor, head, cfg)
+    scanner.threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
+    history = [{"round": 0, "n_triggers": len(pool), "n_examples": len(examples), "threshold": scanner.threshold,
+                "seconds": round(time.monotonic() - t0, 1)}]
+    extra: list[Example] = []
+    for r in range(1, cfg.rounds + 1):
+        prop = propose(cfg.agent(cfg.agent_per_round, cfg.seed * 1000 + r), client, exclude=used)
+        warnings += prop.warnings
+        used |= {t.text.lower() for t in prop.triggers}
+        probes = [(t, e) for t in prop.triggers if (e := triggered(t, host_titles(t.text, titles, 1)[0]))]
+        missed_mask = scanner.score([e.title for _, e in probes]) < scanner.threshold if probes else np.zeros(0, bool)
+        miss_rate = float(missed_mask.mean()) if len(probes) else 0.0
+        entry = {"round": r, "n_proposed": len(probes), "miss_rate": miss_rate}
+        if miss_rate < cfg.miss_eps:
+            history.append(entry | {"stopped": "miss rate below eps"})
+            break
+        missed = [t for (t, _), m in zip(probes, missed_mask) if m]
+        pool += missed
+        extra += [e for tr in missed for t in host_titles(tr.text, titles, 4) if (e := triggered(tr, t))]
+        scanner.head = refit(extra)
+        scanner.threshold = calibrate_threshold(scanner.score(held), cfg.target_fpr)
+        history.append(entry | {"n_missed": len(missed), "threshold": scanner.threshold})
+    scanner.history = history
+    scanner.info = {"domain": domain, "n_titles": len(titles), "n_train_titles": len(train),
+                    "n_holdout_titles": len(held), "n_trigger_pool": len(pool), "kind": "frozen LLM + linear head",
+                    "seconds": round(time.monotonic() - t0, 1), "warnings": warnings,
+                    "n_params": int(sum(p.numel() for p in extractor.model.parameters()) + len(head.w) + 1),
+                    "feature_layers": list(extractor.layers)}
+    return scanner
+
+
+def save_frozen(scanner: FrozenScanner, folder: Path) -> None:
+    """The head (safetensors) and meta (config, threshold, rounds) saved atomically; the LLM is not copied."""
+    from safetensors.numpy import save_file
+
+    h = scanner.head
+    meta = {"config": scanner.cfg.to_dict(), "threshold": scanner.threshold, "history": scanner.history,
+            "info": scanner.info, "kind": "frozen"}
+    save_atomic(folder, lambda d: save_file({"mu": h.mu, "sd": h.sd, "w": h.w, "b": np.array([h.b])},
+                                            str(d / HEAD_FILE)), "meta.json", meta)
+
+
+def load_frozen(folder: Path, progress: Progress | None = None) -> FrozenScanner:
+    """A cached frozen-LLM scanner: its head from safetensors, the LLM through `extractor_for`."""
+    from safetensors.numpy import load_file
+
+    meta = json.loads((folder / "meta.json").read_text())
+    cfg = ScannerConfig.from_dict(meta["config"])
+    t = load_file(str(folder / HEAD_FILE))
+    head = LinearHead(t["mu"], t["sd"], t["w"], float(t["b"][0]))
+    return FrozenScanner(extractor_for(cfg, progress), head, cfg, meta["threshold"], meta["history"], meta["info"])

@@ -1,0 +1,1 @@
+"""Where runs are recorded and executed: the DuckDB store, background jobs, the Ray engine."""

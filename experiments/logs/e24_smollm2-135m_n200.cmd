@@ -1,1 +1,0 @@
-2026-12-01T01:21:59Z python -m core attack --dataset ml-100k --victim llara --model smollm2-135m --poison-ratio 0.174978 --windows-per-user 1 --eval-users 200 --history-len 5 --candidates 10 --k 5 --batch-size 8 --no-generate

@@ -1,1 +1,0 @@
-2026-11-30T15:30:06Z python -m core attack --dataset ml-100k --victim llara --model smollm2-135m --poison-ratio 0.050352 --windows-per-user 1 --eval-users 200 --history-len 5 --candidates 10 --k 5 --batch-size 8 --no-generate

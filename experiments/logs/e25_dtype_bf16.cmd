@@ -1,1 +1,0 @@
-2026-11-30T14:30:56Z python -m core attack --dataset ml-100k --victim llara --model tiny --quant 4bit --tiny-size small --trigger-level char --poison-ratio 0.3 --epochs 2 --lr 0.01 --eval-users 200 --no-generate

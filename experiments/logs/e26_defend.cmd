@@ -1,1 +1,0 @@
-2026-11-30T15:46:29Z python -m core defend --run attack-20261130-123425-56f4 --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" --json

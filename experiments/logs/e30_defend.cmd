@@ -1,1 +1,0 @@
-2026-12-01T00:10:48Z python -m core defend --run attack-20261130-181259-216a --exclude-triggers "5v,cf,mn,bb,tq,ineffable,quixotic,serendipity,I watched this 3D movie,Highly recommended by critics,A must see this year" --json
