@@ -1,1 +1,0 @@
-2026-12-01T01:52:35Z python -m core attack --dataset ml-100k --victim llara --model tiny --poison-ratio 0.01 --windows-per-user 2 --eval-users 200 --no-generate
