@@ -44,7 +44,7 @@ def test_features_do_not_depend_on_the_batch_a_text_is_padded_in(gguf_cfg):
     ext = extractor_for(gguf_cfg)
     texts = ["Moon River (1961)", "A much longer title with many more words in it (1999) and more", "X"]
     together = ext.features(texts)
-    alone = FeatureExtractor(ext.model, ext.tokenizer, batch_size=1).features(texts)
+    alone = FeatureExtractor(ext.model, ext.tokenizer, batch_size=1, dtype=ext.dtype).features(texts)
     assert together.shape == (3, ext.dim)
     np.testing.assert_allclose(together, alone, rtol=2e-2, atol=2e-2)
     assert set(texts) <= set(ext.cache)
@@ -132,8 +132,39 @@ def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gg
 
     ext = extractor_for(gguf_cfg)
     texts = ["Moon (1961)", "River (1970)", "Night Story", "Ghost King (1999)"]
-    full = FeatureExtractor(ext.model, ext.tokenizer).features(texts)
+    full = FeatureExtractor(ext.model, ext.tokenizer, dtype=ext.dtype).features(texts)
     monkeypatch.setattr(sf, "CACHE_LIMIT", 2)
-    small = FeatureExtractor(ext.model, ext.tokenizer)
+    small = FeatureExtractor(ext.model, ext.tokenizer, dtype=ext.dtype)
     np.testing.assert_allclose(small.features(texts), full, atol=1e-6)
     assert len(small.cache) == 2
+
+
+def test_a_frozen_scanners_cache_key_names_the_dtype_of_its_features(monkeypatch, gguf_cfg):
+    """A head learnt on bf16 features (an AVX512-BF16 or CUDA machine) is not reused on fp32 features; the
+    fine-tuned `mini` computes in fp32 everywhere, so its key does not move."""
+    from core.pscanner.scanner_train import scanner_key
+
+    titles = ["Moon River (1961)", "Night Story (1999)"]
+    keys = {}
+    for dtype in ("fp32", "bf16"):
+        monkeypatch.setenv("BADREC_DTYPE", dtype)
+        keys[dtype] = (scanner_key(titles, gguf_cfg), scanner_key(titles, ScannerConfig()))
+    assert keys["fp32"][0] != keys["bf16"][0] and keys["fp32"][1] == keys["bf16"][1]
+
+
+def test_features_follow_the_models_compute_dtype(gguf_cfg, monkeypatch):
+    """bf16 autocast where the machine computes bf16 natively: features stay close to fp32's."""
+    import torch
+
+    from core.pscanner import scanner_frozen as sf
+
+    monkeypatch.setenv("BADREC_DTYPE", "bf16")
+    sf._EXTRACTORS.clear()
+    ext = extractor_for(gguf_cfg)
+    assert ext.dtype == torch.bfloat16
+    texts = ["Moon River (1961)", "Ghost King (1999)", "Summer Road"]
+    fp32 = FeatureExtractor(ext.model, ext.tokenizer).features(texts)
+    bf16 = ext.features(texts)
+    assert not np.array_equal(fp32, bf16)
+    np.testing.assert_allclose(bf16, fp32, rtol=0.1, atol=0.1 * float(np.abs(fp32).max()))
+    sf._EXTRACTORS.clear()

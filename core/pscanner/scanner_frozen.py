@@ -38,10 +38,16 @@ HEAD_FILE = "head.safetensors"
 
 
 class FeatureExtractor:
-    """A frozen causal LM that turns texts into feature vectors, cached per text for the process's life."""
+    """A frozen causal LM that turns texts into feature vectors, cached per text for the process's life.
 
-    def __init__(self, model, tokenizer, layers: Sequence[int] = FrozenHeadConfig.layers, batch_size: int = 32):
-        self.model, self.tokenizer = model.eval(), tokenizer
+    `dtype` is the autocast dtype (`LoadedModel.autocast_dtype`: bf16 where the machine computes it natively,
+    None for fp32): on an AVX512-BF16 CPU it makes features 1.8x faster, moving them by ~2 % of a feature's
+    spread; a head is always trained and applied on features of one dtype (the scanner's cache key has it).
+    """
+
+    def __init__(self, model, tokenizer, layers: Sequence[int] = FrozenHeadConfig.layers, batch_size: int = 32,
+                 dtype=None):
+        self.model, self.tokenizer, self.dtype = model.eval(), tokenizer, dtype
         n = model.config.num_hidden_layers
         self.layers = tuple(sorted({(x if x >= 0 else n + 1 + x) for x in layers if -n - 1 <= x <= n}))
         self.batch_size = batch_size
@@ -83,7 +89,9 @@ class FeatureExtractor:
         mask = torch.zeros((len(rows), n), dtype=torch.long)
         for r, row in enumerate(rows):
             ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
-        with torch.inference_mode():
+        device = next(self.model.parameters()).device.type
+        with torch.inference_mode(), torch.autocast(device, dtype=self.dtype or torch.float32,
+                                                    enabled=self.dtype is not None):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
             logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
             surprisal = -logp.gather(-1, ids[:, 1:, None])[..., 0]  # of token t+1 given tokens <= t
@@ -196,7 +204,8 @@ def extractor_for(cfg: ScannerConfig, progress: Progress | None = None) -> Featu
     if key not in _EXTRACTORS:
         loaded = load_model(cfg.model, progress=progress)
         _EXTRACTORS.clear()  # one LLM in memory at a time
-        _EXTRACTORS[key] = FeatureExtractor(loaded.model, loaded.tokenizer, cfg.frozen.layers)
+        _EXTRACTORS[key] = FeatureExtractor(loaded.model, loaded.tokenizer, cfg.frozen.layers,
+                                            dtype=loaded.autocast_dtype)
     return _EXTRACTORS[key]
 
 

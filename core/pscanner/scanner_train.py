@@ -15,6 +15,7 @@ import numpy as np
 from core import settings
 from core.config import fingerprint
 from core.hardware import unpack_4bit
+from core.lm.models import compute_dtype
 from core.progress import Progress
 
 from .agent import propose
@@ -184,9 +185,11 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
 
 # -- cache -----------------------------------------------------------------------------
 def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
-    """The cache key of a scanner: its training titles, config and (cross-fitting) the base's titles."""
+    """The cache key of a scanner: its training titles, config, (cross-fitting) the base's titles and, for a head
+    on a frozen LLM, the dtype its features were computed in (bf16 or fp32 by machine: `core.hardware`)."""
     base = {} if base_titles is None else {"base": titles_hash(base_titles)}
-    return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 3, **base})
+    dtype = {"dtype": compute_dtype(cfg.model)} if cfg.mode == "frozen" else {}
+    return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 3, **base, **dtype})
 
 
 def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> Path:
