@@ -101,7 +101,8 @@ with st.container(border=True):
                             help="auto (this machine joined a cluster with `ray start`), ray://HOST:PORT or HOST:PORT.")
     with st.expander("Advanced (size of the scanner's training)"):
         a1, a2, a3 = st.columns(3)
-        epochs = a1.number_input("Epochs", 1, 20, int(SCANNER_TRAIN.epochs), key="scanner_epochs", help="Training passes of round 0.")
+        epochs = a1.number_input("Epochs", 1, 20, int(SCANNER_TRAIN.epochs), key="scanner_epochs",
+                                 help="Training passes of round 0.")
         n_triggers = a2.number_input("Synthetic triggers", 3, 5000, 600, key="scanner_triggers",
                                      help="Triggers made by the agent for round 0.")
         max_titles = a3.number_input("Max training titles", 50, 100_000, 4000, key="scanner_max_titles",
@@ -113,14 +114,14 @@ with st.container(border=True):
                              horizontal=True,
                              help="Also flag every title carrying a word or phrase that recurs among the "
                                   "top-scored tenth of the catalog and whose removal lowers their scores "
-                                  "(core.pscanner.campaign): BadRec writes one trigger into several items. auto = on when "
-                                  "the scanner trains on a trusted reference (a dataset for a run or a file), off "
-                                  "when a catalog trains its own scanner (series and franchise names recur there).")
+                                  "(core.pscanner.campaign): BadRec writes one trigger into several items. auto = "
+                                  "on when the scanner trains on a trusted reference (a dataset for a run or a file), "
+                                  "off when a catalog trains its own scanner (series and franchise names recur there).")
         unicode_check = st.checkbox("Check Unicode hygiene", value=True, key="scanner_unicode",
                                     help="Also flag titles with invisible or bidi characters, words mixing scripts "
                                          "or look-alike letters (Cyrillic о in a Latin word), and emoji or symbols "
-                                         "rare in this catalog (core.pscanner.unicode_hygiene); no training needed. The "
-                                         "reason is shown next to the title.")
+                                         "rare in this catalog (core.pscanner.unicode_hygiene); no training needed. "
+                                         "The reason is shown next to the title.")
 
     def saved_catalog() -> str | None:
         """The uploaded file, validated and kept for the job (None for a dataset or a run)."""
@@ -183,7 +184,8 @@ defences = defence_table(reads().list_runs("defend"))
 if len(defences):
     st.header("Defences")
     st.caption("Each row: an attack run scanned, its flagged items dropped and the poisoned victim retrained "
-               "(core.pscanner.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor is gone.")
+               "(core.pscanner.defend.run_defend). ASR after near 0 with HR@1 near the clean model's = the backdoor "
+               "is gone.")
     st.dataframe(defences, hide_index=True, key="scanner_defences",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("f1", "asr before", "asr after", "hr@1 before", "hr@1 after")})

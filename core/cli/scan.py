@@ -24,7 +24,8 @@ from .output import emit
 def _scanner_config(args) -> ScannerConfig:
     exclude = tuple(t.strip() for t in (args.exclude_triggers or "").split(",") if t.strip())
     return ScannerConfig(model=ModelConfig(name=args.scanner_model, quant=args.quant),
-                         train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds, target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
+                         train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds,
+                         target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
 
 
 def _scan_config(args, source: str) -> ScanConfig:

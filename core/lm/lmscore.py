@@ -19,7 +19,7 @@ from os.path import commonprefix
 
 from core.progress import Progress
 
-from .loaded import LoadedModel, left_pad, model_parts, prompt_prefix_ids
+from .loaded import LoadedModel, autocast_to, left_pad, model_parts, prompt_prefix_ids
 
 _LOGIT_BYTES = 256 * 2**20  # logits held at once while scoring continuations: bounds memory, not results
 
@@ -49,9 +49,7 @@ def encode(tokenizer, text: str) -> list[int]:
 
 def autocast(loaded: LoadedModel):
     """The autocast context for the model's compute dtype (off in fp32), the same rule training uses."""
-    import torch
-    dtype = loaded.autocast_dtype
-    return torch.autocast(loaded.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    return autocast_to(loaded.device.type, loaded.autocast_dtype)
 
 
 def _new_cache(decoder):

@@ -41,6 +41,13 @@ class LoadedModel:
         return torch.bfloat16 if self.info.get("compute_dtype") == "bf16" else None
 
 
+def autocast_to(device_type: str, dtype):
+    """The one autocast rule of training, scoring and the frozen scanner's features: `dtype` (bf16 where the
+    machine computes it natively, `LoadedModel.autocast_dtype`), or off, plain fp32, when it is None."""
+    import torch
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def prompt_prefix_ids(tokenizer) -> list[int]:
     """BOS for tokenizers that expect one (Llama); nothing for the tiny model or Qwen."""
     bos = getattr(tokenizer, "bos_token_id", None)

@@ -22,7 +22,7 @@ from core.progress import Progress
 
 from . import checkpoint as checkpoints
 from .checkpoint import Checkpointing
-from .loaded import LoadedModel, Segments, left_pad, model_parts, prompt_prefix_ids  # noqa: F401 (re-exported)
+from .loaded import LoadedModel, Segments, autocast_to, model_parts, prompt_prefix_ids
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
                 continue
             if progress:
                 progress.check()
-            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast_to(device, dtype):
                 loss, n_tok = weighted_loss(loaded, [encoded[i] for i in idx])
             loss.backward()
             if cfg.grad_clip:

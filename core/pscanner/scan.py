@@ -240,8 +240,8 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
         progress.phase(f"getting a scanner for {domain}")
     scanner_cfg = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
     if not trusted and cfg.crossfit:  # no trusted reference: no title is scored by a scanner that saw it as clean
-        scanner, cached = crossfit_scanner(train_titles, fold_recipe(cfg, scanner_cfg), cfg.crossfit, progress, res.client, domain,
-                                           cfg.use_cache)
+        scanner, cached = crossfit_scanner(train_titles, fold_recipe(cfg, scanner_cfg), cfg.crossfit, progress,
+                                           res.client, domain, cfg.use_cache)
     else:
         scanner, cached = get_scanner(train_titles, scanner_cfg, progress, res.client, domain, cfg.use_cache)
     if not cached:

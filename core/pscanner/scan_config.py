@@ -52,7 +52,8 @@ class ScanConfig(ConfigMixin):
         ray (`RayConfig`): the cluster's address, workers and shard folder for `engine="ray"`.
         crossfit (`int`): when the scanner trains on the catalog it scans (no trusted reference), split the
             catalog into this many folds and score each with a scanner that never saw it as clean, threshold
-            calibrated on those scores (`core.pscanner.crossfit`); 0 = one scanner on the whole catalog (before issue 17).
+            calibrated on those scores (`core.pscanner.crossfit`); 0 = one scanner on the whole catalog (before
+            issue 17).
         fold_epochs (`int`): at most this many first-round epochs for each fold's scanner; fold_rounds (`int`): at
             most this many adversarial rounds (K scanners instead of one: a lighter recipe keeps a 1,682-title
             scan within minutes; a scanner config asking for less keeps its own).

@@ -3,7 +3,8 @@
 score(title) = P(Yes) normalised over {Yes, No} at the first answer position, computed in one forward
 pass per batch that keeps only the last position's logits. This module holds what a trained scanner
 needs: its config, scoring, spans, the threshold rule and its files. Building the base is
-`core.pscanner.scanner_model`, the training data `core.pscanner.scanner_data`, training and the cache `core.pscanner.scanner_train`.
+`core.pscanner.scanner_model`, the training data `core.pscanner.scanner_data`, training and the cache
+`core.pscanner.scanner_train`.
 
 Bases: `mini` (built here: a byte-level BPE tokenizer and a ~0.7M-parameter Llama, pre-trained for
 seconds on the domain's titles, then fully fine-tuned — the fast default that reaches the throughput

@@ -26,6 +26,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.lm.artifacts import save_atomic
+from core.lm.loaded import autocast_to
 from core.progress import Progress
 
 from .agent import SyntheticTrigger, propose
@@ -90,8 +91,7 @@ class FeatureExtractor:
         for r, row in enumerate(rows):
             ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
         device = next(self.model.parameters()).device.type
-        with torch.inference_mode(), torch.autocast(device, dtype=self.dtype or torch.float32,
-                                                    enabled=self.dtype is not None):
+        with torch.inference_mode(), autocast_to(device, self.dtype):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
             logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
             surprisal = -logp.gather(-1, ids[:, 1:, None])[..., 0]  # of token t+1 given tokens <= t

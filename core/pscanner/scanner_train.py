@@ -194,7 +194,8 @@ def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence
 
 def scanner_folder(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> Path:
     """Where the scanner of these titles and config is cached (named by `scanner_key`)."""
-    return settings.cache_dir("scanners") / f"{cfg.model.name.replace('/', '_')}-{scanner_key(titles, cfg, base_titles)}"
+    name = cfg.model.name.replace("/", "_")
+    return settings.cache_dir("scanners") / f"{name}-{scanner_key(titles, cfg, base_titles)}"
 
 
 def get_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,

@@ -196,12 +196,12 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
 
 
 def _scanner_passes(scanner, n_domain_titles: int) -> float:
-    """Training examples x passes of `core.pscanner.scanner.train_scanner` for these settings (texts featurized once for a
-    frozen-LLM scanner): round 0 takes at least
-    `min_steps` steps; consolidation on the held-out titles with a replay is ~3/4 of a pass; each adversarial
-    round retrains on its misses plus a replay (~1/3). Hard-negative mining is absorbed in the measured rate."""
+    """Training examples x passes of `core.pscanner.scanner_train.train_scanner` for these settings (texts
+    featurized once for a frozen-LLM scanner): round 0 takes at least `min_steps` steps; consolidation on the
+    held-out titles with a replay is ~3/4 of a pass; each adversarial round retrains on its misses plus a replay
+    (~1/3). Hard-negative mining is absorbed in the measured rate."""
     titles = min(scanner.max_titles, n_domain_titles)
-    if scanner.mode == "frozen":  # `core.pscanner.scanner_frozen`: one forward pass per distinct text, shared by every head
+    if scanner.mode == "frozen":  # core.pscanner.scanner_frozen: a forward pass per distinct text, for all heads
         recipe = scanner.frozen
         return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + scanner.rounds * scanner.agent_per_round
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
@@ -299,6 +299,6 @@ def scanner_cached(store, cfg) -> bool:
     titles = load_dataset(store, domain).items["title"].tolist()
     if trusted or not cfg.crossfit:
         return (scanner_folder(titles, scanner) / "meta.json").exists()
-    folds = fold_recipe(cfg, scanner)  # as core.pscanner.scan.score: one scanner per fold, all cached or the scan trains
+    folds = fold_recipe(cfg, scanner)  # as core.pscanner.scan.score: one scanner per fold; all cached or it trains
     _, _, trains, base = fold_plan(titles, folds, cfg.crossfit, random.Random(f"crossfit:{folds.seed}"))
     return all((scanner_folder(train, folds, base) / "meta.json").exists() for train in trains)
