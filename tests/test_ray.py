@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_scan_is_retried(cluster, scanned):
     def kill_one_scorer(done, total, message, eta):
         if killed or not total or not 0 < done < total:
             return
-        scorers = [p for p in _ray_processes() if p.cmdline()[:1] and "ShardScorer" in p.cmdline()[0]]
+        scorers = [p for p in _ray_processes() if p.cmdline()[:1] and "TitleScorer" in p.cmdline()[0]]
         scorers[0].kill()
         killed.append(scorers[0].pid)
 

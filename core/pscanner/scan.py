@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from core.errors import BadRecError, InputError
 from core.lm.gguf_model import ensure_converted
 from core.metrics import detection_metrics
 from core.progress import Progress
+from core.runs.ray_engine import scorer_pool
 from core.runs.store import Store
 from core.sanitize import csv_safe
 
@@ -389,8 +391,11 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
     """`run_scan` on the engine `cfg.engine` names (connected to Ray when it is Ray)."""
     t0 = time.monotonic()
     res = resolve(store, cfg, progress, client)
-    cfg = concrete_scanner(cfg, len(set(res.titles)), res.warnings, progress)
-    sc = score(store, cfg, res, progress)
+    # on Ray the scoring actors start now, once Ray Data (a folder of shards) has read the catalog, and import
+    # torch while this process gets its scanner; they stop when the scores are in
+    with scorer_pool(cfg.ray) if cfg.engine == "ray" else nullcontext():
+        cfg = concrete_scanner(cfg, len(set(res.titles)), res.warnings, progress)
+        sc = score(store, cfg, res, progress)
     base = baselines(cfg, res, sc, progress)
     scan_id, summary = write(store, cfg, res, sc, base, out_csv, progress, scan_id)
     labels, n = res.catalog.labels, len(res.titles)

@@ -1,4 +1,4 @@
-"""Ray as an engine for work that outgrows one process: bulk scans (Ray Data) and attack sweeps (Ray tasks).
+"""Ray as an engine for work that outgrows one process: bulk scans (an actor pool) and attack sweeps (Ray tasks).
 
 The single-process path stays the default. Nothing here imports ray until a Ray job starts, so the
 local CLI and the dashboard run without the package. What runs where:
@@ -7,7 +7,8 @@ local CLI and the dashboard run without the package. What runs where:
   rows Ray Data parsed from a folder of shards (one file it parses itself), validates them with the local
   path's own code, finds recurring triggers and
   writes DuckDB in one transaction; it is the one DuckDB writer;
-- a scan's actor pool: each actor loads the scanner once, from its files shipped as bytes (safetensors
+- a scan's actor pool, started once the catalog is read so its actors import torch while the driver gets
+  its scanner: each actor loads the scanner once, from its files shipped as bytes (safetensors
   weights, tokenizer and meta JSON: never a pickled model), scores whole chunks of the catalog (the
   local scan's chunks, so the numbers match), finds the spans of the chunk's titles at or above the
   threshold and writes one Parquet shard per chunk; the driver reads only shards of finished chunks;
@@ -28,6 +29,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,6 @@ def cluster(cfg: RayConfig) -> Iterator[Any]:
     import ray
 
     if ray.is_initialized():
-        _quiet_data()
         yield ray
         return
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
@@ -159,7 +160,6 @@ def cluster(cfg: RayConfig) -> Iterator[Any]:
             # ray was imported before the switch above could act: refuse rather than listen on the network
             raise InputError("this process cannot start a loopback-only Ray cluster; start one with "
                              f"`{_LOOPBACK_ONLY}=0 ray start --head` and pass --address auto")
-        _quiet_data()
         yield ray
     finally:
         ray.shutdown()
@@ -198,6 +198,7 @@ def read_catalog(path: str) -> pd.DataFrame:
     import pyarrow.csv as pacsv
     import ray.data
 
+    _quiet_data()
     files, fmt = catalog_files(path)
     names = [str(f) for f in files]
     try:
@@ -244,18 +245,21 @@ def _filesystem(root: str):
     return fs.LocalFileSystem(), str(Path(root).resolve())
 
 
-class ShardScorer:
-    """One actor of a scan: the scanner loaded once; each call scores one chunk and writes its shard.
+class TitleScorer:
+    """One actor of a scan's pool. It imports torch and transformers as it starts (most of an actor's start),
+    so a pool started before the driver has a scanner is ready when it has one; it keeps the scanner it
+    loaded last: one load per actor and scanner (the K folds of a cross-fitted scan reuse the same actors)."""
 
-    Args:
-        files (`list[ObjectRef]`): one reference to the scanner's saved files (`scanner_files`), in a list so
-            Ray hands over the reference and the actor fetches the bytes itself (again after a restart).
-        threshold (`float`): spans are found for titles scoring at or above it.
-        spans (`bool`): find them at all.
-        root (`str`): the shard folder or URI.
-    """
+    def __init__(self):
+        import torch  # noqa: F401 -- imported now, not when the first chunk waits for it
+        import transformers  # noqa: F401
 
-    def __init__(self, files: list, threshold: float, spans: bool, root: str):
+        self.key: str | None = None
+        self.scanner = None
+
+    def _load(self, key: str, files: list) -> None:
+        """The scanner shipped as `scanner_files` bytes (a list holding their reference, so an actor Ray
+        restarts fetches them again itself)."""
         import ray
         import torch
 
@@ -268,32 +272,64 @@ class ShardScorer:
             self.scanner = load_scanner(Path(tmp))
         if torch.cuda.is_available():
             self.scanner.model.to("cuda")
-        self.threshold, self.spans = threshold, spans
-        self.fs, self.root = _filesystem(root)
+        self.key = key
 
-    def __call__(self, batch):
+    def score(self, key: str, files: list, start: int, titles: list[str], threshold: float, spans: bool,
+              root: str) -> int:
+        """Score one chunk (rows `start`...), find the spans of its titles at or above `threshold`, write its
+        shard; returns the number of titles. Named by its first row: a retried chunk overwrites its own
+        shard, written aside and then renamed."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        titles = batch.column("title").to_pylist()
-        rows = batch.column("row").to_numpy()
+        if key != self.key:
+            self._load(key, files)
         scores = self.scanner.score(titles)
-        spans: list[str | None] = [None] * len(titles)
-        if self.spans:
-            idx = [i for i in range(len(titles)) if scores[i] >= self.threshold]
+        found: list[str | None] = [None] * len(titles)
+        if spans:
+            idx = [i for i in range(len(titles)) if scores[i] >= threshold]
             for i, sp in zip(idx, self.scanner.spans([titles[i] for i in idx])):
-                spans[i] = sp
-        # named by its first row: a retried chunk overwrites its own shard; written aside, then renamed
-        path = f"{self.root}/rows-{int(rows[0]):012d}.parquet"
-        pq.write_table(pa.table({"row": rows, "score": scores, "span": pa.array(spans, pa.string())}),
-                       path + ".part", filesystem=self.fs)
-        self.fs.move(path + ".part", path)
-        return pa.table({"shard": [path], "n": [len(titles)]})
+                found[i] = sp
+        fs, folder = _filesystem(root)
+        path = f"{folder}/rows-{start:012d}.parquet"  # the name `score_titles` reads back
+        pq.write_table(pa.table({"row": np.arange(start, start + len(titles)), "score": scores,
+                                 "span": pa.array(found, pa.string())}), path + ".part", filesystem=fs)
+        fs.move(path + ".part", path)
+        return len(titles)
+
+
+# the actors of the scan running in this thread (a dashboard runs each job in a thread of its own)
+_pool: ContextVar[list | None] = ContextVar("scorers", default=None)
+
+
+@contextmanager
+def scorer_pool(cfg: RayConfig) -> Iterator[list]:
+    """A scan's actors (`cfg.workers`; default one per CPU, or per GPU when the cluster has them), started now
+    and killed at the end; `score_titles` in this thread uses them. Started before the driver has its scanner
+    (loaded from the cache or trained), they import torch meanwhile instead of after. They hold the cluster's
+    CPUs, so anything that needs Ray tasks (Ray Data reading a folder) runs before. A dead actor is restarted
+    and its chunk retried (twice)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    n = cfg.workers or max(1, gpus or int(resources.get("CPU", 1)))
+    actor = ray.remote(TitleScorer).options(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=2,
+                                            max_task_retries=2)
+    actors = [actor.remote() for _ in range(n)]
+    token = _pool.set(actors)
+    try:
+        yield actors
+    finally:
+        _pool.reset(token)
+        for a in actors:
+            ray.kill(a)
 
 
 def score_titles(scanner, titles: Sequence[str], threshold: float, spans: bool, cfg: RayConfig,
                  chunk_size: int, progress: Progress | None = None) -> tuple[np.ndarray, list[str | None]]:
-    """Score every title on the connected cluster's actor pool, chunk by chunk as the local scan does.
+    """Score every title on the scan's actor pool (`scorer_pool`; one for this call if none runs), chunk by
+    chunk as the local scan does, two chunks queued per actor so none waits between chunks.
 
     Args:
         scanner (`Scanner`): the trained scanner (shipped as its saved files).
@@ -301,56 +337,62 @@ def score_titles(scanner, titles: Sequence[str], threshold: float, spans: bool, 
         threshold (`float`): spans are found for titles at or above it.
         spans (`bool`): find spans.
         cfg (`RayConfig`): workers and shard folder.
-        chunk_size (`int`): titles per chunk: one actor call and one shard each.
+        chunk_size (`int`): titles per chunk: one actor call and one shard each (the local scan's chunks, so
+            the same batches and the same scores).
         progress (`Progress`, optional): titles scored so far; cancelling stops the job.
 
     Returns:
         `(scores, spans)` in title order; a span is None where none was looked for or found.
 
     Raises:
-        RuntimeError: a chunk never finished (the job failed after Ray's retries). The shard folder is
-        removed whatever happens.
+        RayError: a chunk never finished (its actor died past the retries). When the call fails or is
+        cancelled the pool's actors are killed before the shard folder is removed, so no shard outlives it.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import ray
-    import ray.data
 
     n = len(titles)
     if not n:
         return np.zeros(0), []
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    workers = cfg.workers or max(1, gpus or int(resources.get("CPU", 1)))
+    actors = _pool.get()
+    if actors is None:
+        with scorer_pool(cfg):
+            return score_titles(scanner, titles, threshold, spans, cfg, chunk_size, progress)
     root_uri = f"{(cfg.shard_dir or str(_default_shards())).rstrip('/')}/scan-{uuid.uuid4().hex[:12]}"
     fs, root = _filesystem(root_uri)
     fs.create_dir(root)
+    key, files = uuid.uuid4().hex, [ray.put(scanner_files(scanner))]
+    pending = list(range(0, n, chunk_size))[::-1]
+    running: dict[Any, Any] = {}  # a call in flight -> its actor
+    done, finished = 0, False
     try:
-        chunks = [pa.table({"row": np.arange(s, min(n, s + chunk_size)), "title": list(titles[s:s + chunk_size])})
-                  for s in range(0, n, chunk_size)]
-        scored = ray.data.from_arrow(chunks).map_batches(
-            ShardScorer, batch_size=None, batch_format="pyarrow",
-            fn_constructor_kwargs={"files": [ray.put(scanner_files(scanner))], "threshold": float(threshold),
-                                   "spans": spans, "root": root_uri},
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(chunks))),
-            num_cpus=1, num_gpus=1 if gpus else 0)
-        shards, done = [], 0
-        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-            shards += batch.column("shard").to_pylist()
-            done += sum(batch.column("n").to_pylist())
+        while pending or running:
+            for a in actors * 2:  # each actor's second place in the queue is filled after every first one
+                if pending and sum(1 for x in running.values() if x is a) < 2:
+                    s = pending.pop()
+                    running[a.score.remote(key, files, s, list(titles[s:s + chunk_size]), float(threshold),
+                                           spans, root_uri)] = a
+            ready, _ = ray.wait(list(running), num_returns=1)
+            running.pop(ready[0])
+            done += ray.get(ready[0])
             if progress:
-                progress.update(done, n, f"scoring titles on Ray ({workers} workers)")
+                progress.update(done, n, f"scoring titles on Ray ({len(actors)} workers)")
         scores, found = np.full(n, np.nan), [None] * n
-        for shard in shards:
-            table = pq.read_table(shard, filesystem=fs)
+        for start in range(0, n, chunk_size):
+            table = pq.read_table(f"{root}/rows-{start:012d}.parquet", filesystem=fs)
             rows = table.column("row").to_numpy()
             scores[rows] = table.column("score").to_numpy()
             for r, sp in zip(rows, table.column("span").to_pylist()):
                 found[r] = sp
         if np.isnan(scores).any():
             raise RuntimeError(f"{int(np.isnan(scores).sum())} titles came back without a score")
+        finished = True
         return scores, found
     finally:
+        if not finished and running:  # stop the chunks still in flight before their folder goes
+            for a in set(running.values()):
+                ray.kill(a)
+            ray.wait(list(running), num_returns=len(running), timeout=30)
         fs.delete_dir(root)
 
 
