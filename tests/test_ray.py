@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -116,13 +117,42 @@ def test_a_worker_killed_mid_scan_is_retried(cluster, scanned):
     def kill_one_scorer(done, total, message, eta):
         if killed or not total or not 0 < done < total:
             return
-        scorers = [p for p in _ray_processes() if p.cmdline()[:1] and "TitleScorer" in p.cmdline()[0]]
+        scorers = _scorers()
         scorers[0].kill()
         killed.append(scorers[0].pid)
 
     result = run_scan(scanned.store, _scan_cfg(scanned.csv, "ray"), CallbackProgress(kill_one_scorer))
     assert killed  # a worker died after the first chunk, and Ray restarted it and retried its chunk
     _same_rows(scanned.store.scan_results(result.scan_id), scanned.rows)
+
+
+def _scorers() -> list[psutil.Process]:
+    """The live scan actors (a killed one is a zombie until Ray reaps it: gone)."""
+    live = []
+    for p in _ray_processes():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "TitleScorer" in (p.cmdline()[:1] or [""])[0]:
+                live.append(p)
+        except psutil.Error:  # ended while we looked
+            pass
+    return live
+
+
+def test_the_folds_of_a_scan_share_one_actor_pool_that_ends_with_it(cluster, scanned):
+    seen: list[set[int]] = []
+
+    def record(done, total, message, eta):
+        if message.startswith("scoring titles on Ray"):
+            seen.append({p.pid for p in _scorers()})
+
+    result = run_scan(scanned.store, _scan_cfg(scanned.csv, "ray"), CallbackProgress(record))
+    assert result.crossfit_folds == 2 and len(seen) == 8  # 2 folds x 4 chunks of 256 titles
+    assert len(set().union(*seen)) == 2  # the same two actors scored both folds' chunks
+    for _ in range(50):  # killed at the end of the scan (a process takes a moment to go)
+        if not _scorers():
+            break
+        time.sleep(0.2)
+    assert not _scorers()
 
 
 def test_a_cancelled_ray_scan_leaves_nothing(cluster, scanned):
