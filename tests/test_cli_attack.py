@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from tiny_helpers import synthetic_store, tiny_attack
 
-from core.attack.experiment import retrain_without, run_attack
+from core.attack.experiment import prepare, retrain_without, run_attack, training_examples, without_items
 from core.cli import attack as cli_attack
 from core.cli import main as cli
 from core.lm.tinylm import SIZES
@@ -93,3 +93,20 @@ def test_end_to_end_run_is_recorded(home):
     assert defended["n_poisoned_dropped"] == len(result["poisoning"]["poisoned_item_ids"])
     assert defended["before"]["asr"] == result["poisoned"]["asr"]
     assert set(defended["after"]) == {"hr@1", "hr@5", "asr", "asr_transfer"}
+
+
+@pytest.mark.parametrize("victim", ["llara", "tallrec"])
+def test_a_defence_that_drops_the_attacker_items_leaves_no_trigger_in_the_retraining_data(home, victim):
+    store = Store(home / "badrec.duckdb")
+    synthetic_store(store)
+    cfg = tiny_attack(victim=victim, poison_ratio=0.2)
+    prep = prepare(store, cfg)
+
+    def texts(p):
+        return [" ".join(text for text, _ in ex) for ex in training_examples(cfg, p, poisoned=True)]
+
+    trigger = cfg.trigger.text
+    assert any(trigger in t for t in texts(prep))  # the attack put it there: fake users' targets, edited titles
+    defended = without_items(prep, set(prep.data.items))
+    assert defended.data.clean_samples and not any(trigger in t for t in texts(defended))
+    assert not defended.data.poison_samples  # every fake user's sample ended on an attacker item

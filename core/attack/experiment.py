@@ -405,6 +405,24 @@ def resumable_runs(store: Store) -> pd.DataFrame:
     return stopped.loc[keep, ["run_id", "status", "error", "progress", "created_at"]].reset_index(drop=True)
 
 
+def without_items(prep: Prepared, dropped: set[int]) -> Prepared:
+    """The run's training data after a defence dropped some items: samples whose target is dropped go (a
+    fake user's whole sample with its attacker item), and the items leave every history and sequence; the
+    victim retrains from the base on it, so a dropped item's triggered title reaches no training example."""
+    data = prep.data
+
+    def keep(samples):
+        return [Sample(s.user, tuple(i for i in s.history if i not in dropped), s.target)
+                for s in samples if s.target not in dropped]
+
+    pruned = PoisonedData(data.items, data.titles, keep(data.clean_samples), keep(data.poison_samples),
+                          data.fake_users)
+    split = Split(prep.split.config, prep.split.item_ids, prep.split.titles, prep.split.train, prep.split.valid,
+                  prep.split.test, {u: [i for i in s if i not in dropped] or s for u, s in prep.split.sequences.items()},
+                  prep.split.train_counts)
+    return Prepared(prep.ds, split, pruned, prep.ratings)
+
+
 def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progress: Progress | None = None) -> dict:
     """Retrain the poisoned victim of an attack run without some items (a defence's flagged items).
 
@@ -429,19 +447,7 @@ def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progres
     index = {iid: i for i, iid in enumerate(prep.split.item_ids)}
     dropped = {index[str(i)] for i in drop_item_ids if str(i) in index}
     data = prep.data
-
-    def keep(samples):
-        return [Sample(s.user, tuple(i for i in s.history if i not in dropped), s.target)
-                for s in samples if s.target not in dropped]
-
-    pruned = PoisonedData(data.items, data.titles, keep(data.clean_samples), keep(data.poison_samples),
-                          data.fake_users)
-    pruned_split = Split(prep.split.config, prep.split.item_ids, prep.split.titles, prep.split.train,
-                         prep.split.valid, prep.split.test,
-                         {u: [i for i in s if i not in dropped] or s for u, s in prep.split.sequences.items()},
-                         prep.split.train_counts)
-    prep2 = Prepared(prep.ds, pruned_split, pruned, prep.ratings)
-    victim, result = _train_victim(cfg, prep2, True, progress, None)
+    victim, result = _train_victim(cfg, without_items(prep, dropped), True, progress, None)
     variants = eval_variants(cfg, prep, ("clean", "trigger", "transfer"))
     after, _ = evaluate(cfg, prep, victim, variants, progress, "retrained model")
     before = (row.get("result") or {}).get("poisoned", {})
