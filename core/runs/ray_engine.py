@@ -364,7 +364,7 @@ def score_titles(scanner, titles: Sequence[str], threshold: float, spans: bool, 
     key, files = uuid.uuid4().hex, [ray.put(scanner_files(scanner))]
     pending = list(range(0, n, chunk_size))[::-1]
     running: dict[Any, Any] = {}  # a call in flight -> its actor
-    done, finished = 0, False
+    done = 0
     try:
         while pending or running:
             for a in actors * 2:  # each actor's second place in the queue is filled after every first one
@@ -386,10 +386,9 @@ def score_titles(scanner, titles: Sequence[str], threshold: float, spans: bool, 
                 found[r] = sp
         if np.isnan(scores).any():
             raise RuntimeError(f"{int(np.isnan(scores).sum())} titles came back without a score")
-        finished = True
         return scores, found
     finally:
-        if not finished and running:  # stop the chunks still in flight before their folder goes
+        if running:  # failed or cancelled: stop the chunks still in flight before their folder goes
             for a in set(running.values()):
                 ray.kill(a)
             ray.wait(list(running), num_returns=len(running), timeout=30)
