@@ -73,9 +73,10 @@ def test_end_to_end_run_is_recorded(home):
     row = store.get_run(result["run_id"])
     assert row["status"] == "done" and row["config"]["poison_ratio"] == 0.01 and row["versions"]["torch"]
     recs = store.query("SELECT model, variant, count(*) AS n FROM recommendations GROUP BY ALL")
-    assert set(zip(recs.model, recs.variant)) == {("clean", "clean"), ("clean", "trigger"), ("poisoned", "clean"),
-                                                  ("poisoned", "trigger"), ("poisoned", "no_trigger"),
-                                                  ("poisoned", "transfer")}
+    variants = {"clean", "trigger", "no_trigger", "transfer"}  # both models: each attack rate beside its base rate
+    assert set(zip(recs.model, recs.variant)) == {(m, v) for m in ("clean", "poisoned") for v in variants}
+    for key in ("asr", "asr_no_trigger", "asr_transfer"):
+        assert 0 <= result["clean"][key] <= 1
     assert not store.query("SELECT * FROM poison_records WHERE kind = 'fake_user'").empty
     assert set(store.query("SELECT DISTINCT phase FROM train_log").phase) == {"clean", "poisoned"}
     again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers

@@ -35,7 +35,7 @@ def test_attack_stages_follow_the_data_and_skip_what_is_cached():
     # 943 clean samples (+404 poisoned at rho 0.3), 2 epochs, 16 title slots of 10 tokens at 1000 tokens/s
     assert stages["clean model"] == pytest.approx(943 * 2 * 16 * 10 / 1000)
     assert stages["poisoned model"] == pytest.approx((943 + 404) * 2 * 16 * 10 / 1000)
-    assert stages["base model"] == 200 and stages["evaluation"] == pytest.approx(20 * 6 * 25 / 100)
+    assert stages["base model"] == 200 and stages["evaluation"] == pytest.approx(20 * 8 * 25 / 100)  # 8 lists per user
     cached = estimate.attack_estimate(demo(), 943, 100_000, {"base model", "clean model"}, RATES)
     assert cached.seconds < est.seconds - stages["clean model"] and "base model cached (skipped)" in cached.text()
     assert estimate.attack_estimate(demo(model=demo().model.__class__(name="gpt2")), 943, 1, set(), RATES) is None
@@ -74,6 +74,10 @@ def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store)
     trained = run["result"]["train"]["poisoned"]
     assert mine.train_tokens_per_s == pytest.approx(trained["tokens"] / trained["seconds"])
     assert mine.base_build_s == 9.0 and "from the newest runs here for tiny:custom" in rates.source
+    # the same settings are estimated to evaluate in the time this run's evaluation took (its lists counted)
+    est = estimate.attack_estimate(cfg, run["result"]["n_test_users"], 1, {"base model", "clean model"}, rates)
+    evaluation = {s.name: s.seconds for s in est.stages}["evaluation"]
+    assert evaluation == pytest.approx(run["result"]["timings"]["evaluation_s"])
 
 
 def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):

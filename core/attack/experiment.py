@@ -298,8 +298,8 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
     try:
         if progress:  # one bar over the whole job; stage weights: training samples and scored lists
             n_train, n_users = len(prep.data.samples) * cfg.train.epochs, len(prep.split.test[: cfg.eval_users])
-            progress.stages(ATTACK_STAGES, [n_train, n_train, n_train, n_users * (2 + cfg.generate),
-                                            n_users * (4 + cfg.generate)])
+            lists = len(("clean", *ATTACK_VARIANTS)) + cfg.generate
+            progress.stages(ATTACK_STAGES, [n_train, n_train, n_train, n_users * lists, n_users * lists])
 
         def logger(phase):
             return lambda step, total, loss, tps: store.log_train(run_id, phase, step, total, loss, tps)
@@ -315,8 +315,8 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         variants = eval_variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
         if progress:
             progress.stage("evaluating the clean model")
-        m_clean, s_clean = evaluate(cfg, prep, clean, {k: variants[k] for k in ("clean", "trigger")}, progress,
-                                    "clean model", cache=clean_model_folder(cfg))
+        # every variant on the clean model too: each attack rate of the poisoned model beside its base rate
+        m_clean, s_clean = evaluate(cfg, prep, clean, variants, progress, "clean model", cache=clean_model_folder(cfg))
         if progress:
             progress.stage("evaluating the poisoned model")
         m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
@@ -339,6 +339,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
                                                                        for i in prep.data.items],
                           "triggered_titles": [prep.data.titles[i] for i in prep.data.items]},
             "n_test_users": len(cases), "n_attack_cases": len(variants["trigger"]),
+            "n_eval_lists": 2 * len(variants),
             "train": {"clean": clean_train, "poisoned": poison_train.to_dict()}, "timings": timings,
             "machine": machine_info(poisoned.info["compute_dtype"], poisoned.info.get("bnb_kernel")),
         }

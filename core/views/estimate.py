@@ -110,10 +110,13 @@ def _slots(protocol: dict) -> tuple[int, int]:
     return int(protocol.get("history_len", 10)), int(protocol.get("n_candidates", 20))
 
 
-def _score_slots(history: int, candidates: int, generate: bool) -> float:
-    """Scored title slots per test user: 6 lists (clean model: 2, poisoned: 4), each a prompt of history +
-    candidates read once plus every candidate as an answer; generate mode decodes one more per model."""
-    return (6 + 2 * generate) * (history + 2 * candidates)
+EVAL_LISTS = 8  # lists scored per test user: the clean and the poisoned model, 4 variants each
+
+
+def _score_slots(history: int, candidates: int, generate: bool, lists: int = EVAL_LISTS) -> float:
+    """Scored title slots per test user: `lists` lists, each a prompt of history + candidates read once plus
+    every candidate as an answer; generate mode decodes one more per model."""
+    return (lists + 2 * generate) * (history + 2 * candidates)
 
 
 def rates_from_runs(runs: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rates:
@@ -149,8 +152,9 @@ def rates_from_runs(runs: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rat
         found[key].append(ModelRates(
             train_tokens_per_s=tokens / seconds,
             tokens_per_slot=tokens / (n_samples * epochs * (history + candidates + 1)),
-            score_slots_per_s=res["n_test_users"] * _score_slots(history, candidates, bool(cfg.get("generate")))
-            / eval_s,
+            # runs before `n_eval_lists` was recorded scored 6 lists (the clean model only clean and trigger)
+            score_slots_per_s=res["n_test_users"] * _score_slots(history, candidates, bool(cfg.get("generate")),
+                                                                 res.get("n_eval_lists", 6)) / eval_s,
             base_build_s=base.base_build_s if base else 0.0))
     models = dict(fallback.models)
     for key, rs in found.items():
