@@ -200,3 +200,35 @@ def test_scan_storage_round_trip_and_rollback(store: Store):
     assert store.scan_row("s2") is None and store.scan_results("s2").empty
     store.delete_scan("s1")
     assert store.scan_row("s1") is None and store.scan_results("s1").empty
+
+
+def _oddness(texts):
+    """A scorer for the pure functions below: `zzqx` is a trigger, `Xylo` an odd-but-clean word."""
+    return np.array([0.95 if "zzqx" in t else 0.9 if "Xylo" in t else 0.3 for t in texts])
+
+
+def test_deletion_contrast_is_how_far_removing_the_worst_span_lowers_the_score():
+    from core.pscanner.scanner import deletion_contrast, logit
+
+    c = deletion_contrast(_oddness, ["Moon River zzqx", "Xylo Xylophon", "Moon River", "zzqx"])
+    assert c[0] == pytest.approx(float(logit(0.95) - logit(0.3)))  # the trigger goes, the title is clean
+    assert c[1] == 0 and c[2] == 0  # odd throughout / plain: no span removal lowers it
+    assert c[3] == 0  # a one-word title has no span to remove (a span is never the whole title)
+
+
+def test_reranking_lifts_titles_whose_oddness_one_span_carries_and_keeps_the_scores():
+    from core.pscanner.rerank import rerank_by_contrast, rerank_size
+    from core.pscanner.scanner import deletion_contrast
+
+    titles = ["Xylo Xylophon", "Moon zzqx", "Storm", "Night Road", "River zzqx"]
+    scores = np.array([0.99, 0.95, 0.6, 0.4, 0.2])
+
+    def contrast(ts):
+        return deletion_contrast(_oddness, ts)
+
+    out = rerank_by_contrast(scores, titles, contrast, share=0.6, min_titles=2)  # the top 3 of 5
+    assert rerank_size(5, 0.6, 2) == 3 and sorted(out) == sorted(scores)  # same scores: same threshold, same count
+    assert out[1] == 0.99 and out[0] == 0.95 and out[2] == 0.6  # the triggered title now leads the odd clean one
+    assert out[4] == 0.2  # below the re-ranked top nothing moves, whatever its contrast
+    assert np.array_equal(rerank_by_contrast(scores, titles, contrast, share=0), scores)
+    assert rerank_size(1000, 0.1, 50) == 100 and rerank_size(30, 0.1, 50) == 30

@@ -94,17 +94,27 @@ def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg,
         w.writerow(["item_id", "title"])
         w.writerows(enumerate(cat))
     out = tmp_path / "scores.csv"
-    rc = cli(["scan", "--catalog", str(path), "--scanner-model", gguf_cfg.model.name, "--rounds", "0", "--out", str(out),
-              "--no-spans", "--json"])
-    assert rc == 0
+    args = ["scan", "--catalog", str(path), "--scanner-model", gguf_cfg.model.name, "--rounds", "0", "--out", str(out),
+            "--no-spans", "--json"]
+    assert cli([*args, "--rerank", "0"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["n_items"] == 50 and res["calibration"]["n_scores"] == 50
+    assert res["n_items"] == 50 and res["calibration"]["n_scores"] == 50 and "rerank" not in res["calibration"]
     # every fold's head trained on the same texts of a title: each featurized once, not once per fold
     per_title = 1 + gguf_cfg.frozen.hard_per_title + 1  # the CLI's recipe: one triggered copy per title
     assert 50 * 2 < len(extractor_for(gguf_cfg).cache) <= 50 * per_title
-    with open(out, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 50 and all(0 <= float(r["score"]) <= 1 for r in rows)
+
+    def scores() -> list[float]:
+        with open(out, newline="") as fh:
+            return [float(r["score"]) for r in csv.DictReader(fh)]
+
+    plain = scores()
+    assert len(plain) == 50 and all(0 <= s <= 1 for s in plain)
+    # by default the top titles (all 50 of so small a catalog) are re-ordered by deletion contrast: the same
+    # scores handed out in another order, so the same threshold flags as many titles
+    assert cli(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["calibration"]["rerank"]["n_titles"] == 50 and again["n_flagged"] == res["n_flagged"]
+    assert sorted(scores()) == sorted(plain) and scores() != plain
 
 
 def test_auto_picks_the_llm_for_catalogs_it_scans_in_minutes_and_mini_for_bulk():

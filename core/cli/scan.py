@@ -41,7 +41,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
-                      crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds)
+                      crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
+                      rerank=args.rerank)
 
 
 def _summary(r: dict) -> str:
@@ -141,6 +142,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="at most this many first-round epochs for each cross-fitted fold's scanner")
     p.add_argument("--fold-rounds", type=int, default=ScanConfig.fold_rounds,
                    help="at most this many adversarial rounds for each cross-fitted fold's scanner")
+    p.add_argument("--rerank", type=float, default=ScanConfig.rerank,
+                   help="share of the top-scored titles re-ordered by how much removing one span lowers their score "
+                        "(a local scan whose frozen-LLM scanner trains on the catalog itself; 0 = off)")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "

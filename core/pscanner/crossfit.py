@@ -21,11 +21,10 @@ import numpy as np
 from core.errors import InputError
 from core.progress import Progress
 
-from .scanner import Scanner, ScannerConfig
+from .scanner import Scanner, ScannerConfig, logit
 from .scanner_train import get_scanner
 
 CALIBRATION_SAMPLE = 20_000  # cross-fitted scores the threshold is fitted on (a sample on huge catalogs)
-_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,6 @@ class Calibration:
     method: str = "exponential tail fitted to the cross-fitted logits between their 70th and 90th percentiles"
 
 
-def _logit(s: np.ndarray) -> np.ndarray:
-    s = np.clip(np.asarray(s, dtype=float), _EPS, 1 - _EPS)
-    return np.log(s) - np.log1p(-s)
-
-
 def calibrate_catalog(scores: np.ndarray, target_fpr: float, floor: float = 0.5, low: float = 0.70,
                       high: float = 0.90) -> Calibration:
     """A threshold for `target_fpr` from cross-fitted scores of a catalog that may hold a few poisoned titles.
@@ -75,7 +69,7 @@ def calibrate_catalog(scores: np.ndarray, target_fpr: float, floor: float = 0.5,
     s = np.asarray(scores, dtype=float)
     if len(s) < 20:
         raise InputError(f"calibration needs at least 20 cross-fitted scores; got {len(s)}")
-    z = _logit(s)
+    z = logit(s)
     q_low, q_high = np.quantile(z, [low, high])
     scale = max((q_high - q_low) / math.log((1 - low) / (1 - high)), 1e-3)
 
@@ -87,7 +81,7 @@ def calibrate_catalog(scores: np.ndarray, target_fpr: float, floor: float = 0.5,
         float(np.quantile(z, 1 - target_fpr))
     tail_threshold = float(1 / (1 + math.exp(-x_target)))
     threshold = max(tail_threshold, floor)
-    x = float(_logit(np.array([threshold]))[0])
+    x = float(logit(np.array([threshold]))[0])
     return Calibration(threshold=threshold, target_fpr=target_fpr, expected_fpr=tail(x),
                        tail_threshold=tail_threshold, floor=floor, share_above=float(np.mean(s >= threshold)),
                        n_scores=len(s))
@@ -154,6 +148,15 @@ class CrossFitScanner:
         for k, idx in self.groups(titles).items():
             for i, sp in zip(idx, self.scanners[max(k, 0)].spans([titles[i] for i in idx])):
                 out[i] = sp
+        return out
+
+    def contrast(self, titles: Sequence[str]) -> np.ndarray:
+        """Each title's deletion contrast (`core.pscanner.scanner.deletion_contrast`) by its own fold's scanner:
+        the variants are new texts, which `score` would give the mean of all K scanners, one of which saw the
+        title."""
+        out = np.zeros(len(titles))
+        for k, idx in self.groups(titles).items():
+            out[idx] = self.scanners[max(k, 0)].contrast([titles[i] for i in idx])
         return out
 
 

@@ -32,7 +32,8 @@ from core.sanitize import csv_safe
 from . import campaign, unicode_hygiene
 from .catalog import Catalog, resolve_catalog, training_titles
 from .crossfit import CrossFitScanner, crossfit_scanner
-from .scan_config import ScanConfig, ScanResult, planned_scanner
+from .rerank import rerank_by_contrast
+from .scan_config import ScanConfig, ScanResult, planned_scanner, reranked_titles
 from .scanner import LLM_SCANNER, ScannerConfig, calibrate_threshold
 from .scanner_model import load_base
 from .scanner_train import get_scanner
@@ -114,6 +115,9 @@ def calibration_caption(cal: dict) -> str:
     if cal.get("expected_fpr") is not None:
         text += (f"; expected FPR on clean titles {cal['expected_fpr']:.2%} (never below P(Yes) = "
                  f"{cal['floor']:.2f}; {cal['share_above']:.2%} of this catalog's cross-fitted scores lie above it)")
+    if cal.get("rerank"):
+        text += (f"; the top {cal['rerank']['n_titles']:,} titles re-ordered by how much removing one span lowers "
+                 "their score (the same scores, so as many flags)")
     return text + "."
 
 
@@ -253,6 +257,14 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     if progress:
         progress.phase("scoring titles")
     s_all, spans_of = score_catalog(scanner, res.titles, threshold, cfg, progress)
+    calibration = calibration_info(scanner, cfg)
+    k = reranked_titles(cfg, len(s_all))
+    if k:
+        t_rerank = time.monotonic()
+        if progress:
+            progress.phase(f"re-ranking the top {k:,} titles by how much removing one span lowers their score")
+        s_all = rerank_by_contrast(s_all, res.titles, scanner.contrast, cfg.rerank, cfg.rerank_min)
+        calibration["rerank"] = {"n_titles": k, "share": cfg.rerank, "seconds": round(time.monotonic() - t_rerank, 2)}
     if progress and use_campaigns:
         progress.phase("looking for recurring triggers")
     t_campaigns = time.monotonic()
@@ -261,7 +273,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
                                                cfg.campaign if use_campaigns else None)
     campaign_seconds = round(time.monotonic() - t_campaigns, 2)
     flagged = flagged | (res.unicode_scores > 0)  # a hygiene finding is flagged whatever the threshold
-    return Scored(scanner, cached, domain, train_titles, threshold, calibration_info(scanner, cfg), use_campaigns,
+    return Scored(scanner, cached, domain, train_titles, threshold, calibration, use_campaigns,
                   s_all, np.maximum(s_all, res.unicode_scores), s_all >= threshold, flagged, shared, campaigns,
                   campaign_seconds, spans_of)
 

@@ -11,6 +11,7 @@ from core.errors import InputError
 from core.runs.ray_engine import RayConfig
 
 from .campaign import CampaignConfig
+from .rerank import rerank_size
 from .scanner import ScannerConfig, resolve_model
 
 METHODS = ("scanner", "onion", "tokenstats", "judge", "ensemble")
@@ -58,6 +59,10 @@ class ScanConfig(ConfigMixin):
             most this many adversarial rounds (K scanners instead of one: a lighter recipe keeps a 1,682-title
             scan within minutes; a scanner config asking for less keeps its own).
         warn_factor (`float`): warn when the share of titles flagged exceeds this many times the target FPR.
+        rerank (`float`): share of the top-scored titles re-ordered by deletion contrast (how far removing one
+            span lowers a title's score: `core.pscanner.rerank`) in a local scan whose frozen-LLM scanner
+            trains on the catalog itself; the scores keep their values, so the threshold flags as many titles
+            (0 = off). rerank_min (`int`): re-rank at least this many (a small catalog entirely).
     """
 
     source: Literal["catalog", "dataset", "run"] = "catalog"
@@ -82,6 +87,8 @@ class ScanConfig(ConfigMixin):
     fold_epochs: int = 2
     fold_rounds: int = 1
     warn_factor: float = 5.0
+    rerank: float = 0.1
+    rerank_min: int = 50
 
     def __post_init__(self):
         if self.source not in ("catalog", "dataset", "run"):
@@ -109,6 +116,8 @@ class ScanConfig(ConfigMixin):
             raise InputError("crossfit must be 0 (off) or between 2 and 20 folds")
         if self.fold_epochs < 1 or self.fold_rounds < 0:
             raise InputError("fold_epochs must be >= 1 and fold_rounds >= 0")
+        if not 0.0 <= self.rerank <= 1.0 or self.rerank_min < 0:
+            raise InputError("rerank must be a share between 0 and 1 and rerank_min >= 0")
         if self.engine not in ("local", "ray"):
             raise InputError("engine must be local or ray")
         if self.engine == "ray" and self.scanner.mode == "frozen":
@@ -126,6 +135,15 @@ def has_reference(cfg: ScanConfig) -> bool:
     if cfg.source == "dataset" or cfg.train_on == "catalog":
         return False
     return cfg.source == "run" or bool(cfg.dataset)
+
+
+def reranked_titles(cfg: ScanConfig, n_titles: int) -> int:
+    """How many top titles a scan of `n_titles` re-orders by deletion contrast (`core.pscanner.rerank`): only a
+    local scan whose frozen-LLM scanner trains on the catalog itself (where it was measured: E36 in
+    docs/SCANNER.md); `cfg.scanner` as the scan resolved it (`planned_scanner`)."""
+    if has_reference(cfg) or cfg.engine != "local" or cfg.scanner.mode != "frozen":
+        return 0
+    return rerank_size(n_titles, cfg.rerank, cfg.rerank_min)
 
 
 def planned_scanner(cfg: ScanConfig, n_titles: int) -> ScannerConfig:

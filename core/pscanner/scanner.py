@@ -217,6 +217,10 @@ class SpansFromScore:
         """The suspicious span of each title (`deletion_spans` on this scanner's scores)."""
         return deletion_spans(self.score, titles, max_words)
 
+    def contrast(self, titles: Sequence[str], max_words: int = 8) -> np.ndarray:
+        """How far removing its worst span lowers each title's score (`deletion_contrast`)."""
+        return deletion_contrast(self.score, titles, max_words)
+
 
 @dataclass
 class Scanner(SpansFromScore):
@@ -305,14 +309,8 @@ def deletion_spans(score, titles: Sequence[str], max_words: int = 8) -> list[str
     The largest drop alone favours spans that also take a neighbouring year or word along.
     All titles' deletion variants are scored in one batched call of `score`.
     """
-    cands = [_span_candidates(t, max_words) for t in titles]
-    flat = [x for title, cs in zip(titles, cands) for x in [title] + [rest for _, rest in cs]]
-    scores = score(flat)
     out: list[str | None] = []
-    start = 0
-    for cs in cands:
-        own, rest = scores[start], scores[start + 1:start + 1 + len(cs)]
-        start += 1 + len(cs)
+    for cs, own, rest in _deletion_scores(score, titles, max_words):
         drops = own - rest
         if not cs or drops.max() <= 0:
             out.append(None)
@@ -320,6 +318,32 @@ def deletion_spans(score, titles: Sequence[str], max_words: int = 8) -> list[str
         good = [k for k in range(len(cs)) if drops[k] >= 0.9 * drops.max()]
         out.append(cs[min(good, key=lambda k: (len(cs[k][0]), -drops[k]))][0])
     return out
+
+
+def deletion_contrast(score, titles: Sequence[str], max_words: int = 8) -> np.ndarray:
+    """logit(score) of each title minus the lowest logit(score) left when one span is removed (>= 0).
+
+    A trigger is an added span: removing it drops the title to a clean title's score, while a title that is
+    odd throughout (an artist's name, a game's code) stays odd whichever span goes. 0 for a one-word title.
+    """
+    return np.array([max(0.0, float(logit(own) - logit(rest.min()))) if cs else 0.0
+                     for cs, own, rest in _deletion_scores(score, titles, max_words)])
+
+
+def logit(p) -> np.ndarray:
+    """log(p / (1 - p)) of scores clipped to [1e-6, 1 - 1e-6], so 0 and 1 stay finite."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _deletion_scores(score, titles: Sequence[str], max_words: int):
+    """(span candidates, own score, scores without each span) per title, all texts scored in one call."""
+    cands = [_span_candidates(t, max_words) for t in titles]
+    scores = score([x for title, cs in zip(titles, cands) for x in [title] + [rest for _, rest in cs]])
+    start = 0
+    for cs in cands:
+        yield cs, scores[start], scores[start + 1:start + 1 + len(cs)]
+        start += 1 + len(cs)
 
 
 def _span_candidates(title: str, max_words: int) -> list[tuple[str, str]]:

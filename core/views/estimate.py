@@ -199,6 +199,9 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
     return Estimate(stages, rates.source)
 
 
+VARIANTS_PER_TITLE = 10.0  # texts a re-ranked title costs (itself and each removable span: E36, docs/SCANNER.md)
+
+
 def _scanner_passes(scanner, n_domain_titles: int) -> float:
     """Training examples x passes of `core.pscanner.scanner_train.train_scanner` for these settings (texts
     featurized once for a frozen-LLM scanner): round 0 takes at least `min_steps` steps; consolidation on the
@@ -215,8 +218,8 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
 
 
 def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rates: Rates,
-                  trains_on_catalog: bool = False) -> Estimate | None:
-    """The stages of a scan: training the scanner (skipped when cached) and scoring the catalog.
+                  trains_on_catalog: bool = False, reranked: int = 0) -> Estimate | None:
+    """The stages of a scan: training the scanner (skipped when cached), scoring the catalog and re-ranking its top.
 
     Args:
         scanner (`ScannerConfig`): the scanner to train (base, epochs, rounds, titles, examples per title).
@@ -225,6 +228,8 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
         cached (`bool`): a scanner for these titles and settings is in the cache (`scanner_cached`).
         trains_on_catalog (`bool`): no trusted reference, so the scanner trains on the catalog itself (cross-fitted):
             a frozen-LLM scanner then featurized every title while training, and scoring them costs no pass.
+        reranked (`int`): top titles re-ordered by deletion contrast (`core.pscanner.scan_config.reranked_titles`):
+            `VARIANTS_PER_TITLE` texts each at the scanner's training rate (texts/s).
 
     Returns:
         `Estimate`, or None when no speed was measured for this scanner base.
@@ -236,8 +241,10 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
     fixed = LOAD_S + rates.scanner_fixed_s.get(name, 0.0)
     train = _scanner_passes(scanner, n_domain_titles) / train_rate + fixed
     scoring = 0.0 if scanner.mode == "frozen" and trains_on_catalog and not cached else n_items / score_rate
-    return Estimate((Stage("scanner", 0.0 if cached else train, cached),
-                     Stage("scoring", scoring + LOAD_S)), rates.source)
+    stages = (Stage("scanner", 0.0 if cached else train, cached), Stage("scoring", scoring + LOAD_S))
+    if reranked:
+        stages += (Stage("re-ranking the top titles", reranked * VARIANTS_PER_TITLE / train_rate),)
+    return Estimate(stages, rates.source)
 
 
 def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rates:
@@ -277,10 +284,11 @@ def scan_rates_from_runs(scans: pd.DataFrame, fallback: Rates, newest: int = 5) 
 
 def defend_estimate(scan: Estimate, attack: Estimate) -> Estimate:
     """`core.pscanner.defend.run_defend`: the scan, then the poisoned victim retrained without the flagged items and
-    evaluated again (the poisoned model's 4 of an attack's 6 scored lists)."""
+    evaluated again (`core.attack.experiment.retrain_without`: 3 lists, clean, trigger and transfer, of an
+    attack's `EVAL_LISTS`)."""
     by_name = {s.name: s for s in attack.stages}
     return Estimate(scan.stages + (Stage("victim retrained", by_name["poisoned model"].seconds),
-                                   Stage("evaluation", by_name["evaluation"].seconds * 4 / 6)), scan.source)
+                                   Stage("evaluation", by_name["evaluation"].seconds * 3 / EVAL_LISTS)), scan.source)
 
 
 # -- cache probe (reads the disk, nothing else; the attack's is core.attack.experiment.cached_stages) -----------
