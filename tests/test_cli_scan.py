@@ -107,11 +107,13 @@ def _bad(tmp_path, case: str) -> list[str]:
         return ["scan", "--catalog", str(p)]
     if case == "bad-threshold":
         return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--threshold", "3"]
+    if case == "bad-rerank":
+        return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--rerank", "1.5"]
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["no-title", "empty", "missing-file", "unknown-run", "defend-unknown-run",
-                                  "too-few-titles", "bad-threshold"])
+                                  "too-few-titles", "bad-threshold", "bad-rerank"])
 def test_bad_input_exits_2_and_writes_nothing(case, home, tmp_path, capsys):
     out = tmp_path / "out.csv"
     argv = _bad(tmp_path, case) + ["--json"]  # --json: no progress bar on stderr

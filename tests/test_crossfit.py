@@ -80,6 +80,8 @@ def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_mu
     cal = asdict(calibrate_catalog(1 / (1 + np.exp(-rng.logistic(-3.0, 1.0, 2_000))), 0.01))
     text = calibration_caption(cal)
     assert "target FPR of 1.0%" in text and f"expected FPR on clean titles {cal['expected_fpr']:.2%}" in text
+    assert "re-ordered" not in text
+    assert "the top 167 titles re-ordered" in calibration_caption(cal | {"rerank": {"n_titles": 167, "share": 0.1}})
     assert flagged_warning(0.04, 0.01) is None  # 4x the target: a poisoned catalog may well look like this
     assert "far above the target FPR of 1.0%" in flagged_warning(0.46, 0.01)
     assert flagged_warning(0.9, None) is None  # a threshold set by hand promises no FPR
