@@ -659,7 +659,7 @@ def test_a_real_run_shows_its_stages_and_keeps_the_attackers_rank_below_the_top(
     recs = synthetic_store.query("SELECT * FROM recommendations WHERE run_id = ?", [run["run_id"]])
     inserted = recs[recs["variant"] != "clean"]
     per_list = inserted.groupby(["model", "variant", "user_id"])["is_attack_item"].sum()
-    assert len(per_list) == 4 * 4 and (per_list >= 1).all()  # clean: trigger; poisoned: 3 variants; 4 users
+    assert len(per_list) == 2 * 3 * 4 and (per_list >= 1).all()  # each model: 3 attack variants; 4 users
     below = inserted[inserted["is_attack_item"] & (inserted["rank"] > 10)]
     assert len(below) and (recs[~recs["is_attack_item"]]["rank"] <= 10).all()
     right = below[below["variant"] != "no_trigger"]
