@@ -37,7 +37,7 @@ def run_seed(titles: list[str], seed: int) -> dict:
     from core.cli.scan import _scan_config
     from core.metrics import detection_metrics, roc_auc
     from core.pscanner.crossfit import crossfit_scanner
-    from core.pscanner.rerank import rerank_by_contrast
+    from core.pscanner.rerank import rerank_by_contrast, rerank_size
     from core.pscanner.scan import fold_recipe
     from core.pscanner.scan_config import planned_scanner
 
@@ -62,15 +62,16 @@ def run_seed(titles: list[str], seed: int) -> dict:
            "n_learned": int(pos.sum()), "scan_s": round(t_scan, 1), "threshold": cf.threshold, "shares": {}}
     for share in sorted(SHARES, reverse=True):  # the largest first: the smaller shares reuse its contrasts
         t = time.perf_counter()
-        s = rerank_by_contrast(own, poisoned, contrast, share) if share else own
+        s = rerank_by_contrast(own, poisoned, contrast, rerank_size(len(own), share, cfg.rerank_min))
         m = detection_metrics((s >= cf.threshold)[learned], pos[learned], s[learned])
         out["shares"][str(share)] = {
             "auc": m["auc"], "recall_at_fpr_0.01": recall_at_fpr(s, pos, clean), "f1": m["f1"],
             "precision": m["precision"], "recall": m["recall"], "fpr_clean": float(np.mean(s[clean] >= cf.threshold)),
             **{f"auc_{f}": roc_auc(s[clean | (fam == f)], (fam == f)[clean | (fam == f)]) for f in LEARNED},
             "seconds": round(time.perf_counter() - t, 1), "n_variant_titles": len(memo)}
-    pct = {sh: (np.argsort(np.argsort(-rerank_by_contrast(own, poisoned, contrast, float(sh)) if float(sh) else -own))
-                + 1) / len(own) for sh in out["shares"]}
+    pct = {sh: (np.argsort(np.argsort(-rerank_by_contrast(own, poisoned, contrast,
+                                                          rerank_size(len(own), float(sh), cfg.rerank_min)))) + 1)
+           / len(own) for sh in out["shares"]}
     out["poisoned"] = sorted(({"title": poisoned[i], "family": fam[i], "trigger": planted[i].trigger,
                                **{f"top_{sh}": round(float(p[i]), 4) for sh, p in pct.items()}}
                               for i in np.flatnonzero(pos)), key=lambda d: d["top_0.0"])

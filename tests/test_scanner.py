@@ -226,9 +226,9 @@ def test_reranking_lifts_titles_whose_oddness_one_span_carries_and_keeps_the_sco
     def contrast(ts):
         return deletion_contrast(_oddness, ts)
 
-    out = rerank_by_contrast(scores, titles, contrast, share=0.6, min_titles=2)  # the top 3 of 5
+    out = rerank_by_contrast(scores, titles, contrast, rerank_size(5, 0.6, 2))  # the top 3 of 5
     assert rerank_size(5, 0.6, 2) == 3 and sorted(out) == sorted(scores)  # same scores: same threshold, same count
     assert out[1] == 0.99 and out[0] == 0.95 and out[2] == 0.6  # the triggered title now leads the odd clean one
     assert out[4] == 0.2  # below the re-ranked top nothing moves, whatever its contrast
-    assert np.array_equal(rerank_by_contrast(scores, titles, contrast, share=0), scores)
+    assert np.array_equal(rerank_by_contrast(scores, titles, contrast, rerank_size(5, 0, 2)), scores)
     assert rerank_size(1000, 0.1, 50) == 100 and rerank_size(30, 0.1, 50) == 30

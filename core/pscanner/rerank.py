@@ -25,21 +25,19 @@ def rerank_size(n_titles: int, share: float, min_titles: int) -> int:
 
 
 def rerank_by_contrast(scores: np.ndarray, titles: Sequence[str], contrast: Callable[[list[str]], np.ndarray],
-                       share: float, min_titles: int = 50) -> np.ndarray:
-    """The scores with the top `rerank_size` titles re-ordered by logit(score) + contrast.
+                       k: int) -> np.ndarray:
+    """The scores with the top `k` titles (`rerank_size`) re-ordered by logit(score) + contrast.
 
     Args:
         scores (`np.ndarray`): every title's score in [0, 1].
         titles (`Sequence[str]`): the titles, in the same order.
         contrast (`Callable`): deletion contrast of a list of titles (a scanner's `contrast`).
-        share (`float`): share of the catalog re-ranked (0 = none).
-        min_titles (`int`): re-rank at least this many (a small catalog entirely).
+        k (`int`): how many top-scored titles are re-ordered (0 or 1: none).
 
     Returns:
         `np.ndarray`: the same scores, permuted among the top titles (ties kept in catalog order).
     """
     scores = np.asarray(scores, dtype=float)
-    k = rerank_size(len(scores), share, min_titles)
     if k < 2:
         return scores.copy()
     top = np.argsort(-scores, kind="stable")[:k]

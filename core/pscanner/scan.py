@@ -263,7 +263,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
         t_rerank = time.monotonic()
         if progress:
             progress.phase(f"re-ranking the top {k:,} titles by how much removing one span lowers their score")
-        s_all = rerank_by_contrast(s_all, res.titles, scanner.contrast, cfg.rerank, cfg.rerank_min)
+        s_all = rerank_by_contrast(s_all, res.titles, scanner.contrast, k)
         calibration["rerank"] = {"n_titles": k, "share": cfg.rerank, "seconds": round(time.monotonic() - t_rerank, 2)}
     if progress and use_campaigns:
         progress.phase("looking for recurring triggers")

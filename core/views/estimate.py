@@ -18,10 +18,11 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import get_args
 
 import pandas as pd
 
-from core.attack.badrec import AttackConfig, n_poison_for
+from core.attack.badrec import AttackConfig, Variant, n_poison_for
 from core.progress import human_eta
 
 THROUGHPUT_FILE = Path(__file__).resolve().parents[2] / "assets" / "throughput.json"  # core/views/ -> repo
@@ -110,7 +111,7 @@ def _slots(protocol: dict) -> tuple[int, int]:
     return int(protocol.get("history_len", 10)), int(protocol.get("n_candidates", 20))
 
 
-EVAL_LISTS = 8  # lists scored per test user: the clean and the poisoned model, 4 variants each
+EVAL_LISTS = 2 * len(get_args(Variant))  # lists scored per test user: both models score every variant
 
 
 def _score_slots(history: int, candidates: int, generate: bool, lists: int = EVAL_LISTS) -> float:
