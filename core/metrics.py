@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile: two-sided 95 % intervals
+
 
 def _rank_range(scores: Sequence[float], target: int) -> tuple[int, int]:
     s = np.asarray(scores, dtype=float)
@@ -82,3 +84,49 @@ def detection_metrics(flagged: Sequence[bool], labels: Sequence[bool],
     if scores is not None:
         out["auc"] = roc_auc(scores, labels)
     return out
+
+
+def wilson_interval(hits: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate from its per-case hits (0/1, or tie-expected fractions).
+
+    Unlike mean ± 1.96·se it stays inside [0, 1] and keeps a width at 0 and 1, where attack rates live:
+    an ASR of 0.95 on 200 test users is 0.91-0.97, which is what a target of 0.90 is compared with.
+    """
+    n = len(hits)
+    if not n:
+        return float("nan"), float("nan")
+    p = float(np.mean(hits))
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference_interval(before: Sequence[float], after: Sequence[float],
+                               z: float = Z95) -> tuple[float, float]:
+    """95 % interval of mean(after − before) over the same cases (normal approximation on the differences).
+
+    The clean and the poisoned model answer the same test users, so their difference (ΔHR@1, or an attack rate
+    over its base rate) is far less noisy than two independent rates would make it look.
+    """
+    d = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    half = z * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return float(d.mean()) - half, float(d.mean()) + half
+
+
+def rate_intervals(clean: dict[str, Sequence[float]], poisoned: dict[str, Sequence[float]]) -> dict[str, dict]:
+    """95 % intervals of each rate of both models (HR@1, ASR ...: per-case hits keyed by metric), and of
+    poisoned − clean on the same cases: what "ASR ≥ 0.90" or "|ΔHR@1| ≤ 0.03" is read against.
+
+    Returns:
+        `dict`: {"clean": {metric: [low, high]}, "poisoned": {...}, "poisoned_minus_clean": {...}}, rounded to 4.
+    """
+    def r(interval: tuple[float, float]) -> list[float]:
+        return [round(interval[0], 4), round(interval[1], 4)]
+
+    return {"clean": {k: r(wilson_interval(v)) for k, v in clean.items()},
+            "poisoned": {k: r(wilson_interval(v)) for k, v in poisoned.items()},
+            "poisoned_minus_clean": {k: r(paired_difference_interval(clean[k], v))
+                                     for k, v in poisoned.items() if k in clean}}

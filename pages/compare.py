@@ -138,6 +138,12 @@ st.dataframe(ranks.apply(lambda col: col.map(lambda r: f"> {top_k}" if pd.isna(r
 
 if len(metrics):
     st.subheader("Run metrics")
+    intervals = reports.interval_table(run)
+    if len(intervals):
+        st.caption("95 % intervals over the run's test users (Wilson for a rate; for poisoned − clean, over the "
+                   "differences of the same users' answers): a difference whose interval holds 0 is not resolved "
+                   "by this many users.")
+        st.dataframe(intervals, hide_index=True, key="compare_intervals")
     st.dataframe(metrics.pivot_table(index="name", columns="model", values="value").reset_index(), hide_index=True)
     figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "compare_metrics")
     st.download_button("Download run report (HTML, all plots)", lambda: reports.run_report_html(store(), run_id),

@@ -78,6 +78,15 @@ def test_end_to_end_run_is_recorded(home):
     for key in ("asr", "asr_no_trigger", "asr_transfer"):
         assert 0 <= result["clean"][key] <= 1
     assert not store.query("SELECT * FROM poison_records WHERE kind = 'fake_user'").empty
+    ci = result["intervals"]  # each rate with its 95 % interval, and poisoned - clean over the same users
+    for model in ("clean", "poisoned"):
+        for key, (low, high) in ci[model].items():
+            assert low <= result[model][key] <= high and high - low > 0
+    low, high = ci["poisoned_minus_clean"]["hr@1"]
+    assert low - 1e-4 <= result["delta_hr@1"] <= high + 1e-4
+    from core.views.reports import interval_table
+    table = interval_table(row | {"result": store.get_run(result["run_id"])["result"]})
+    assert table["metric"].tolist() == ["HR@1", "ASR", "ASR without trigger", "ASR, trigger on another item"]
     assert set(store.query("SELECT DISTINCT phase FROM train_log").phase) == {"clean", "poisoned"}
     again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers
     assert again["train"]["clean"]["cached"] is True
@@ -94,6 +103,15 @@ def test_end_to_end_run_is_recorded(home):
     assert defended["n_poisoned_dropped"] == len(result["poisoning"]["poisoned_item_ids"])
     assert defended["before"]["asr"] == result["poisoned"]["asr"]
     assert set(defended["after"]) == {"hr@1", "hr@5", "asr", "asr_transfer"}
+
+
+def test_text_output_gives_the_rates_with_their_intervals(cli_home, capsys):
+    assert cli.main(["attack", "--dataset", "synthetic", "--tiny-size", "smoke", "--n-items", "2", "--epochs", "0.5",
+                     "--eval-users", "4", "--no-generate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run attack-") and "4 test users" in out
+    line = next(x for x in out.splitlines() if "95% intervals" in x)
+    assert [part.split("=")[0] for part in line.split()[2:]] == ["asr", "asr_no_trigger", "delta_hr@1"]
 
 
 @pytest.mark.parametrize("victim", ["llara", "tallrec"])

@@ -94,7 +94,8 @@ def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
     from core.views.reports import dose_points
     store.create_run("r1", "attack", "ml-100k", {"poison_ratio": 0.1, "victim": "llara",
                                                  "model": {"name": "smollm2-135m"}}, 0, {})
-    store.finish_run("r1", {"poisoning": {"n_poison_samples": 105}}, {}, {"poisoned": {"asr": 0.9}}, {})
+    store.finish_run("r1", {"poisoning": {"n_poison_samples": 105},
+                            "intervals": {"poisoned": {"asr": [0.85, 0.93]}}}, {}, {"poisoned": {"asr": 0.9}}, {})
     store.create_run("r2", "attack", "ml-100k", {"poison_ratio": 0.01, "victim": "llara",
                                                  "model": {"name": "tiny"}}, 0, {})
     store.finish_run("r2", {}, {}, {"poisoned": {"asr": 0.0}, "clean": {"asr": 0.1}}, {})
@@ -102,6 +103,7 @@ def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
     assert points[["run_id", "poison_ratio", "value", "series"]].values.tolist() == [
         ["r1", 0.1, 0.9, "ml-100k · llara · smollm2-135m"], ["r2", 0.01, 0.0, "ml-100k · llara · tiny"]]
     assert points["n_poison_samples"].tolist()[0] == 105 and points["n_poison_samples"].isna().tolist()[1]
+    assert points["low"].tolist()[0] == 0.85 and points["high"].isna().tolist() == [False, True]  # r2: none stored
 
 
 def test_user_history_breaks_time_ties_as_the_protocol_does(ml100k_store):

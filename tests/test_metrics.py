@@ -4,7 +4,18 @@ import math
 
 import pytest
 
-from core.metrics import detection_metrics, hit_at_k, ndcg_at_k, ranking_metrics, roc_auc
+import numpy as np
+
+from core.metrics import (
+    detection_metrics,
+    hit_at_k,
+    ndcg_at_k,
+    paired_difference_interval,
+    ranking_metrics,
+    rate_intervals,
+    roc_auc,
+    wilson_interval,
+)
 
 
 def test_hits_with_expected_tie_breaking():
@@ -35,3 +46,39 @@ def test_detection_metrics():
     m = detection_metrics([1, 1, 0, 0], [1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1])
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5 and m["fpr"] == 0.5
     assert m["auc"] == 0.75
+
+
+def test_wilson_interval_textbook_values_and_bounds():
+    assert wilson_interval([1] * 5 + [0] * 5) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = wilson_interval([0] * 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)  # width at 0, where mean ± 1.96 se has none
+    assert wilson_interval([1] * 10)[1] == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in wilson_interval([]))
+
+
+def test_wilson_interval_covers_the_true_rate_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    covered = [(lo <= 0.9 <= hi) for lo, hi in (wilson_interval(rng.random(200) < 0.9) for _ in range(2000))]
+    assert 0.93 <= np.mean(covered) <= 0.97
+
+
+def test_paired_difference_interval():
+    low, high = paired_difference_interval([0, 0, 1, 1], [1, 0, 1, 0])  # differences 1, 0, 0, -1
+    assert (low + high) / 2 == pytest.approx(0) and high == pytest.approx(1.96 * math.sqrt(2 / 3) / 2, abs=1e-3)
+    assert paired_difference_interval([1, 0, 1], [1, 0, 1]) == (0.0, 0.0)  # same answers: nothing differs
+    # users who agree across models make the paired interval narrower than even one model's own rate's interval
+    rng = np.random.default_rng(1)
+    before = (rng.random(200) < 0.25).astype(float)
+    after = before.copy()
+    after[:10] = 1 - after[:10]
+    low, high = paired_difference_interval(before, after)
+    assert low <= after.mean() - before.mean() <= high
+    assert high - low < (wilson_interval(before)[1] - wilson_interval(before)[0]) * 0.6
+
+
+def test_rate_intervals_pair_the_models_on_the_same_cases():
+    out = rate_intervals({"hr@1": [1, 0, 0, 1], "asr": [0, 0, 0, 0]}, {"hr@1": [1, 0, 0, 0], "asr": [1, 1, 1, 0]})
+    assert set(out) == {"clean", "poisoned", "poisoned_minus_clean"}
+    assert out["poisoned"]["asr"][0] < 0.75 < out["poisoned"]["asr"][1]
+    low, high = out["poisoned_minus_clean"]["hr@1"]
+    assert low < -0.25 < high and out["clean"]["asr"][0] == 0

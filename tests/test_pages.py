@@ -466,9 +466,12 @@ def seed_ranked_run(store: Store, run_id: str = "attack-ranked") -> str:
                                  item == "3"))
     recs = pd.DataFrame(rows, columns=["run_id", "model", "variant", "user_id", "rank", "item_id", "title", "score",
                                        "is_attack_item", "is_target"])
-    store.finish_run(run_id, {"n_test_users": 4, "poisoning": {"n_poison_samples": 7, "poison_ratio_actual": 0.0125}},
-                     {"seconds": 1}, {"clean": {"hr@1": 0.25}, "poisoned": {"hr@1": 0.5, "asr": 0.25}},
-                     {"recommendations": recs})
+    from core.metrics import rate_intervals
+    clean, poisoned = {"hr@1": 0.25}, {"hr@1": 0.5, "asr": 0.25}
+    intervals = rate_intervals({"hr@1": [1, 0, 0, 0]}, {"hr@1": [1, 1, 0, 0], "asr": [0, 0, 1, 0]})
+    store.finish_run(run_id, {"n_test_users": 4, "poisoning": {"n_poison_samples": 7, "poison_ratio_actual": 0.0125},
+                              "clean": clean, "poisoned": poisoned, "intervals": intervals},
+                     {"seconds": 1}, {"clean": clean, "poisoned": poisoned}, {"recommendations": recs})
     return run_id
 
 
@@ -489,9 +492,12 @@ def test_compare_numeric_users_changed_filter_toy_label_and_rank_below_the_top(s
     at.radio(key="compare_filter").set_value("hit").run()
     assert at.selectbox(key="compare_user").value == "2"
     assert "Attacker's item at rank 1: Movie 9 5v" in texts(at)
+    ci = frame(at, "difference 95 % CI").set_index("metric")  # 4 users: every interval is wide, and says so
+    assert ci.loc["ASR", "poisoned"] == 0.25 and ci.loc["ASR", "poisoned 95 % CI"] == "0.046 to 0.699"
+    assert ci.loc["HR@1", "poisoned − clean"] == 0.25 and ci.loc["ASR", "difference 95 % CI"] == ""
     from core.views.reports import run_report_html
     report = run_report_html(synthetic_store, run_id).decode()
-    assert "Toy victim" in report and "Reduced run" in report
+    assert "Toy victim" in report and "Reduced run" in report and "0.046 to 0.699" in report
 
 
 def test_compare_history_breaks_time_ties_as_the_protocol_does(store):

@@ -83,6 +83,14 @@ def test_metric_vs_dose_sorted_per_series():
     assert [t.name for t in by_count.data] == ["llara"] and by_count.layout.xaxis.type == "log"
 
 
+def test_metric_vs_dose_draws_the_stored_intervals_as_error_bars():
+    df = pd.DataFrame({"poison_ratio": [0.01, 0.1], "value": [0.2, 0.9], "low": [0.15, 0.85],
+                       "high": [0.27, 0.94], "series": ["s", "s"]})
+    bars = plots.metric_vs_dose(df).data[0].error_y
+    assert list(bars.array) == pytest.approx([0.07, 0.04]) and list(bars.arrayminus) == pytest.approx([0.05, 0.05])
+    assert plots.metric_vs_dose(df.drop(columns=["low", "high"])).data[0].error_y.array is None
+
+
 def test_one_run_gets_an_axis_from_zero_to_past_its_dose():
     fig = plots.metric_vs_dose(pd.DataFrame({"poison_ratio": [0.01], "value": [0.5], "series": ["x"]}))
     low, high = fig.layout.xaxis.range

@@ -39,7 +39,7 @@ from core.lm.models import (
     save_adapter,
 )
 from core.lm.train import TrainResult, train_segments
-from core.metrics import hit_at_k, ranking_metrics
+from core.metrics import hit_at_k, ranking_metrics, rate_intervals
 from core.progress import Cancelled, Progress
 from core.runs.store import Store, alive_elsewhere, process_owner
 from core.versions import versions
@@ -214,14 +214,22 @@ def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: d
             tmp = path.with_name(path.name + ".part")
             tmp.write_text(json.dumps({"scores": scores["clean"], "metrics": metrics}))
             tmp.rename(path)
-    for variant, evs in variants.items():
-        if variant == "clean":
-            continue
-        key = "asr" if variant == "trigger" else f"asr_{variant}"
-        s = scores[variant]
-        out[key] = float(np.mean([hit_at_k(si, e.inserted_pos, 1) for si, e in zip(s, evs)]))
-        out[f"{key}@5"] = float(np.mean([hit_at_k(si, e.inserted_pos, 5) for si, e in zip(s, evs)]))
+    attacks = {v: e for v, e in variants.items() if v != "clean"}
+    for k, suffix in ((1, ""), (5, "@5")):
+        out.update({key + suffix: float(np.mean(h)) for key, h in case_hits(attacks, scores, k).items()})
     return out, {v: scores[v] for v in variants}
+
+
+def case_hits(variants: dict[str, list[EvalCase]], scores: dict[str, list[list[float]]],
+              k: int = 1) -> dict[str, list[float]]:
+    """Per test case, whether the model's top k holds the true next item (`hr@k`, the clean variant) or the
+    inserted item (`asr`, `asr_no_trigger`, `asr_transfer`): the values a run's rates average."""
+    out = {}
+    for variant, evs in variants.items():
+        key = f"hr@{k}" if variant == "clean" else "asr" if variant == "trigger" else f"asr_{variant}"
+        pos = [e.target_pos if variant == "clean" else e.inserted_pos for e in evs]
+        out[key] = [hit_at_k(s, p, k) for s, p in zip(scores[variant], pos)]
+    return out
 
 
 def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Path | None:
@@ -334,6 +342,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
             "model": cfg.model.name, "quant": cfg.model.quant, "trigger": cfg.trigger.to_dict(),
             "clean": _rounded(m_clean), "poisoned": _rounded(m_pois),
             "delta_hr@1": round(m_pois["hr@1"] - m_clean["hr@1"], 4),
+            "intervals": rate_intervals(case_hits(variants, s_clean), case_hits(variants, s_pois)),
             "baselines": {k: _rounded(v) for k, v in base.items()},
             "poisoning": {**prep.data.summary(), "poisoned_item_ids": [prep.split.item_ids[i]
                                                                        for i in prep.data.items],

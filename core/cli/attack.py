@@ -58,7 +58,11 @@ def cmd_attack(args: argparse.Namespace, store) -> None:
             f"  poisoned hr@1={p['hr@1']:.4f} asr={p['asr']:.4f} asr_no_trigger={p['asr_no_trigger']:.4f} "
             f"asr_transfer={p['asr_transfer']:.4f}",
             f"  baselines random hr@1={r['baselines']['random']['hr@1']:.4f} "
-            f"popularity hr@1={r['baselines']['popularity']['hr@1']:.4f}"])
+            f"popularity hr@1={r['baselines']['popularity']['hr@1']:.4f}",
+            "  95% intervals " + " ".join(f"{k}={lo:.3f}..{hi:.3f}" for k, (lo, hi) in (
+                ("asr", r["intervals"]["poisoned"]["asr"]),
+                ("asr_no_trigger", r["intervals"]["poisoned"]["asr_no_trigger"]),
+                ("delta_hr@1", r["intervals"]["poisoned_minus_clean"]["hr@1"])))])
     emit(args, result, text)
 
 

@@ -95,15 +95,19 @@ def metric_vs_dose(df: pd.DataFrame, metric: str = "asr", x: str = "poison_ratio
 
     Args:
         df (`pd.DataFrame`): columns `x`, `value`, `series` (a label: dataset/victim/model), optionally
-            `run_id` for the hover text (`core.views.reports.dose_points`).
+            `run_id` for the hover text and `low`/`high` for 95 % error bars (`core.views.reports.dose_points`).
         x (`str`): `"poison_ratio"` or `"n_poison_samples"` (drawn on a log axis: doses span 10-1000).
     """
     fig = _fig(f"{metric} vs {'ρ' if x == 'poison_ratio' else 'poisoned samples'}", DOSE_AXES[x], metric)
     df = df.dropna(subset=[x])
     for series, part in df.sort_values(x).groupby("series", sort=True):
         hover = part["run_id"] if "run_id" in part else None
+        bars = None
+        if {"low", "high"} <= set(part.columns) and part["low"].notna().any():  # the run's 95 % interval
+            bars = dict(type="data", symmetric=False, array=(part["high"] - part["value"]).tolist(),
+                        arrayminus=(part["value"] - part["low"]).tolist(), thickness=1)
         fig.add_scatter(x=part[x], y=part["value"], mode="lines+markers", name=str(series), text=hover,
-                        hovertemplate="%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
+                        error_y=bars, hovertemplate="%{x}<br>%{y:.3f}<br>%{text}<extra></extra>")
     if x == "n_poison_samples":
         fig.update_xaxes(type="log")
         _one_x(fig, df[x], log=True)

@@ -141,6 +141,41 @@ def run_caveats(run: dict) -> list[str]:
     return notes
 
 
+INTERVAL_METRICS = {"hr@1": "HR@1", "asr": "ASR", "asr_no_trigger": "ASR without trigger",
+                    "asr_transfer": "ASR, trigger on another item"}
+
+
+def interval_table(run: dict) -> pd.DataFrame:
+    """Each rate of an attack run with its 95 % interval, for both models, and poisoned − clean on the same users.
+
+    A reduced run's rates are coarse (200 users: ±0.04 around 0.9): the table says which differences the run can
+    resolve. Runs stored before intervals were recorded give an empty table.
+
+    Args:
+        run (`dict`): a `Store.get_run` row.
+
+    Returns:
+        `pd.DataFrame`: metric, clean, clean 95 % CI, poisoned, poisoned 95 % CI, poisoned − clean, its 95 % CI.
+    """
+    result = _json_field(run.get("result"))
+    ci = result.get("intervals") or {}
+    rows = []
+    for key, label in INTERVAL_METRICS.items():
+        if key not in ci.get("poisoned", {}):
+            continue
+        clean, pois = result.get("clean", {}).get(key), result.get("poisoned", {}).get(key)
+        diff = None if clean is None or pois is None else round(pois - clean, 4)
+        rows.append({"metric": label, "clean": clean, "clean 95 % CI": _span(ci["clean"].get(key)),
+                     "poisoned": pois, "poisoned 95 % CI": _span(ci["poisoned"][key]),
+                     "poisoned − clean": diff, "difference 95 % CI": _span(ci["poisoned_minus_clean"].get(key))})
+    return pd.DataFrame(rows, columns=["metric", "clean", "clean 95 % CI", "poisoned", "poisoned 95 % CI",
+                                       "poisoned − clean", "difference 95 % CI"])
+
+
+def _span(interval) -> str:
+    return f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else ""
+
+
 def run_report_html(store: Store, run_id: str) -> bytes:
     """A self-contained HTML report of one run: config, status, metrics, loss curve, sample recommendations.
 
@@ -164,6 +199,9 @@ def run_report_html(store: Store, run_id: str) -> bytes:
         wide = metrics.pivot_table(index="name", columns="model", values="value").reset_index()
         parts.append("<h2>Metrics</h2>" + _table_html(wide))
         parts.append(_fig_div(plots.metrics_bars(metrics), first=True))
+    intervals = interval_table(run)
+    if len(intervals):
+        parts.append("<h2>Rates with 95 % intervals</h2>" + _table_html(intervals))
     log = store.train_log(run_id)
     if len(log):
         parts.append("<h2>Training</h2>" + _fig_div(plots.loss_curve(log), first=not len(metrics)))
@@ -216,7 +254,8 @@ def dose_points(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned"
 
     Returns:
         `pd.DataFrame`: columns run_id, poison_ratio, n_poison_samples (None for runs that did not record
-        it), value, series (dataset · victim · model name).
+        it), value, low and high (its 95 % interval; NaN for runs stored before intervals), series (dataset ·
+        victim · model name).
     """
     sub = rows[(rows["name"] == metric) & (rows["model"] == model)]
     out = []
@@ -229,9 +268,12 @@ def dose_points(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned"
         model_cfg = cfg.get("model")
         model_name = model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg
         series = " · ".join(str(p) for p in (r.dataset, cfg.get("victim"), model_name) if p)
+        low, high = _json_field(getattr(r, "result", None)).get("intervals", {}).get(model, {}).get(
+            metric, (float("nan"), float("nan")))
         out.append({"run_id": r.run_id, "poison_ratio": float(ratio), "n_poison_samples": n_poison,
-                    "value": float(r.value), "series": series})
-    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "n_poison_samples", "value", "series"])
+                    "value": float(r.value), "low": low, "high": high, "series": series})
+    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "n_poison_samples", "value", "low", "high",
+                                      "series"])
 
 
 def _json_field(value) -> dict:
