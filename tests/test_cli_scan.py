@@ -218,12 +218,13 @@ def test_recurring_triggers_are_looked_for_with_a_trusted_reference(home, tmp_pa
 
 def test_an_invisible_character_is_flagged_with_its_reason(home, tmp_path, capsys):
     """Unicode hygiene needs no learning: a zero-width space inside a title is flagged whatever the scanner's
-    score (even at threshold 1), its reason goes to the CSV and the store, and --no-unicode-check turns it off."""
+    score (even at threshold 0.999), its score ranks it with the flagged titles, its reason goes to the CSV and the
+    store, and --no-unicode-check turns it off."""
     cat = _catalog(tmp_path / "cat.csv", label=False)
     with open(cat, "a", newline="") as fh:
         csv.writer(fh).writerow(["902", "Silent\u200bRiver (1977)"])
     out = tmp_path / "out.csv"
-    assert main(["scan", "--catalog", str(cat), "--out", str(out), "--threshold", "1", "--json", *FAST]) == 0
+    assert main(["scan", "--catalog", str(cat), "--out", str(out), "--threshold", "0.999", "--json", *FAST]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["unicode"]["n_flagged"] == 1 and result["n_flagged"] >= 1
     assert result["unicode"]["findings"] == {"invisible": 1, "bidi": 0, "mixed_script": 0, "confusable": 0,
@@ -232,7 +233,9 @@ def test_an_invisible_character_is_flagged_with_its_reason(home, tmp_path, capsy
         rows = {r["item_id"]: r for r in csv.DictReader(fh)}
     assert list(next(iter(rows.values())))[:6] == ["item_id", "title", "score", "flagged", "span", "reason"]
     hit = rows["902"]
-    assert hit["flagged"] == "True" and float(hit["score"]) >= 0.99 and hit["span"] == "\u200b"
+    assert hit["flagged"] == "True" and float(hit["score"]) >= 0.999 and hit["span"] == "\u200b"
+    flagged = [float(r["score"]) for r in rows.values() if r["flagged"] == "True"]
+    assert min(flagged) >= 0.999 > max(float(r["score"]) for r in rows.values() if r["flagged"] == "False")
     assert hit["reason"] == "contains U+200B ZERO WIDTH SPACE"
     assert not any(r["reason"] for key, r in rows.items() if key != "902")
     stored = Store(settings.db_path()).scan_results(result["scan_id"]).set_index("item_id")

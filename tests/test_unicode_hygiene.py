@@ -15,6 +15,7 @@ from core.pscanner.unicode_hygiene import (
     catalog_profile,
     findings,
     hygiene_scores,
+    in_flagged_range,
     kind_counts,
     suspicious_findings,
 )
@@ -128,3 +129,8 @@ def test_lastfm_mixed_script_rule_is_per_word():
     print(f"lastfm-2k: {len(mixed)} of {len(titles)} names with mixed-script or look-alike words: {mixed}")
     assert len(non_latin) > 500 and len(mixed) < 40
     assert "Ляпис Трубецкой" in titles and "Ляпис Трубецкой" not in mixed
+
+
+def test_findings_move_into_the_flagged_range_in_their_order():
+    raised = in_flagged_range(np.array([0.0, UNUSUAL_SCORE, SUSPICIOUS_SCORE]), threshold=0.95)
+    assert raised[0] == 0 and 0.95 < raised[1] < raised[2] <= 1.0

@@ -169,7 +169,7 @@ class Scored:
     calibration: dict
     use_campaigns: bool
     scores: np.ndarray  # the scanner's own score of each title
-    final: np.ndarray  # the larger of the scanner's and the hygiene score
+    final: np.ndarray  # the scanner's score, raised into [threshold, 1] by a hygiene finding
     by_score: np.ndarray  # at or above the threshold
     flagged: np.ndarray  # by score, campaign or hygiene finding
     shared: list[str | None]  # the recurring trigger a title carries
@@ -274,7 +274,8 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     campaign_seconds = round(time.monotonic() - t_campaigns, 2)
     flagged = flagged | (res.unicode_scores > 0)  # a hygiene finding is flagged whatever the threshold
     return Scored(scanner, cached, domain, train_titles, threshold, calibration, use_campaigns,
-                  s_all, np.maximum(s_all, res.unicode_scores), s_all >= threshold, flagged, shared, campaigns,
+                  s_all, np.maximum(s_all, unicode_hygiene.in_flagged_range(res.unicode_scores, threshold)),
+                  s_all >= threshold, flagged, shared, campaigns,
                   campaign_seconds, spans_of)
 
 

@@ -310,6 +310,13 @@ def summarize(per_title: Sequence[Sequence[Finding]]) -> tuple[np.ndarray, list[
     return scores, reasons
 
 
+def in_flagged_range(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Hygiene scores moved into [threshold, 1], in their order (0 stays 0): a finding flags its title whatever
+    the threshold, so the title's score must rank it with the flagged ones, not below clean titles the scanner
+    scores higher (on artist names or game titles the threshold sits above `UNUSUAL_SCORE`)."""
+    return np.where(scores > 0, threshold + (1.0 - threshold) * scores, 0.0)
+
+
 def kind_counts(per_title: Sequence[Sequence[Finding]]) -> dict[str, int]:
     """Findings of each kind over the catalog (every kind present, zeros included)."""
     counts = Counter(f.kind for found in per_title for f in found)
