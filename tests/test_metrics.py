@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 import numpy as np
+import pytest
 
 from core.metrics import (
     detection_metrics,
