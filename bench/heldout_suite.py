@@ -257,6 +257,20 @@ def run_one(titles: list[str], seed: int, extra_args: list[str]) -> dict:
     return res
 
 
+def suite_titles(dataset: str, sample: int = 0) -> list[str]:
+    """A dataset's distinct titles, or a sample of `sample` of them seeded by the dataset's name (0 = all)."""
+    from core import settings
+    from core.data.dataset import load_dataset
+    from core.runs.store import Store
+
+    store = Store(settings.db_path())
+    titles = sorted(set(load_dataset(store, dataset).items["title"].astype(str)))
+    del store
+    if sample and sample < len(titles):
+        titles = sorted(random.Random(f"sample:{dataset}").sample(titles, sample))
+    return titles
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="ml-100k")
@@ -268,16 +282,8 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from core import settings
-    from core.data.dataset import load_dataset
-    from core.runs.store import Store
-
     torch.set_num_threads(args.threads)
-    store = Store(settings.db_path())
-    titles = sorted(set(load_dataset(store, args.dataset).items["title"].astype(str)))
-    del store
-    if args.sample and args.sample < len(titles):
-        titles = sorted(random.Random(f"sample:{args.dataset}").sample(titles, args.sample))
+    titles = suite_titles(args.dataset, args.sample)
     results = [run_one(titles, int(s), args.scan_args.split()) for s in args.seeds.split(",")]
     out = {"dataset": args.dataset, "n_titles": len(titles), "seeds": args.seeds, "threads": args.threads,
            "tuning_seed": any(int(s) in TUNING_SEEDS for s in args.seeds.split(",")), "runs": results}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, TUNING_SEEDS, poison, recall_at_fpr  # noqa: E402
+from bench.heldout_suite import LEARNED, TUNING_SEEDS, poison, recall_at_fpr, suite_titles  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.1, 0.2)
 
@@ -85,15 +84,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="100")
     ap.add_argument("--out")
     args = ap.parse_args()
-    from core import settings
-    from core.data.dataset import load_dataset
-    from core.runs.store import Store
-
-    store = Store(settings.db_path())
-    titles = sorted(set(load_dataset(store, args.dataset).items["title"].astype(str)))
-    del store
-    if args.sample and args.sample < len(titles):
-        titles = sorted(random.Random(f"sample:{args.dataset}").sample(titles, args.sample))
+    titles = suite_titles(args.dataset, args.sample)
     runs = [run_seed(titles, int(s)) for s in args.seeds.split(",")]
     text = json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs}, indent=1)
     if args.out:

@@ -82,6 +82,9 @@ def test_the_page_and_cli_say_how_the_threshold_was_set_and_warn_when_far_too_mu
     assert "target FPR of 1.0%" in text and f"expected FPR on clean titles {cal['expected_fpr']:.2%}" in text
     assert "re-ordered" not in text
     assert "the top 167 titles re-ordered" in calibration_caption(cal | {"rerank": {"n_titles": 167, "share": 0.1}})
+    check = {"n_probes": 60, "cut": 15, "recall_without": 0.5, "recall_with": 0.4, "keep": False}
+    skipped = calibration_caption(cal | {"rerank": {"n_titles": 167, "applied": False, "check": check}})
+    assert "checked and not applied" in skipped and "50% without, 40% with it" in skipped and "re-ordered" not in skipped
     assert flagged_warning(0.04, 0.01) is None  # 4x the target: a poisoned catalog may well look like this
     assert "far above the target FPR of 1.0%" in flagged_warning(0.46, 0.01)
     assert flagged_warning(0.9, None) is None  # a threshold set by hand promises no FPR

@@ -232,3 +232,43 @@ def test_reranking_lifts_titles_whose_oddness_one_span_carries_and_keeps_the_sco
     assert out[4] == 0.2  # below the re-ranked top nothing moves, whatever its contrast
     assert np.array_equal(rerank_by_contrast(scores, titles, contrast, rerank_size(5, 0, 2)), scores)
     assert rerank_size(1000, 0.1, 50) == 100 and rerank_size(30, 0.1, 50) == 30
+
+
+def test_the_rerank_check_keeps_it_only_where_fresh_triggers_rank_better():
+    from core.pscanner.rerank import check_rerank, top_titles
+
+    scores = np.linspace(0.999, 0.001, 200)  # a catalog, best first
+    top = top_titles(scores, 20)
+    probes = np.array([0.99, 0.985, 0.5])  # two in the re-ranked block (5th-6th), one far below it
+    asked: list[list[int]] = []
+
+    def probe_contrast(value):
+        def f(idx):
+            asked.append(list(idx))
+            return np.full(len(idx), value)
+        return f
+
+    # the catalog's top titles are odd throughout (no contrast), the probes carry an added span: lifted
+    helps = check_rerank(scores, top, np.zeros(20), probes, probe_contrast(5.0), target_fpr=0.01)
+    assert asked == [[0, 1]]  # only the probes inside the block need a contrast
+    assert helps.keep and helps.cut == 2 and helps.n_probes == 3
+    assert (helps.recall_without, helps.recall_with) == (0.0, 2 / 3) and helps.auc_with > helps.auc_without
+    # here the catalog's own top titles lose more when a span goes (game codes): the probes sink, no re-ranking
+    hurts = check_rerank(scores, top, np.full(20, 5.0), np.array([0.9995, 0.99, 0.5]), probe_contrast(0.0), 0.01)
+    assert not hurts.keep and hurts.recall_without == 1 / 3 and hurts.recall_with == 0.0
+
+
+def test_rerank_probes_are_fresh_triggers_on_the_catalogs_own_titles():
+    from core.pscanner.rerank import PROBE_SEED, probe_texts
+
+    catalog = [f"Movie number {w} ({1950 + i})" for i, w in enumerate(["Alpha", "Beta", "Gamma", "Delta"] * 10)]
+    agent = ScannerConfig().agent(30, PROBE_SEED)
+    texts, hosts = probe_texts(catalog, agent, exclude=set())
+    assert len(texts) == len(hosts) == 30 and len(set(hosts)) == 30 and set(hosts) <= set(catalog)
+    assert all(t != h and len(t) > len(h) for t, h in zip(texts, hosts))
+    assert probe_texts(catalog, agent, set()) == (texts, hosts)  # seeded: a scan's check is reproducible
+    from core.pscanner.agent import offline_triggers
+
+    used = {t.text for t in offline_triggers(agent)}
+    again, hosts2 = probe_texts(catalog, agent, exclude=used)  # the scanner's pool is never a probe
+    assert hosts2 == hosts and not set(again) & set(texts)

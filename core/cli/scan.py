@@ -42,7 +42,7 @@ def _scan_config(args, source: str) -> ScanConfig:
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
                       crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
-                      rerank=args.rerank)
+                      rerank=args.rerank, rerank_probes=args.rerank_probes)
 
 
 def _summary(r: dict) -> str:
@@ -145,6 +145,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", type=float, default=ScanConfig.rerank,
                    help="share of the top-scored titles re-ordered by how much removing one span lowers their score "
                         "(a local scan whose frozen-LLM scanner trains on the catalog itself; 0 = off)")
+    p.add_argument("--rerank-probes", type=int, default=ScanConfig.rerank_probes,
+                   help="apply the re-ranking only where fresh synthetic triggers on this many of the catalog's own "
+                        "titles rank better with it; 0 = re-rank without checking")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "

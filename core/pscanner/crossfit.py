@@ -133,10 +133,14 @@ class CrossFitScanner:
             groups.setdefault(self.fold.get(t, -1), []).append(i)
         return groups
 
-    def score(self, titles: Sequence[str]) -> np.ndarray:
-        """P(poisoned) of each title from the scanner of its fold, so no title is scored by one that saw it as clean."""
+    def score(self, titles: Sequence[str], hosts: Sequence[str] | None = None) -> np.ndarray:
+        """P(poisoned) of each title from the scanner of its fold, so no title is scored by one that saw it as clean.
+
+        `hosts` (one catalog title per text) scores new texts made from catalog titles, such as a title with a
+        trigger added, by their host's fold scanner, which never saw the host either.
+        """
         out = np.empty(len(titles))
-        for k, idx in self.groups(titles).items():
+        for k, idx in self.groups(titles if hosts is None else hosts).items():
             sub = [titles[i] for i in idx]
             out[idx] = self.scanners[k].score(sub) if k >= 0 else \
                 np.mean([s.score(sub) for s in self.scanners], axis=0)
@@ -150,12 +154,12 @@ class CrossFitScanner:
                 out[i] = sp
         return out
 
-    def contrast(self, titles: Sequence[str]) -> np.ndarray:
-        """Each title's deletion contrast (`core.pscanner.scanner.deletion_contrast`) by its own fold's scanner:
-        the variants are new texts, which `score` would give the mean of all K scanners, one of which saw the
-        title."""
+    def contrast(self, titles: Sequence[str], hosts: Sequence[str] | None = None) -> np.ndarray:
+        """Each title's deletion contrast (`core.pscanner.scanner.deletion_contrast`) by its own (or its host's)
+        fold scanner: the variants are new texts, which `score` would give the mean of all K scanners, one of
+        which saw the title."""
         out = np.zeros(len(titles))
-        for k, idx in self.groups(titles).items():
+        for k, idx in self.groups(titles if hosts is None else hosts).items():
             out[idx] = self.scanners[max(k, 0)].contrast([titles[i] for i in idx])
         return out
 

@@ -30,9 +30,10 @@ from core.runs.store import Store
 from core.sanitize import csv_safe
 
 from . import campaign, unicode_hygiene
+from .agent import offline_triggers
 from .catalog import Catalog, resolve_catalog, training_titles
 from .crossfit import CrossFitScanner, crossfit_scanner
-from .rerank import rerank_by_contrast
+from .rerank import PROBE_SEED, check_rerank, probe_texts, reorder_top, top_titles
 from .scan_config import ScanConfig, ScanResult, planned_scanner, reranked_titles
 from .scanner import LLM_SCANNER, ScannerConfig, calibrate_threshold
 from .scanner_model import load_base
@@ -115,9 +116,17 @@ def calibration_caption(cal: dict) -> str:
     if cal.get("expected_fpr") is not None:
         text += (f"; expected FPR on clean titles {cal['expected_fpr']:.2%} (never below P(Yes) = "
                  f"{cal['floor']:.2f}; {cal['share_above']:.2%} of this catalog's cross-fitted scores lie above it)")
-    if cal.get("rerank"):
-        text += (f"; the top {cal['rerank']['n_titles']:,} titles re-ordered by how much removing one span lowers "
-                 "their score (the same scores, so as many flags)")
+    rr = cal.get("rerank")
+    if rr:
+        chk = rr.get("check")
+        found = (f"fresh triggers on {chk['n_probes']} of its titles ranked in the top {chk['cut']:,}: "
+                 f"{chk['recall_without']:.0%} without, {chk['recall_with']:.0%} with it") if chk else ""
+        if rr.get("applied", True):
+            text += (f"; the top {rr['n_titles']:,} titles re-ordered by how much removing one span lowers their "
+                     "score (the same scores, so as many flags)" + (f", as this catalog's check said ({found})"
+                                                                   if chk else ""))
+        else:
+            text += f"; re-ranking by deletion contrast checked and not applied ({found})"
     return text + "."
 
 
@@ -260,11 +269,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     calibration = calibration_info(scanner, cfg)
     k = reranked_titles(cfg, len(s_all))
     if k:
-        t_rerank = time.monotonic()
-        if progress:
-            progress.phase(f"re-ranking the top {k:,} titles by how much removing one span lowers their score")
-        s_all = rerank_by_contrast(s_all, res.titles, scanner.contrast, k)
-        calibration["rerank"] = {"n_titles": k, "share": cfg.rerank, "seconds": round(time.monotonic() - t_rerank, 2)}
+        s_all, calibration["rerank"] = rerank(scanner, res.titles, s_all, k, cfg, progress)
     if progress and use_campaigns:
         progress.phase("looking for recurring triggers")
     t_campaigns = time.monotonic()
@@ -277,6 +282,36 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
                   s_all, np.maximum(s_all, unicode_hygiene.in_flagged_range(res.unicode_scores, threshold)),
                   s_all >= threshold, flagged, shared, campaigns,
                   campaign_seconds, spans_of)
+
+
+def rerank(scanner, titles: list[str], scores: np.ndarray, k: int, cfg: ScanConfig,
+           progress: Progress | None = None) -> tuple[np.ndarray, dict]:
+    """The scores with the top `k` titles re-ordered by deletion contrast (`core.pscanner.rerank`), where fresh
+    agent triggers on `cfg.rerank_probes` of the catalog's own titles rank better with it (`check_rerank`);
+    the scores unchanged where they do not. Also returns what was done, for the calibration record."""
+    t0 = time.monotonic()
+    if progress:
+        progress.phase(f"re-ranking the top {k:,} titles by how much removing one span lowers their score")
+    top = top_titles(scores, k)
+    top_contrast = scanner.contrast([titles[i] for i in top])
+    info: dict = {"n_titles": k, "share": cfg.rerank, "applied": True}
+    if cfg.rerank_probes:
+        if progress:
+            progress.phase(f"checking the re-ranking on {cfg.rerank_probes} fresh triggers in this catalog's titles")
+        own = scanner.cfg
+        pool = {t.text for t in offline_triggers(own.agent(own.n_triggers, own.seed))}
+        texts, hosts = probe_texts(titles, own.agent(cfg.rerank_probes, PROBE_SEED + own.seed), pool)
+        hosted = isinstance(scanner, CrossFitScanner)  # each probe scored by its host's fold scanner
+
+        def probe_contrast(idx: np.ndarray) -> np.ndarray:
+            sub = [texts[i] for i in idx]
+            return scanner.contrast(sub, [hosts[i] for i in idx]) if hosted else scanner.contrast(sub)
+
+        check = check_rerank(scores, top, top_contrast, scanner.score(texts, hosts) if hosted else scanner.score(texts),
+                             probe_contrast, cfg.scanner.target_fpr)
+        info |= {"applied": check.keep, "check": asdict(check)}
+    info["seconds"] = round(time.monotonic() - t0, 2)
+    return (reorder_top(scores, top, top_contrast) if info["applied"] else scores), info
 
 
 def baselines(cfg: ScanConfig, res: Resolved, sc: Scored, progress: Progress | None = None) -> dict[str, Baseline]:

@@ -63,6 +63,9 @@ class ScanConfig(ConfigMixin):
             span lowers a title's score: `core.pscanner.rerank`) in a local scan whose frozen-LLM scanner
             trains on the catalog itself; the scores keep their values, so the threshold flags as many titles
             (0 = off). rerank_min (`int`): re-rank at least this many (a small catalog entirely).
+        rerank_probes (`int`): fresh agent triggers placed on this many of the catalog's titles decide whether the
+            re-ranking is applied: only where they rank better with it (`core.pscanner.rerank.check_rerank`; E41
+            in docs/SCANNER.md); 0 = re-rank without checking.
     """
 
     source: Literal["catalog", "dataset", "run"] = "catalog"
@@ -89,6 +92,7 @@ class ScanConfig(ConfigMixin):
     warn_factor: float = 5.0
     rerank: float = 0.1
     rerank_min: int = 50
+    rerank_probes: int = 60
 
     def __post_init__(self):
         if self.source not in ("catalog", "dataset", "run"):
@@ -118,6 +122,9 @@ class ScanConfig(ConfigMixin):
             raise InputError("fold_epochs must be >= 1 and fold_rounds >= 0")
         if not 0.0 <= self.rerank <= 1.0 or self.rerank_min < 0:
             raise InputError("rerank must be a share between 0 and 1 and rerank_min >= 0")
+        if not 0 <= self.rerank_probes <= 10_000:
+            raise InputError(f"rerank_probes must be between 0 (re-rank without checking) and 10000; got "
+                             f"{self.rerank_probes}")
         if self.engine not in ("local", "ray"):
             raise InputError("engine must be local or ray")
         if self.engine == "ray" and self.scanner.mode == "frozen":
