@@ -147,7 +147,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "(a local scan whose frozen-LLM scanner trains on the catalog itself; 0 = off)")
     p.add_argument("--rerank-probes", type=int, default=ScanConfig.rerank_probes,
                    help="apply the re-ranking only where fresh synthetic triggers on this many of the catalog's own "
-                        "titles rank better with it; 0 = re-rank without checking")
+                        "titles rank better with it; 0 (default) = re-rank unchecked (the check did not pay on "
+                        "held-out triggers: E41 in docs/SCANNER.md)")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "

@@ -63,9 +63,10 @@ class ScanConfig(ConfigMixin):
             span lowers a title's score: `core.pscanner.rerank`) in a local scan whose frozen-LLM scanner
             trains on the catalog itself; the scores keep their values, so the threshold flags as many titles
             (0 = off). rerank_min (`int`): re-rank at least this many (a small catalog entirely).
-        rerank_probes (`int`): fresh agent triggers placed on this many of the catalog's titles decide whether the
-            re-ranking is applied: only where they rank better with it (`core.pscanner.rerank.check_rerank`; E41
-            in docs/SCANNER.md); 0 = re-rank without checking.
+        rerank_probes (`int`): when > 0, fresh agent triggers placed on this many of the catalog's titles decide
+            whether the re-ranking is applied: only where they rank better with it (`core.pscanner.rerank.check_rerank`).
+            0 (default) = re-rank unchecked: on the evaluation seeds the check kept the re-ranking where it hurt
+            (steam) and dropped it where it helped (ml-100k), E41 in docs/SCANNER.md.
     """
 
     source: Literal["catalog", "dataset", "run"] = "catalog"
@@ -92,7 +93,7 @@ class ScanConfig(ConfigMixin):
     warn_factor: float = 5.0
     rerank: float = 0.1
     rerank_min: int = 50
-    rerank_probes: int = 60
+    rerank_probes: int = 0
 
     def __post_init__(self):
         if self.source not in ("catalog", "dataset", "run"):
