@@ -92,18 +92,26 @@ def test_scans_listed_newest_first_each_before_its_baselines(store):
 
 def test_dose_points_read_rho_and_poisoned_samples_from_the_store(store):
     from core.views.reports import dose_points
-    store.create_run("r1", "attack", "ml-100k", {"poison_ratio": 0.1, "victim": "llara",
-                                                 "model": {"name": "smollm2-135m"}}, 0, {})
-    store.finish_run("r1", {"poisoning": {"n_poison_samples": 105},
+    recipe = {"victim": "llara", "model": {"name": "smollm2-135m"}, "protocol": {"n_candidates": 10},
+              "train": {"epochs": 1.0}}
+    store.create_run("r1", "attack", "ml-100k", {"poison_ratio": 0.1, **recipe}, 0, {})
+    store.finish_run("r1", {"poisoning": {"n_poison_samples": 105, "n_clean_samples": 943},
                             "intervals": {"poisoned": {"asr": [0.85, 0.93]}}}, {}, {"poisoned": {"asr": 0.9}}, {})
     store.create_run("r2", "attack", "ml-100k", {"poison_ratio": 0.01, "victim": "llara",
                                                  "model": {"name": "tiny"}}, 0, {})
     store.finish_run("r2", {}, {}, {"poisoned": {"asr": 0.0}, "clean": {"asr": 0.1}}, {})
+    # the same recipe on 11x the training set: another series, not a point on r1's curve
+    store.create_run("r3", "attack", "ml-100k", {"poison_ratio": 0.01, **recipe}, 0, {})
+    store.finish_run("r3", {"poisoning": {"n_poison_samples": 105, "n_clean_samples": 10373}}, {},
+                     {"poisoned": {"asr": 0.155}}, {})
     points = dose_points(store.metrics_across_runs("attack"), "asr").sort_values("run_id")
     assert points[["run_id", "poison_ratio", "value", "series"]].values.tolist() == [
-        ["r1", 0.1, 0.9, "ml-100k · llara · smollm2-135m"], ["r2", 0.01, 0.0, "ml-100k · llara · tiny"]]
+        ["r1", 0.1, 0.9, "ml-100k · llara · smollm2-135m · 10 candidates · 943 clean samples · 1 epoch"],
+        ["r2", 0.01, 0.0, "ml-100k · llara · tiny"],  # a run that recorded no recipe keeps the short label
+        ["r3", 0.01, 0.155, "ml-100k · llara · smollm2-135m · 10 candidates · 10,373 clean samples · 1 epoch"]]
     assert points["n_poison_samples"].tolist()[0] == 105 and points["n_poison_samples"].isna().tolist()[1]
-    assert points["low"].tolist()[0] == 0.85 and points["high"].isna().tolist() == [False, True]  # r2: none stored
+    assert points["n_clean_samples"].tolist()[2] == 10373
+    assert points["low"].tolist()[0] == 0.85 and points["high"].isna().tolist() == [False, True, True]
 
 
 def test_user_history_breaks_time_ties_as_the_protocol_does(ml100k_store):

@@ -94,7 +94,7 @@ def metric_vs_dose(df: pd.DataFrame, metric: str = "asr", x: str = "poison_ratio
     """ASR (or another metric) against the dose across runs: ρ, or the number of poisoned samples.
 
     Args:
-        df (`pd.DataFrame`): columns `x`, `value`, `series` (a label: dataset/victim/model), optionally
+        df (`pd.DataFrame`): columns `x`, `value`, `series` (a label: the run's recipe), optionally
             `run_id` for the hover text and `low`/`high` for 95 % error bars (`core.views.reports.dose_points`).
         x (`str`): `"poison_ratio"` or `"n_poison_samples"` (drawn on a log axis: doses span 10-1000).
     """

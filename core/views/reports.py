@@ -246,16 +246,19 @@ def dose_points(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned"
     """One point per finished run: its dose, as ρ and as the number of poisoned samples, and one metric.
 
     The paper's "1 %" is a count that depends on the training-set size (ρ 0.01 of 1,886 samples is 19
-    samples, of all windows ~970): the dose law is read against both.
+    samples, of all windows ~970): the dose law is read against both. A series is one recipe — dataset,
+    victim, model, candidates per prompt (the chance level), clean training samples and epochs — so only runs
+    that differ in their dose are joined by a line (E32's 943 and 10,373-sample runs at ρ 0.01 are not one
+    curve).
 
     Args:
         rows (`pd.DataFrame`): `Store.metrics_across_runs()` (run_id, dataset, config and result JSON, model,
             name, value).
 
     Returns:
-        `pd.DataFrame`: columns run_id, poison_ratio, n_poison_samples (None for runs that did not record
-        it), value, low and high (its 95 % interval; NaN for runs stored before intervals), series (dataset ·
-        victim · model name).
+        `pd.DataFrame`: columns run_id, poison_ratio, n_poison_samples and n_clean_samples (None for runs that
+        did not record them), value, low and high (its 95 % interval; NaN for runs stored before intervals),
+        series (dataset · victim · model · candidates · clean samples · epochs).
     """
     sub = rows[(rows["name"] == metric) & (rows["model"] == model)]
     out = []
@@ -264,16 +267,26 @@ def dose_points(rows: pd.DataFrame, metric: str = "asr", model: str = "poisoned"
         ratio = cfg.get("poison_ratio")
         if ratio is None:
             continue
-        n_poison = _json_field(getattr(r, "result", None)).get("poisoning", {}).get("n_poison_samples")
+        result = _json_field(getattr(r, "result", None))
+        poisoning = result.get("poisoning", {})
         model_cfg = cfg.get("model")
         model_name = model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg
-        series = " · ".join(str(p) for p in (r.dataset, cfg.get("victim"), model_name) if p)
-        low, high = _json_field(getattr(r, "result", None)).get("intervals", {}).get(model, {}).get(
-            metric, (float("nan"), float("nan")))
-        out.append({"run_id": r.run_id, "poison_ratio": float(ratio), "n_poison_samples": n_poison,
-                    "value": float(r.value), "low": low, "high": high, "series": series})
-    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "n_poison_samples", "value", "low", "high",
-                                      "series"])
+        low, high = result.get("intervals", {}).get(model, {}).get(metric, (float("nan"), float("nan")))
+        out.append({"run_id": r.run_id, "poison_ratio": float(ratio),
+                    "n_poison_samples": poisoning.get("n_poison_samples"),
+                    "n_clean_samples": poisoning.get("n_clean_samples"), "value": float(r.value), "low": low,
+                    "high": high, "series": _recipe(r.dataset, cfg, model_name, poisoning.get("n_clean_samples"))})
+    return pd.DataFrame(out, columns=["run_id", "poison_ratio", "n_poison_samples", "n_clean_samples", "value",
+                                      "low", "high", "series"])
+
+
+def _recipe(dataset: str, cfg: dict, model_name: str | None, n_clean: int | None) -> str:
+    """A dose series' label: what a run holds fixed while its dose varies (parts a run did not record left out)."""
+    candidates = (cfg.get("protocol") or {}).get("n_candidates")
+    epochs = (cfg.get("train") or {}).get("epochs")
+    parts = (dataset, cfg.get("victim"), model_name, candidates and f"{candidates} candidates",
+             n_clean and f"{n_clean:,} clean samples", epochs and f"{epochs:g} epoch{'s' if epochs != 1 else ''}")
+    return " · ".join(str(p) for p in parts if p)
 
 
 def _json_field(value) -> dict:
