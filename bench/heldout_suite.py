@@ -203,7 +203,7 @@ def recall_at_fpr(scores: np.ndarray, pos: np.ndarray, clean: np.ndarray, fpr: f
 
 
 def evaluate(scores: np.ndarray, flagged: np.ndarray, planted: list[Planted | None]) -> dict:
-    from core.metrics import detection_metrics
+    from core.metrics import auc_interval, detection_metrics
 
     fam = np.array([p.family if p else "" for p in planted])
     clean = fam == ""
@@ -211,7 +211,8 @@ def evaluate(scores: np.ndarray, flagged: np.ndarray, planted: list[Planted | No
     learned = clean | np.isin(fam, LEARNED)
     m = detection_metrics(flagged[learned], ~clean[learned], scores[learned])
     out["char+word+sentence"] = {k: m[k] for k in ("precision", "recall", "f1", "auc", "fpr")} | \
-        {"n": int((~clean[learned]).sum()), "recall_at_fpr_0.01": recall_at_fpr(scores, np.isin(fam, LEARNED), clean)}
+        {"n": int((~clean[learned]).sum()), "recall_at_fpr_0.01": recall_at_fpr(scores, np.isin(fam, LEARNED), clean),
+         "auc_95": list(auc_interval(scores[learned], ~clean[learned]))}
     for f in FAMILIES:
         pos = fam == f
         how = {}

@@ -56,17 +56,43 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    return float((_midranks(s)[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _midranks(s: np.ndarray) -> np.ndarray:
+    """1-based ranks of `s`, tied values sharing the mean of their ranks."""
     order = np.argsort(s, kind="mergesort")
+    ordered = s[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]  # where each run of equal values starts
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(s)] - 1
     ranks = np.empty(len(s), dtype=float)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    ranks[order] = ((starts + ends) / 2.0 + 1.0)[np.cumsum(first) - 1]
+    return ranks
+
+
+def auc_interval(scores: Sequence[float], labels: Sequence[bool], z: float = Z95) -> tuple[float, float]:
+    """95 % interval of the ROC-AUC: DeLong's variance of the placements, on the logit scale.
+
+    A held-out suite puts ~20 poisoned titles among 1,500, so its AUC moves by ~0.003 with one title's rank and
+    its interval is a few hundredths wide: that is what tells whether 0.977 misses a target of 0.98. The logit
+    scale keeps the interval inside (0, 1) near 1, where detection AUCs live. A perfect (or perfectly wrong)
+    ranking has DeLong variance 0 and gets the point itself; NaN with fewer than 2 of either class.
+    """
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos < 2 or n_neg < 2:
+        return float("nan"), float("nan")
+    ranks = _midranks(s)
+    below = (ranks[y] - _midranks(s[y])) / n_neg  # each positive: share of negatives it outranks (ties 1/2)
+    above = 1.0 - (ranks[~y] - _midranks(s[~y])) / n_pos  # each negative: share of positives above it
+    auc = float(below.mean())
+    if auc in (0.0, 1.0):
+        return auc, auc
+    se = math.sqrt(below.var(ddof=1) / n_pos + above.var(ddof=1) / n_neg) / (auc * (1 - auc))
+    centre = math.log(auc / (1 - auc))
+    return 1 / (1 + math.exp(-(centre - z * se))), 1 / (1 + math.exp(-(centre + z * se)))
 
 
 def detection_metrics(flagged: Sequence[bool], labels: Sequence[bool],

@@ -81,3 +81,34 @@ def test_rate_intervals_pair_the_models_on_the_same_cases():
     assert out["poisoned"]["asr"][0] < 0.75 < out["poisoned"]["asr"][1]
     low, high = out["poisoned_minus_clean"]["hr@1"]
     assert low < -0.25 < high and out["clean"]["asr"][0] == 0
+
+
+def test_auc_interval_matches_delong_by_pairs_and_covers_the_true_auc():
+    from math import erf, log, sqrt
+
+    from core.metrics import auc_interval, roc_auc
+
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(size=60), 1)  # rounded: ties between and within the classes
+    y = np.arange(60) < 15
+    s[y] += 1.0
+    # DeLong by brute force over every (positive, negative) pair
+    psi = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+    auc = psi.mean()
+    var = psi.mean(axis=1).var(ddof=1) / 15 + psi.mean(axis=0).var(ddof=1) / 45
+    se = sqrt(var) / (auc * (1 - auc))
+    low, high = auc_interval(s, y)
+    assert roc_auc(s, y) == pytest.approx(auc)
+    assert log(low / (1 - low)) == pytest.approx(log(auc / (1 - auc)) - 1.959963984540054 * se)
+    assert log(high / (1 - high)) == pytest.approx(log(auc / (1 - auc)) + 1.959963984540054 * se)
+    # a suite's shape (20 poisoned among 300) and a high AUC: the interval holds the true AUC ~95 % of the time
+    true_auc = 0.5 * (1 + erf(2.0 / sqrt(2) / sqrt(2)))  # P(N(2, 1) > N(0, 1))
+    labels = np.arange(320) < 20
+    hits = 0
+    for _ in range(1000):
+        x = rng.normal(size=320) + 2.0 * labels
+        lo, hi = auc_interval(x, labels)
+        hits += lo <= true_auc <= hi
+    assert 0.91 <= hits / 1000 <= 0.98
+    assert auc_interval([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == (1.0, 1.0)  # perfect: no spread
+    assert all(np.isnan(auc_interval([0.9, 0.1, 0.2], [True, False, False])))  # one positive: no interval

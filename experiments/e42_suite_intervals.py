@@ -1,0 +1,70 @@
+"""E42: which held-out suite ROC-AUCs can be told from the 0.98 target? 95 % intervals for stored suite scans.
+
+A seed of the held-out suite puts ~20 char/word/sentence titles among 1,500, so one title's rank moves the
+ROC-AUC by ~0.003. This reads the scans `bench/heldout_suite.py` stored in `BADREC_HOME` back (scores per
+title), rebuilds each seed's poisoned catalog to know every title's family, and reports the char+word+sentence
+ROC-AUC with its 95 % interval (`core.metrics.auc_interval`: DeLong, logit scale), per scan and, over two or more seeds, as the mean of
+the seeds' AUCs (its interval from the seeds' DeLong variances, the scans being independent).
+
+    BADREC_HOME=H BADREC_DATA_DIRS=../shared/data python experiments/e42_suite_intervals.py \\
+        --dataset lastfm-2k --sample 1500 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.heldout_suite import LEARNED, poison, suite_titles  # noqa: E402
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="lastfm-2k")
+    ap.add_argument("--sample", type=int, default=1500)
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+    from core import settings
+    from core.metrics import Z95, auc_interval, roc_auc
+    from core.runs.store import Store
+
+    titles = suite_titles(args.dataset, args.sample)
+    store = Store(settings.db_path())
+    scans = store.list_runs("scan").sort_values("created_at")
+    stored = {sid: store.scan_results(sid) for sid in scans["run_id"]}
+    rows, latest = [], {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        poisoned, planted = poison(titles, seed)
+        fam = np.array([p.family if p else "" for p in planted])
+        learned = (fam == "") | np.isin(fam, LEARNED)
+        for sid, res in stored.items():
+            if res["title"].tolist() != poisoned:
+                continue
+            s, y = res["score"].to_numpy(float)[learned], np.isin(fam, LEARNED)[learned]
+            low, high = auc_interval(s, y)
+            auc = roc_auc(s, y)
+            se = (logit(high) - logit(low)) / (2 * Z95) * auc * (1 - auc)  # DeLong's se on the AUC scale
+            rows.append({"scan_id": sid, "seed": seed, "n_poisoned": int(y.sum()), "auc": round(auc, 4),
+                         "auc_95": [round(low, 4), round(high, 4)], "se": round(se, 4)})
+            latest[seed] = rows[-1]  # the newest scan of each seed goes into the mean
+    if len(latest) > 1:
+        mean = float(np.mean([r["auc"] for r in latest.values()]))
+        se = math.sqrt(sum(r["se"] ** 2 for r in latest.values())) / len(latest)
+        rows.append({"mean_of_seeds": sorted(latest), "auc": round(mean, 4),
+                     "auc_95": [round(max(0.0, mean - Z95 * se), 4), round(min(1.0, mean + Z95 * se), 4)]})
+    print(json.dumps({"dataset": args.dataset, "sample": args.sample, "scans": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
