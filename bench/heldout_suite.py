@@ -258,6 +258,39 @@ def run_one(titles: list[str], seed: int, extra_args: list[str]) -> dict:
     return res
 
 
+def crossfit_as_cli(poisoned: list[str], domain: str):
+    """The scan config of `scan --catalog FILE` with the CLI's defaults, its fold recipe, and the cross-fitted
+    scanner it trains on `poisoned` (for experiments that look inside a default scan): `(cfg, recipe, scanner)`."""
+    from core.cli.main import build_parser
+    from core.cli.scan import _scan_config
+    from core.pscanner.crossfit import crossfit_scanner
+    from core.pscanner.scan import fold_recipe
+    from core.pscanner.scan_config import planned_scanner
+
+    cfg = _scan_config(build_parser().parse_args(["scan", "--catalog", "upload.csv"]), "catalog")
+    recipe = fold_recipe(cfg, planned_scanner(cfg, len(set(poisoned))))
+    return cfg, recipe, crossfit_scanner(poisoned, recipe, cfg.crossfit, domain=domain)[0]
+
+
+def experiment_main(run_seed) -> list[dict]:
+    """The command line of an experiment on the suite's catalogs (`--dataset`, `--sample`, `--seeds`, tuning seed
+    100 by default, `--out`): `run_seed(titles, seed)` for each seed, every result written to `--out` as it comes."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="lastfm-2k")
+    ap.add_argument("--sample", type=int, default=1500)
+    ap.add_argument("--seeds", default="100")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    titles = suite_titles(args.dataset, args.sample)
+    runs: list[dict] = []
+    for seed in args.seeds.split(","):
+        runs.append(run_seed(titles, int(seed)))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs},
+                                                 indent=1))
+    return runs
+
+
 def suite_titles(dataset: str, sample: int = 0) -> list[str]:
     """A dataset's distinct titles, or a sample of `sample` of them seeded by the dataset's name (0 = all)."""
     from core import settings

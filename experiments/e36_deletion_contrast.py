@@ -16,7 +16,6 @@ Run it on tuning seeds only (100-109) while choosing; evaluation seeds are repor
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,25 +25,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, TUNING_SEEDS, poison, recall_at_fpr, suite_titles  # noqa: E402
+from bench.heldout_suite import LEARNED, TUNING_SEEDS, crossfit_as_cli, experiment_main, poison, recall_at_fpr  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.1, 0.2)
 
 
 def run_seed(titles: list[str], seed: int) -> dict:
-    from core.cli.main import build_parser
-    from core.cli.scan import _scan_config
     from core.metrics import detection_metrics, roc_auc
-    from core.pscanner.crossfit import crossfit_scanner
     from core.pscanner.rerank import rerank_by_contrast, rerank_size
-    from core.pscanner.scan import fold_recipe
-    from core.pscanner.scan_config import planned_scanner
 
     poisoned, planted = poison(titles, seed)
-    cfg = _scan_config(build_parser().parse_args(["scan", "--catalog", "upload.csv"]), "catalog")  # CLI defaults
-    recipe = fold_recipe(cfg, planned_scanner(cfg, len(set(poisoned))))
     t0 = time.perf_counter()
-    cf, _ = crossfit_scanner(poisoned, recipe, cfg.crossfit, domain="e36")
+    cfg, recipe, cf = crossfit_as_cli(poisoned, domain="e36")
     own = cf.score(poisoned)
     t_scan = time.perf_counter() - t0
     memo: dict[str, float] = {}
@@ -78,19 +70,7 @@ def run_seed(titles: list[str], seed: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="lastfm-2k")
-    ap.add_argument("--sample", type=int, default=1500)
-    ap.add_argument("--seeds", default="100")
-    ap.add_argument("--out")
-    args = ap.parse_args()
-    titles = suite_titles(args.dataset, args.sample)
-    runs = [run_seed(titles, int(s)) for s in args.seeds.split(",")]
-    text = json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs}, indent=1)
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
-
+    print(json.dumps(experiment_main(run_seed), indent=1))
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ Tuning seeds (100-109) while choosing; evaluation seeds once, after:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,26 +27,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, TUNING_SEEDS, poison, recall_at_fpr, suite_titles  # noqa: E402
+from bench.heldout_suite import LEARNED, TUNING_SEEDS, crossfit_as_cli, experiment_main, poison, recall_at_fpr  # noqa: E402
 
 PROBES = (30, 60, 120)
 
 
 def run_seed(titles: list[str], seed: int) -> dict:
-    from core.cli.main import build_parser
-    from core.cli.scan import _scan_config
     from core.metrics import detection_metrics
     from core.pscanner.agent import offline_triggers
-    from core.pscanner.crossfit import crossfit_scanner
     from core.pscanner.rerank import PROBE_SEED, check_rerank, probe_texts, reorder_top, rerank_size, top_titles
-    from core.pscanner.scan import fold_recipe
-    from core.pscanner.scan_config import planned_scanner
 
     poisoned, planted = poison(titles, seed)
-    cfg = _scan_config(build_parser().parse_args(["scan", "--catalog", "upload.csv"]), "catalog")  # CLI defaults
-    recipe = fold_recipe(cfg, planned_scanner(cfg, len(set(poisoned))))
     t0 = time.perf_counter()
-    cf, _ = crossfit_scanner(poisoned, recipe, cfg.crossfit, domain="e41")
+    cfg, recipe, cf = crossfit_as_cli(poisoned, domain="e41")
     own = cf.score(poisoned)
     top = top_titles(own, rerank_size(len(own), cfg.rerank, cfg.rerank_min))
     top_contrast = cf.contrast([poisoned[i] for i in top])
@@ -84,21 +76,8 @@ def run_seed(titles: list[str], seed: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="lastfm-2k")
-    ap.add_argument("--sample", type=int, default=1500)
-    ap.add_argument("--seeds", default="100")
-    ap.add_argument("--out")
-    args = ap.parse_args()
-    titles = suite_titles(args.dataset, args.sample)
-    runs = []
-    for s in args.seeds.split(","):
-        runs.append(run_seed(titles, int(s)))
-        text = json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs}, indent=1)
-        if args.out:
-            Path(args.out).write_text(text)
+    runs = experiment_main(run_seed)
     print(json.dumps([{k: r[k] for k in ("seed", "heldout", "check", "scan_s", "check_s")} for r in runs], indent=1))
-
 
 if __name__ == "__main__":
     main()
