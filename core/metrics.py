@@ -71,14 +71,9 @@ def _midranks(s: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_interval(scores: Sequence[float], labels: Sequence[bool], z: float = Z95) -> tuple[float, float]:
-    """95 % interval of the ROC-AUC: DeLong's variance of the placements, on the logit scale.
-
-    A held-out suite puts ~20 poisoned titles among 1,500, so its AUC moves by ~0.003 with one title's rank and
-    its interval is a few hundredths wide: that is what tells whether 0.977 misses a target of 0.98. The logit
-    scale keeps the interval inside (0, 1) near 1, where detection AUCs live. A perfect (or perfectly wrong)
-    ranking has DeLong variance 0 and gets the point itself; NaN with fewer than 2 of either class.
-    """
+def auc_delong(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
+    """The ROC-AUC and its standard error by DeLong's variance of the placements; NaN with fewer than 2 of
+    either class. Independent AUCs (a suite's seeds) combine by their variances."""
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
@@ -87,12 +82,22 @@ def auc_interval(scores: Sequence[float], labels: Sequence[bool], z: float = Z95
     ranks = _midranks(s)
     below = (ranks[y] - _midranks(s[y])) / n_neg  # each positive: share of negatives it outranks (ties 1/2)
     above = 1.0 - (ranks[~y] - _midranks(s[~y])) / n_pos  # each negative: share of positives above it
-    auc = float(below.mean())
-    if auc in (0.0, 1.0):
+    return float(below.mean()), math.sqrt(below.var(ddof=1) / n_pos + above.var(ddof=1) / n_neg)
+
+
+def auc_interval(scores: Sequence[float], labels: Sequence[bool], z: float = Z95) -> tuple[float, float]:
+    """95 % interval of the ROC-AUC: DeLong's standard error (`auc_delong`), on the logit scale.
+
+    A held-out suite puts ~20 poisoned titles among 1,500, so its AUC moves by ~0.003 with one title's rank and
+    its interval is a few hundredths wide: that is what tells whether 0.977 misses a target of 0.98. The logit
+    scale keeps the interval inside (0, 1) near 1, where detection AUCs live. A perfect (or perfectly wrong)
+    ranking has DeLong variance 0 and gets the point itself; NaN with fewer than 2 of either class.
+    """
+    auc, se = auc_delong(scores, labels)
+    if math.isnan(auc) or auc in (0.0, 1.0):
         return auc, auc
-    se = math.sqrt(below.var(ddof=1) / n_pos + above.var(ddof=1) / n_neg) / (auc * (1 - auc))
-    centre = math.log(auc / (1 - auc))
-    return 1 / (1 + math.exp(-(centre - z * se))), 1 / (1 + math.exp(-(centre + z * se)))
+    centre, half = math.log(auc / (1 - auc)), z * se / (auc * (1 - auc))
+    return 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
 
 
 def detection_metrics(flagged: Sequence[bool], labels: Sequence[bool],

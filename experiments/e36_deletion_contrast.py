@@ -72,5 +72,6 @@ def run_seed(titles: list[str], seed: int) -> dict:
 def main() -> None:
     print(json.dumps(experiment_main(run_seed), indent=1))
 
+
 if __name__ == "__main__":
     main()

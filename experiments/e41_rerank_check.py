@@ -79,5 +79,6 @@ def main() -> None:
     runs = experiment_main(run_seed)
     print(json.dumps([{k: r[k] for k in ("seed", "heldout", "check", "scan_s", "check_s")} for r in runs], indent=1))
 
+
 if __name__ == "__main__":
     main()

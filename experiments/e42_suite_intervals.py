@@ -3,8 +3,9 @@
 A seed of the held-out suite puts ~20 char/word/sentence titles among 1,500, so one title's rank moves the
 ROC-AUC by ~0.003. This reads the scans `bench/heldout_suite.py` stored in `BADREC_HOME` back (scores per
 title), rebuilds each seed's poisoned catalog to know every title's family, and reports the char+word+sentence
-ROC-AUC with its 95 % interval (`core.metrics.auc_interval`: DeLong, logit scale), per scan and, over two or more seeds, as the mean of
-the seeds' AUCs (its interval from the seeds' DeLong variances, the scans being independent).
+ROC-AUC with its 95 % interval (`core.metrics.auc_interval`: DeLong, logit scale), per scan and, over two or
+more seeds, as the mean of the seeds' AUCs (its interval from the seeds' DeLong variances, the scans being
+independent).
 
     BADREC_HOME=H BADREC_DATA_DIRS=../shared/data python experiments/e42_suite_intervals.py \\
         --dataset lastfm-2k --sample 1500 --seeds 0,1,2
@@ -25,10 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.heldout_suite import LEARNED, poison, suite_titles  # noqa: E402
 
 
-def logit(p: float) -> float:
-    return math.log(p / (1 - p))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="lastfm-2k")
@@ -36,7 +33,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()
     from core import settings
-    from core.metrics import Z95, auc_interval, roc_auc
+    from core.metrics import Z95, auc_delong, auc_interval
     from core.runs.store import Store
 
     titles = suite_titles(args.dataset, args.sample)
@@ -52,9 +49,7 @@ def main() -> None:
             if res["title"].tolist() != poisoned:
                 continue
             s, y = res["score"].to_numpy(float)[learned], np.isin(fam, LEARNED)[learned]
-            low, high = auc_interval(s, y)
-            auc = roc_auc(s, y)
-            se = (logit(high) - logit(low)) / (2 * Z95) * auc * (1 - auc)  # DeLong's se on the AUC scale
+            (auc, se), (low, high) = auc_delong(s, y), auc_interval(s, y)
             rows.append({"scan_id": sid, "seed": seed, "n_poisoned": int(y.sum()), "auc": round(auc, 4),
                          "auc_95": [round(low, 4), round(high, 4)], "se": round(se, 4)})
             latest[seed] = rows[-1]  # the newest scan of each seed goes into the mean

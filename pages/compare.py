@@ -153,7 +153,8 @@ if len(metrics):
 st.subheader("Across runs")
 m1, m2 = st.columns(2)
 metric = m1.selectbox("Metric", ["asr", "asr_no_trigger", "asr_transfer", "hr@1"], key="compare_metric",
-                      help="Plotted against the dose, one line per recipe: dataset · victim · model · candidates · clean training samples · epochs.")
+                      help="Plotted against the dose, one line per recipe: dataset · victim · model · candidates · "
+                           "clean training samples · epochs.")
 dose = m2.radio("Dose as", list(plots.DOSE_AXES), format_func=plots.DOSE_AXES.get, key="compare_dose",
                 help="ρ is a share; what forms a backdoor is closer to the number of poisoned samples.")
 points = reports.dose_points(reads().metrics_across_runs("attack"), metric)

@@ -19,7 +19,7 @@ import streamlit as st
 from core import settings
 from core.data.dataset import dataset_status
 from core.errors import BadRecError
-from core.pscanner.scan_config import has_reference, planned_scanner, reranked_titles
+from core.pscanner.scan_config import contrasted_titles, has_reference, planned_scanner
 from core.runs.jobs import JobManager
 from core.runs.store import Store
 from core.views import estimate, reports
@@ -243,10 +243,8 @@ def scan_time(cfg, n_items: int, n_domain_titles: int, attack_run: dict | None =
     defence of that run (scan, retrain, evaluate); `auto` counted as the model it resolves to for `n_items`."""
     cfg = replace(cfg, scanner=planned_scanner(cfg, n_items))
     cached = _scanner_cached(json.dumps(cfg.to_dict(), sort_keys=True, default=str), store().n_finished_runs(), cfg)
-    reranked = reranked_titles(cfg, n_items)
     est = estimate.scan_estimate(cfg.scanner, n_domain_titles, n_items, cached, throughput(),
-                                 trains_on_catalog=not has_reference(cfg),
-                                 reranked=reranked + cfg.rerank_probes if reranked else 0)  # probes cost as much
+                                 trains_on_catalog=not has_reference(cfg), reranked=contrasted_titles(cfg, n_items))
     if est is None:
         return f"no speed measured for a {cfg.scanner.model.name} scanner here yet."
     if attack_run is not None:

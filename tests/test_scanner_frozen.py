@@ -143,6 +143,17 @@ def test_a_scan_has_a_trusted_reference_for_a_run_or_an_upload_with_its_domain()
     assert not has_reference(ScanConfig(source="dataset", dataset="ml-100k"))  # it scans the dataset itself
 
 
+def test_a_checked_reranking_charges_its_probes_to_the_time_estimate():
+    from core.pscanner.scan_config import ScanConfig, contrasted_titles
+
+    frozen = ScannerConfig(model=ModelConfig(name="x.gguf"), finetune="frozen")
+    own = ScanConfig(source="catalog", catalog_path="c.csv", scanner=frozen)
+    assert contrasted_titles(own, 1000) == 100  # the top 10 %, unchecked
+    assert contrasted_titles(ScanConfig(source="catalog", catalog_path="c.csv", scanner=frozen, rerank_probes=60),
+                             1000) == 160
+    assert contrasted_titles(ScanConfig(source="run", run_id="r", scanner=frozen, rerank_probes=60), 1000) == 0
+
+
 def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gguf_cfg, monkeypatch):
     import core.pscanner.scanner_frozen as sf
 

@@ -9,9 +9,10 @@ the calibrated threshold and the number of titles above it, stays what it was; w
 it changes. Only the top is re-ranked, as each title costs one scored text per removable span.
 
 Whether re-ranking helps depends on the catalog (E36: it lifted artist names, it cost game titles, whose
-numbers and codes are removable spans too), and the analyst has no labels to tell. So a scan first checks
-it on the catalog itself (`check_rerank`): fresh agent triggers on a sample of its own titles are
-ranked among the catalog with and without the re-ranking, and it is kept only where they rank better.
+numbers and codes are removable spans too), and the analyst has no labels to tell. A scan can check it on
+the catalog itself (`check_rerank`, `ScanConfig.rerank_probes`; off by default, E41: it chose wrong on the
+held-out triggers): fresh agent triggers on a sample of its own titles are ranked among the catalog with and
+without the re-ranking, and it is kept only where they rank better.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class ScanConfig(ConfigMixin):
             trains on the catalog itself; the scores keep their values, so the threshold flags as many titles
             (0 = off). rerank_min (`int`): re-rank at least this many (a small catalog entirely).
         rerank_probes (`int`): when > 0, fresh agent triggers placed on this many of the catalog's titles decide
-            whether the re-ranking is applied: only where they rank better with it (`core.pscanner.rerank.check_rerank`).
+            whether the re-ranking is applied: only where they rank better with it
+            (`core.pscanner.rerank.check_rerank`).
             0 (default) = re-rank unchecked: on the evaluation seeds the check kept the re-ranking where it hurt
             (steam) and dropped it where it helped (ml-100k), E41 in docs/SCANNER.md.
     """
@@ -152,6 +153,13 @@ def reranked_titles(cfg: ScanConfig, n_titles: int) -> int:
     if has_reference(cfg) or cfg.engine != "local" or cfg.scanner.mode != "frozen":
         return 0
     return rerank_size(n_titles, cfg.rerank, cfg.rerank_min)
+
+
+def contrasted_titles(cfg: ScanConfig, n_titles: int) -> int:
+    """Texts whose span deletions a scan of `n_titles` scores: the re-ranked top and, when the re-ranking is
+    checked, its probes (what the time estimate charges for re-ranking)."""
+    k = reranked_titles(cfg, n_titles)
+    return k + cfg.rerank_probes if k else 0
 
 
 def planned_scanner(cfg: ScanConfig, n_titles: int) -> ScannerConfig:

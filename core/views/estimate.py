@@ -229,8 +229,8 @@ def scan_estimate(scanner, n_domain_titles: int, n_items: int, cached: bool, rat
         cached (`bool`): a scanner for these titles and settings is in the cache (`scanner_cached`).
         trains_on_catalog (`bool`): no trusted reference, so the scanner trains on the catalog itself (cross-fitted):
             a frozen-LLM scanner then featurized every title while training, and scoring them costs no pass.
-        reranked (`int`): top titles re-ordered by deletion contrast (`core.pscanner.scan_config.reranked_titles`)
-            and probes checking it (`ScanConfig.rerank_probes`): `VARIANTS_PER_TITLE` texts each at the scanner's
+        reranked (`int`): texts whose span deletions are scored for the re-ranking
+            (`core.pscanner.scan_config.contrasted_titles`): `VARIANTS_PER_TITLE` texts each at the scanner's
             training rate (texts/s).
 
     Returns:
