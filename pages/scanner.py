@@ -115,8 +115,9 @@ with st.container(border=True):
                              help="Also flag every title carrying a word or phrase that recurs among the "
                                   "top-scored tenth of the catalog and whose removal lowers their scores "
                                   "(core.pscanner.campaign): BadRec writes one trigger into several items. auto = "
-                                  "on when the scanner trains on a trusted reference (a dataset for a run or a file), "
-                                  "off when a catalog trains its own scanner (series and franchise names recur there).")
+                                  "on when no title is scored by a scanner that trained on it as clean (a trusted "
+                                  "reference, or the default cross-fitted scan of an upload); off when one scanner "
+                                  "trains on the catalog itself (series and franchise names recur there).")
         unicode_check = st.checkbox("Check Unicode hygiene", value=True, key="scanner_unicode",
                                     help="Also flag titles with invisible or bidi characters, words mixing scripts "
                                          "or look-alike letters (Cyrillic о in a Latin word), and emoji or symbols "

@@ -63,3 +63,16 @@ def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():
 def test_config_validation(bad):
     with pytest.raises(InputError):
         CampaignConfig(**bad)
+
+
+def test_carriers_of_a_recurring_trigger_rank_with_the_flagged_titles():
+    from core.pscanner.scan import final_scores
+
+    scores = np.array([0.99, 0.40, 0.20, 0.60, 0.30])
+    hygiene = np.array([0.0, 0.0, 0.0, 0.0, 0.6])
+    carries = np.array([False, True, True, False, False])
+    final = final_scores(scores, 0.9, hygiene, carries)
+    assert final[0] == 0.99 and final[3] == 0.60  # neither flagged by a rule: unchanged
+    assert final[1] > final[2] > 0.9 and final[4] > 0.9  # flagged by a campaign or a finding: above every unflagged
+    assert final[1] < 0.99  # carriers keep their own order below a title the scanner scores higher
+    assert np.array_equal(final_scores(scores, 0.9, np.zeros(5), np.zeros(5, bool)), scores)

@@ -49,7 +49,7 @@ def test_scan_catalog_json_csv_and_metrics(home, tmp_path, capsys):
     assert {"precision", "recall", "f1", "auc", "seconds", "n_flagged", "campaigns", "title_only",
             "campaigns_only"} <= set(result)
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["f1"] <= 1.0  # quality: see test_scanner.py
-    assert result["campaign_step"] is False  # auto: off, the catalog trained its own scanner
+    assert result["campaign_step"] is True  # auto: on, no title was scored by a scanner that saw it as clean
     # no trusted reference: cross-fitted over 2 folds, threshold calibrated on their scores (never below 0.5)
     assert result["crossfit_folds"] == 2 and len(result["scanner"]["rounds"]) == 2
     cal = result["calibration"]
@@ -199,7 +199,8 @@ def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, t
 
 
 def test_recurring_triggers_are_looked_for_with_a_trusted_reference(home, tmp_path, capsys):
-    """`--campaigns auto` runs the recurring-trigger step when a domain dataset is the reference; `off` never."""
+    """`--campaigns auto` runs the recurring-trigger step when a domain dataset is the reference (and in a
+    cross-fitted scan, test above), not when one scanner trains on the catalog itself; `off` never."""
     from tests.conftest import make_synthetic
 
     store = Store(settings.db_path())
@@ -214,6 +215,8 @@ def test_recurring_triggers_are_looked_for_with_a_trusted_reference(home, tmp_pa
         steps.append(result["campaign_step"])
         assert result["campaign_seconds"] is not None and isinstance(result["campaigns"], list)
     assert steps == [True, False]
+    assert main(["scan", "--catalog", str(cat), "--json", *FAST, "--crossfit", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["campaign_step"] is False
 
 
 def test_an_invisible_character_is_flagged_with_its_reason(home, tmp_path, capsys):

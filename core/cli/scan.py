@@ -38,7 +38,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       dataset=args.dataset, run_id=getattr(args, "run", None), methods=methods,
                       scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
-                      campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top),
+                      campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top,
+                                                        min_titles=args.campaign_min_titles),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
                       crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
@@ -128,10 +129,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-agent", action="store_true", help="also ask the configured LLM endpoint for triggers")
     p.add_argument("--campaigns", default="auto", choices=("auto", "on", "off"),
                    help="also flag every title carrying a trigger that recurs among the top-scored titles "
-                        "(core.pscanner.campaign); auto = on when the scanner trains on a trusted reference (--dataset "
-                        "for a run or a file), off when a catalog trains its own scanner")
+                        "(core.pscanner.campaign); auto = on with a trusted reference (--dataset for a run or a file) "
+                        "or a cross-fitted scan, off when one scanner trains on the catalog itself (--crossfit 0)")
     p.add_argument("--campaign-top", type=float, default=CampaignConfig.top,
                    help="share of the catalog, by score, in which a recurring trigger is looked for")
+    p.add_argument("--campaign-min-titles", type=int, default=CampaignConfig.min_titles,
+                   help="top-scored titles a recurring trigger must be on (at least 2)")
     p.add_argument("--no-unicode-check", action="store_true",
                    help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
                         "symbols (core.pscanner.unicode_hygiene); on by default, whatever the threshold")

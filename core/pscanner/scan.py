@@ -178,7 +178,7 @@ class Scored:
     calibration: dict
     use_campaigns: bool
     scores: np.ndarray  # the scanner's own score of each title
-    final: np.ndarray  # the scanner's score, raised into [threshold, 1] by a hygiene finding
+    final: np.ndarray  # the scanner's score, raised into [threshold, 1] by a hygiene finding or campaign
     by_score: np.ndarray  # at or above the threshold
     flagged: np.ndarray  # by score, campaign or hygiene finding
     shared: list[str | None]  # the recurring trigger a title carries
@@ -254,7 +254,8 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     if progress:
         progress.phase(f"getting a scanner for {domain}")
     scanner_cfg = replace(cfg.scanner, self_clean=cfg.scanner.self_clean and not trusted)
-    if not trusted and cfg.crossfit:  # no trusted reference: no title is scored by a scanner that saw it as clean
+    crossfitted = not trusted and bool(cfg.crossfit)
+    if crossfitted:  # no trusted reference: no title is scored by a scanner that saw it as clean
         scanner, cached = crossfit_scanner(train_titles, fold_recipe(cfg, scanner_cfg), cfg.crossfit, progress,
                                            res.client, domain, cfg.use_cache)
     else:
@@ -262,7 +263,8 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     if not cached:
         res.warnings += scanner.info.get("warnings", [])
     threshold = scanner.threshold if cfg.threshold is None else float(cfg.threshold)
-    use_campaigns = cfg.campaigns == "on" or (cfg.campaigns == "auto" and trusted)
+    # A scanner that never saw a title as clean (a trusted reference, or cross-fitting) backs the step (E44)
+    use_campaigns = cfg.campaigns == "on" or (cfg.campaigns == "auto" and (trusted or crossfitted))
     if progress:
         progress.phase("scoring titles")
     s_all, spans_of = score_catalog(scanner, res.titles, threshold, cfg, progress)
@@ -279,9 +281,19 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     campaign_seconds = round(time.monotonic() - t_campaigns, 2)
     flagged = flagged | (res.unicode_scores > 0)  # a hygiene finding is flagged whatever the threshold
     return Scored(scanner, cached, domain, train_titles, threshold, calibration, use_campaigns,
-                  s_all, np.maximum(s_all, unicode_hygiene.in_flagged_range(res.unicode_scores, threshold)),
+                  s_all, final_scores(s_all, threshold, res.unicode_scores, campaign.carried(shared)),
                   s_all >= threshold, flagged, shared, campaigns,
                   campaign_seconds, spans_of)
+
+
+def final_scores(scores: np.ndarray, threshold: float, hygiene: np.ndarray, carries: np.ndarray) -> np.ndarray:
+    """The scanner's scores, those of titles flagged by a hygiene finding or a recurring trigger raised into
+    [threshold, 1] (`unicode_hygiene.in_flagged_range`): every flagged title ranks above every unflagged one.
+
+    A carrier keeps its order among carriers (its own score mapped), as a hygiene finding keeps its strength.
+    """
+    in_range = unicode_hygiene.in_flagged_range
+    return np.maximum.reduce([scores, in_range(hygiene, threshold), in_range(np.where(carries, scores, 0.0), threshold)])
 
 
 def rerank(scanner, titles: list[str], scores: np.ndarray, k: int, cfg: ScanConfig,

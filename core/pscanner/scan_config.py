@@ -38,9 +38,11 @@ class ScanConfig(ConfigMixin):
             into batches of closer lengths: 16,384 scored ~15 % faster than 4,096).
         spans (`bool`): find the suspicious span of flagged titles.
         campaigns (`Literal["auto", "on", "off"]`): also flag every title carrying a trigger that recurs among
-            the top-scored titles (`core.pscanner.campaign`). `auto` = on when the scanner trained on a trusted
-            reference (a domain dataset for a run or an upload), off when a catalog trains its own scanner:
-            there series and franchise names recur among the top titles (steam: 27 false campaigns, E18).
+            the top-scored titles (`core.pscanner.campaign`). `auto` = on when no title is scored by a scanner
+            that trained on it as clean: a trusted reference (a domain dataset for a run or an upload) or a
+            cross-fitted scan of the catalog itself (E44); off when a catalog trains one scanner on itself
+            (`crossfit=0`): there series and franchise names recur among the top titles (steam: 27 false
+            campaigns, E18).
         campaign (`CampaignConfig`): the rule's parameters.
         judge_max_items (`int`): the LLM judge is skipped (with a warning) above this many titles.
         use_cache (`bool`): reuse / store trained scanners.

@@ -313,7 +313,8 @@ def summarize(per_title: Sequence[Sequence[Finding]]) -> tuple[np.ndarray, list[
 def in_flagged_range(scores: np.ndarray, threshold: float) -> np.ndarray:
     """Hygiene scores moved into [threshold, 1], in their order (0 stays 0): a finding flags its title whatever
     the threshold, so the title's score must rank it with the flagged ones, not below clean titles the scanner
-    scores higher (on artist names or game titles the threshold sits above `UNUSUAL_SCORE`)."""
+    scores higher (on artist names or game titles the threshold sits above `UNUSUAL_SCORE`). The scan maps the
+    scanner scores of a recurring trigger's carriers the same way (`core.pscanner.scan.final_scores`)."""
     return np.where(scores > 0, threshold + (1.0 - threshold) * scores, 0.0)
 
 
