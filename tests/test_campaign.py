@@ -76,3 +76,18 @@ def test_carriers_of_a_recurring_trigger_rank_with_the_flagged_titles():
     assert final[1] > final[2] > 0.9 and final[4] > 0.9  # flagged by a campaign or a finding: above every unflagged
     assert final[1] < 0.99  # carriers keep their own order below a title the scanner scores higher
     assert np.array_equal(final_scores(scores, 0.9, np.zeros(5), np.zeros(5, bool)), scores)
+
+
+def test_a_pair_counts_only_when_removing_it_leaves_plain_titles():
+    """Two titles carrying one n-gram: a trigger leaves plain titles behind when removed, a franchise name a
+    fragment that still scores odd; `pair_rest` tells them apart, and without it both pass."""
+    catalog = [f"{t} xq7" if i in (3, 30) else t for i, t in enumerate(CATALOG)]
+    catalog[50], catalog[70] = "Ninja Storm Zq", "Ninja Storm Vx"  # a franchise: "Zq" alone is a fragment
+    fixed = {CATALOG[3]: 0.12, CATALOG[30]: 0.12, "Zq": 0.45, "Vx": 0.45, "Storm Zq": 0.45, "Storm Vx": 0.45}
+    odd = lambda ts: np.array([0.95 if "xq7" in t else 0.9 if "Ninja" in t else fixed.get(t, _scores([t])[0])  # noqa: E731
+                               for t in ts])
+    loose = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2))
+    strict = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2, pair_rest=0.5))
+    assert {c.text for c in loose} >= {"xq7", "Ninja Storm"} and [c.text for c in strict] == ["xq7"]
+    with pytest.raises(InputError):
+        CampaignConfig(pair_rest=1.0)

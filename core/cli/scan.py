@@ -39,7 +39,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       scanner=_scanner_config(args), threshold=args.threshold, train_on=args.train_on,
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top,
-                                                        min_titles=args.campaign_min_titles),
+                                                        min_titles=args.campaign_min_titles,
+                                                        pair_rest=args.campaign_pair_rest),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
                       crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
@@ -135,6 +136,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="share of the catalog, by score, in which a recurring trigger is looked for")
     p.add_argument("--campaign-min-titles", type=int, default=CampaignConfig.min_titles,
                    help="top-scored titles a recurring trigger must be on (at least 2)")
+    p.add_argument("--campaign-pair-rest", type=float, default=CampaignConfig.pair_rest,
+                   help="a trigger on two top titles must leave both, once removed, below this quantile of the "
+                        "catalog's scores")
     p.add_argument("--no-unicode-check", action="store_true",
                    help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
                         "symbols (core.pscanner.unicode_hygiene); on by default, whatever the threshold")

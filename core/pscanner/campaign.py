@@ -42,6 +42,9 @@ class CampaignConfig(ConfigMixin):
         max_words (`int`): longest n-gram considered, in words.
         max_checked (`int`): n-grams put through the removal check, most frequent first.
         probe_titles (`int`): titles per n-gram scored without it in the removal check.
+        pair_rest (`float | None`): an n-gram on fewer than 3 top titles must also leave them, once removed,
+            below this quantile of the catalog's scores: a trigger leaves a plain title behind, a franchise or
+            series name a fragment that still scores odd (E45). None: no stricter check for pairs.
     """
 
     top: float = 0.1
@@ -50,6 +53,7 @@ class CampaignConfig(ConfigMixin):
     max_words: int = 6
     max_checked: int = 200
     probe_titles: int = 32
+    pair_rest: float | None = None
 
     def __post_init__(self):
         if not 0.0 < self.top <= 0.5:
@@ -60,6 +64,8 @@ class CampaignConfig(ConfigMixin):
             raise InputError(f"campaign min_share {self.min_share} must be in [0.5, 1]")
         if self.max_words < 1 or self.max_checked < 1 or self.probe_titles < 1:
             raise InputError("campaign max_words, max_checked and probe_titles must be >= 1")
+        if self.pair_rest is not None and not 0.0 < self.pair_rest < 1.0:
+            raise InputError(f"campaign pair_rest {self.pair_rest} must be in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -117,12 +123,15 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     first = {g.split(" ")[0] for g in kept}
     df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
     shared = sorted((g for g in kept if support[g] >= cfg.min_share * df[g]), key=lambda g: (-support[g], g))
+    pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
     found: list[Campaign] = []
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
         med_with = float(np.median(scores[mine]))
-        med_without = float(np.median(score_fn([without(titles[i], g) for i in mine])))
-        if med_without < cut:
+        rest = score_fn([without(titles[i], g) for i in mine])
+        med_without = float(np.median(rest))
+        pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
+        if med_without < cut and pair_ok:
             found.append(Campaign(g, int(df[g]), med_with, med_without))
     # One trigger passes as several n-grams: its fragments (carried by the same titles) and the trigger with
     # a neighbouring word (`(1995) mn`, carried by fewer). Keep the longest n-gram whose titles none of its
