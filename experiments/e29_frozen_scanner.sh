@@ -15,15 +15,7 @@ heldout)
 clean)  # nothing poisoned: the share flagged is the false-positive rate (target <= 1.5 % at --target-fpr 0.01)
   [ -n "${CLEAN_SAMPLES:-}" ] || python -m core scan --dataset ml-1m --method scanner --json > "$out/clean-ml-1m.json"
   for ds in ${CLEAN_SAMPLES:-steam movietweetings-100k lastfm-2k}; do  # a seeded 2,000-title sample of each, as an upload
-    python - "$ds" "$out/clean-$ds.csv" <<'PY'
-import random, sys
-from core import settings
-from core.data.dataset import load_dataset
-from core.runs.store import Store
-items = load_dataset(Store(settings.db_path()), sys.argv[1]).items[["item_id", "title"]]
-items = items.drop_duplicates("title")
-items.loc[sorted(random.Random(f"sample:{sys.argv[1]}").sample(list(items.index), 2000))].to_csv(sys.argv[2], index=False)
-PY
+    clean_sample "$ds" "$out/clean-$ds.csv"
     python -m core scan --catalog "$out/clean-$ds.csv" --method scanner --json > "$out/clean-$ds.json"
   done ;;
 run)  # E26's detection again with the default scanner: E23's attack run, its preset triggers held out of training

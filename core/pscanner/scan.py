@@ -292,8 +292,8 @@ def final_scores(scores: np.ndarray, threshold: float, hygiene: np.ndarray, carr
 
     A carrier keeps its order among carriers (its own score mapped), as a hygiene finding keeps its strength.
     """
-    in_range = unicode_hygiene.in_flagged_range
-    return np.maximum.reduce([scores, in_range(hygiene, threshold), in_range(np.where(carries, scores, 0.0), threshold)])
+    by_rule = np.maximum(hygiene, np.where(carries, scores, 0.0))  # the mapping is monotone: max before or after
+    return np.maximum(scores, unicode_hygiene.in_flagged_range(by_rule, threshold))
 
 
 def rerank(scanner, titles: list[str], scores: np.ndarray, k: int, cfg: ScanConfig,
