@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, poison, suite_titles  # noqa: E402
-from core import settings  # noqa: E402
-from core.metrics import roc_auc  # noqa: E402
-from core.runs.store import Store  # noqa: E402
+from bench.heldout_suite import LEARNED, poison, suite_titles
+from core import settings
+from core.metrics import roc_auc
+from core.runs.store import Store
 
 FEATURES = ("share2", "run2", "count2", "share3", "run3", "count3")
 
