@@ -275,10 +275,7 @@ def crossfit_as_cli(poisoned: list[str], domain: str):
 def experiment_main(run_seed) -> list[dict]:
     """The command line of an experiment on the suite's catalogs (`--dataset`, `--sample`, `--seeds`, tuning seed
     100 by default, `--out`): `run_seed(titles, seed)` for each seed, every result written to `--out` as it comes."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="lastfm-2k")
-    ap.add_argument("--sample", type=int, default=1500)
-    ap.add_argument("--seeds", default="100")
+    ap = suite_parser("100")
     ap.add_argument("--out")
     args = ap.parse_args()
     titles = suite_titles(args.dataset, args.sample)
@@ -289,6 +286,30 @@ def experiment_main(run_seed) -> list[dict]:
             Path(args.out).write_text(json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs},
                                                  indent=1))
     return runs
+
+
+def suite_parser(seeds: str) -> argparse.ArgumentParser:
+    """The arguments of a script on the suite's catalogs: `--dataset`, `--sample`, `--seeds` (default `seeds`)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="lastfm-2k")
+    ap.add_argument("--sample", type=int, default=1500)
+    ap.add_argument("--seeds", default=seeds)
+    return ap
+
+
+def stored_scans(titles: list[str], seeds: str):
+    """For each seed of `seeds` (comma-separated): `(seed, planted, scans)`, `scans` being every scan stored in
+    `BADREC_HOME` of that seed's poisoned catalog as `(scan_id, results)`, oldest first (scripts that read the
+    suite's scores back instead of scanning again)."""
+    from core import settings
+    from core.runs.store import Store
+
+    store = Store(settings.db_path())
+    ids = store.list_runs("scan").sort_values("created_at")["run_id"]
+    stored = [(sid, store.scan_results(sid)) for sid in ids]
+    for seed in (int(x) for x in seeds.split(",")):
+        poisoned, planted = poison(titles, seed)
+        yield seed, planted, [(sid, res) for sid, res in stored if res["title"].tolist() == poisoned]
 
 
 def suite_titles(dataset: str, sample: int = 0) -> list[str]:

@@ -13,7 +13,6 @@ independent).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -23,31 +22,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, poison, suite_titles  # noqa: E402
+from bench.heldout_suite import LEARNED, stored_scans, suite_parser, suite_titles
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="lastfm-2k")
-    ap.add_argument("--sample", type=int, default=1500)
-    ap.add_argument("--seeds", default="0,1,2")
-    args = ap.parse_args()
-    from core import settings
+    args = suite_parser("0,1,2").parse_args()
     from core.metrics import Z95, auc_delong, auc_interval
-    from core.runs.store import Store
 
-    titles = suite_titles(args.dataset, args.sample)
-    store = Store(settings.db_path())
-    scans = store.list_runs("scan").sort_values("created_at")
-    stored = {sid: store.scan_results(sid) for sid in scans["run_id"]}
     rows, latest = [], {}
-    for seed in (int(s) for s in args.seeds.split(",")):
-        poisoned, planted = poison(titles, seed)
+    for seed, planted, scans in stored_scans(suite_titles(args.dataset, args.sample), args.seeds):
         fam = np.array([p.family if p else "" for p in planted])
         learned = (fam == "") | np.isin(fam, LEARNED)
-        for sid, res in stored.items():
-            if res["title"].tolist() != poisoned:
-                continue
+        for sid, res in scans:
             s, y = res["score"].to_numpy(float)[learned], np.isin(fam, LEARNED)[learned]
             (auc, se), (low, high) = auc_delong(s, y), auc_interval(s, y)
             rows.append({"scan_id": sid, "seed": seed, "n_poisoned": int(y.sum()), "auc": round(auc, 4),

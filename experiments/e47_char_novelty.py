@@ -11,7 +11,6 @@ feature over all char/word/sentence and clean titles, then the same among the ti
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,10 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.heldout_suite import LEARNED, poison, suite_titles
-from core import settings
+from bench.heldout_suite import LEARNED, stored_scans, suite_parser, suite_titles
 from core.metrics import roc_auc
-from core.runs.store import Store
 
 FEATURES = ("share2", "run2", "count2", "share3", "run3", "count3")
 
@@ -51,21 +48,14 @@ def novelty(titles: list[str]) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="lastfm-2k")
-    ap.add_argument("--sample", type=int, default=1500)
-    ap.add_argument("--seeds", default="100,101,102")
-    args = ap.parse_args()
-    titles = suite_titles(args.dataset, args.sample)
-    store = Store(settings.db_path())
-    scans = store.list_runs("scan").sort_values("created_at")["run_id"].tolist()[::-1]
+    args = suite_parser("100,101,102").parse_args()
     print("seed subset n pos score " + " ".join(FEATURES))
-    for seed in map(int, args.seeds.split(",")):
-        poisoned, planted = poison(titles, seed)
-        res = next((r for r in map(store.scan_results, scans) if r["title"].tolist() == poisoned), None)
-        if res is None:
+    for seed, planted, scans in stored_scans(suite_titles(args.dataset, args.sample), args.seeds):
+        if not scans:
             print(seed, "no stored scan of this catalog")
             continue
+        res = scans[-1][1]  # the newest
+        poisoned = res["title"].tolist()
         fam = np.array([p.family if p else "" for p in planted])
         s, f = res["score"].to_numpy(float), novelty(poisoned)
         rank = np.empty(len(s), int)
