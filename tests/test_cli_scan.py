@@ -176,6 +176,20 @@ def test_scan_run_and_defend_end_to_end(home, capsys):
     assert scan["n_items"] == 60 and json.loads(scan["metrics"])["auc"] >= 0.0
 
 
+def test_the_api_default_scan_is_the_cli_default_scan():
+    """A scan built in Python with no options is the one `scan --catalog FILE` runs: the same scanner (`auto`:
+    the LLM for a catalog without reference), recipe and threshold, so API and CLI numbers agree."""
+    from core.cli.main import build_parser
+    from core.cli.scan import _scan_config
+    from core.pscanner.scan_config import ScanConfig, planned_scanner
+
+    cli = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv"]), "catalog")
+    api = ScanConfig(source="catalog", catalog_path="c.csv")
+    assert api.to_dict() == cli.to_dict()
+    assert planned_scanner(api, 1682).model.name == "smollm2-135m"
+    assert planned_scanner(ScanConfig(source="run", run_id="r"), 1682).model.name == "mini"
+
+
 def test_a_reference_domain_is_trusted_but_a_self_scanned_catalog_is_not(home, tmp_path):
     """Self-cleaning guards a scanner trained on the catalog it scans; a separate domain dataset is the
     clean reference, whose odd titles must be learned as clean rather than dropped."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 from core.config import ConfigMixin
 from core.errors import InputError
+from core.lm.models import ModelConfig
 from core.runs.ray_engine import RayConfig
 
 from .campaign import CampaignConfig
@@ -30,7 +31,8 @@ class ScanConfig(ConfigMixin):
         dataset (`str`, optional): the dataset to scan, or the domain whose titles train the scanner.
         run_id (`str`, optional): the attack run for `source="run"`.
         methods (`tuple[str, ...]`): `scanner` plus any of onion, tokenstats, judge, ensemble.
-        scanner (`ScannerConfig`): the scanner to get or train.
+        scanner (`ScannerConfig`): the scanner to get or train; its model is `auto` here, as in the CLI and on
+            the Scanner page, so that a scan from the API scores as they do (`planned_scanner`).
         threshold (`float`, optional): flag at score >= threshold; default: the scanner's calibrated one.
         train_on (`Literal["auto", "domain", "catalog"]`): titles the scanner trains on: the domain dataset's
             (clean reference) titles, or the scanned catalog's own; `auto` = domain when one is known.
@@ -78,7 +80,7 @@ class ScanConfig(ConfigMixin):
     dataset: str | None = None
     run_id: str | None = None
     methods: tuple[str, ...] = ("scanner", "tokenstats")
-    scanner: ScannerConfig = field(default_factory=ScannerConfig)
+    scanner: ScannerConfig = field(default_factory=lambda: ScannerConfig(model=ModelConfig(name="auto")))
     threshold: float | None = None
     train_on: Literal["auto", "domain", "catalog"] = "auto"
     chunk_size: int = 16384
