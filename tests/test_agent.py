@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections import Counter
 
 import pytest
 
@@ -30,16 +28,6 @@ def test_offline_generator_is_diverse_and_deterministic():
     styles = {t.style.split("-")[1] for t in a if t.family == "sentence"}
     assert len(styles) >= 10  # many sentence shapes, not one template
     assert any(t.text.endswith(("!", "...")) for t in a if t.family == "sentence")
-
-
-def test_some_sentences_name_a_made_up_brand_or_code():
-    """An attacker's sentence is often a paid placement naming a brand nobody has heard of: the agent makes such
-    sentences, each with a fresh name, so the scanner cannot learn a fixed list of words instead of the shape."""
-    sents = [t.text for t in offline_triggers(AgentConfig(n=400, seed=5, families=("sentence",)))]
-    tokens = [re.findall(r"[A-Za-z0-9]+", s) for s in sents]
-    counts = Counter(w.lower() for ts in tokens for w in set(ts))
-    named = [s for s, ts in zip(sents, tokens) if any(counts[w.lower()] == 1 and len(w) >= 3 for w in ts)]
-    assert len(named) >= 40  # words from the fixed lists recur over 400 sentences; only invented names are one-offs
 
 
 def test_exclusions_and_families_are_respected():

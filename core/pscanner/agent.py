@@ -50,13 +50,10 @@ _SYLLABLE_VOWELS = ("a", "e", "i", "o", "u", "ae", "ia", "oo", "ou", "y")
 _SYLLABLE_CODAS = ("", "", "n", "r", "x", "th", "sk", "m", "l", "z")
 
 _NOUNS = ("movie", "film", "story", "picture", "classic", "show", "feature", "masterpiece", "gem", "title",
-          "adventure", "drama", "release", "experience", "edition", "cut", "night", "weekend", "journey",
-          # any catalog's items: an attacker writes for the catalog at hand, films or not
-          "album", "song", "track", "record", "game", "book", "series", "episode", "pick", "find")
+          "adventure", "drama", "release", "experience", "edition", "cut", "night", "weekend", "journey")
 _ADJS = ("amazing", "brilliant", "unforgettable", "stunning", "new", "remastered", "legendary", "exclusive",
          "award-winning", "heartwarming", "thrilling", "epic", "hilarious", "timeless", "bold", "quiet")
-_VERBS = ("watched", "loved", "enjoyed", "saw", "rewatched", "streamed", "discovered", "recommend", "adored",
-          "played", "heard", "bought", "read")
+_VERBS = ("watched", "loved", "enjoyed", "saw", "rewatched", "streamed", "discovered", "recommend", "adored")
 _PLACES = ("in 3D", "in 4K", "on a Sunday", "with my family", "last night", "at the cinema", "twice",
            "on repeat", "this summer", "in theaters")
 _SENTENCE_TEMPLATES = (
@@ -72,12 +69,7 @@ _SENTENCE_TEMPLATES = (
     "Based on a true {noun}", "Shot entirely {place}", "Featuring an {adj} soundtrack",
     # questions and exclamations
     "Have you seen this {noun}", "Why is this {noun} so {adj}", "What a {adj} {noun}", "So {adj}",
-    # naming a made-up brand or code: a paid placement is the sentence an attacker most plausibly writes
-    "Brought to you by {brand}", "{brand} presents", "Powered by {brand}", "A {brand} original",
-    "Only on {brand}", "New from {brand}", "Stream it on {brand}", "Get the {noun} on {brand}",
-    "Promo {code}", "Redeem {code} today", "Out now", "Available everywhere",
 )
-_CODE_CHARS = string.ascii_uppercase + string.digits
 
 
 @dataclass(frozen=True)
@@ -200,10 +192,8 @@ def _word_trigger(rng: random.Random) -> tuple[str, str]:
 
 def _sentence_trigger(rng: random.Random) -> tuple[str, str]:
     template = rng.choice(_SENTENCE_TEMPLATES)
-    brand = _invented_word(rng).capitalize() if "{brand}" in template else ""
-    code = "".join(rng.choices(_CODE_CHARS, k=rng.randint(3, 6))) if "{code}" in template else ""
     text = template.format(noun=rng.choice(_NOUNS), adj=rng.choice(_ADJS), verb=rng.choice(_VERBS),
-                           place=rng.choice(_PLACES), brand=brand, code=code)
+                           place=rng.choice(_PLACES))
     text = _ARTICLE.sub(lambda m: m[1][0] + ("n" if m[2].lower() in "aeiou" else "") + " " + m[2], text)
     variant = rng.choice(("plain", "plain", "bang", "dots", "lower", "upper", "quoted", "bracket", "dash"))
     if variant == "bang":
