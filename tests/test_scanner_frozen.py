@@ -40,14 +40,21 @@ def test_a_gguf_scanner_defaults_to_frozen_features_and_mini_stays_fine_tuned(gg
     assert ScannerConfig().mode == "full" and ScannerConfig(model=ModelConfig(name="tiny")).mode == "lora"
 
 
-def test_features_do_not_depend_on_the_batch_a_text_is_padded_in(gguf_cfg):
+def test_a_texts_features_do_not_depend_on_the_texts_computed_with_it(gguf_cfg):
+    """A scan's numbers must not depend on what the process computed before (the dashboard keeps one extractor):
+    the same text alone, in a batch of other lengths or among other texts of its length gives the same features
+    (bit for bit on bf16, to float rounding in fp32, where the BLAS path depends on the batch's row count)."""
     ext = extractor_for(gguf_cfg)
-    texts = ["Moon River (1961)", "A much longer title with many more words in it (1999) and more", "X"]
+    texts = ["Moon River (1961)", "A much longer title with many more words in it (1999) and more", "X",
+             "Moon Rover (1962)", "Night Story", ""]
     together = ext.features(texts)
-    alone = FeatureExtractor(ext.model, ext.tokenizer, batch_size=1, dtype=ext.dtype).features(texts)
-    assert together.shape == (3, ext.dim)
-    np.testing.assert_allclose(together, alone, rtol=2e-2, atol=2e-2)
-    assert set(texts) <= set(ext.cache)
+    assert together.shape == (6, ext.dim) and set(texts) <= set(ext.cache)
+    for batch_size in (1, 2):
+        alone = FeatureExtractor(ext.model, ext.tokenizer, batch_size=batch_size, dtype=ext.dtype)
+        np.testing.assert_allclose(alone.features(texts[::-1])[::-1], together, rtol=1e-5, atol=1e-5)
+    later = FeatureExtractor(ext.model, ext.tokenizer, dtype=ext.dtype)
+    later.features(["Moon Rover (1961)", "A title"])  # cached first, so the rest are batched differently
+    np.testing.assert_allclose(later.features(texts), together, rtol=1e-5, atol=1e-5)
 
 
 def test_fit_head_separates_separable_data_and_is_deterministic():

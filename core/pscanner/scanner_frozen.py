@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
 CACHE_LIMIT = 60_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M: ~0.8 GB at most)
 HEAD_FILE = "head.safetensors"
+FEATURES_VERSION = 2  # in a frozen scanner's cache key: 2 = equal-length batches (`FeatureExtractor.features`)
 
 
 class FeatureExtractor:
@@ -58,16 +60,28 @@ class FeatureExtractor:
 
     def features(self, texts: Sequence[str], progress: Progress | None = None, message: str = "LLM features"
                  ) -> np.ndarray:
-        """One row per text (repeats and cached texts cost nothing), in input order."""
-        todo = sorted({t for t in texts if t not in self.cache}, key=len)
+        """One row per text (repeats and cached texts cost nothing), in input order.
+
+        Texts go through the model only beside texts of the same token length, unpadded: a padded batch's length
+        changes a row's bf16 result (up to a quarter of a feature's spread), so a text's features would depend on
+        which texts happened to be computed with it: on the scans before it in the process, or the order of a
+        benchmark's catalogs. Equal-length rows give the same bits whatever their batch on bf16, and agree to
+        float rounding in fp32, for ~10 % more time than padded batches took (docs/SCANNER.md E50)."""
+        todo = sorted({t for t in texts if t not in self.cache})
+        cut = [t[:MAX_SCAN_CHARS] for t in todo]
+        ids = dict(zip(todo, self.tokenizer(cut, add_special_tokens=False)["input_ids"] if todo else []))
+        todo.sort(key=lambda t: len(ids[t]))  # stable: equal lengths keep the texts' order
         fresh: dict[str, np.ndarray] = {}  # past the limit the cache stops growing (bulk catalogs)
-        for i in range(0, len(todo), self.batch_size):
-            batch = todo[i:i + self.batch_size]
-            for t, row in zip(batch, self._forward([t[:MAX_SCAN_CHARS] for t in batch])):
-                (self.cache if len(self.cache) < CACHE_LIMIT else fresh)[t] = row
-            if progress:
-                done = min(i + self.batch_size, len(todo))
-                progress.update(done, len(todo), f"{message}: {done:,}/{len(todo):,} texts")
+        done = 0
+        for _, group in groupby(todo, key=lambda t: len(ids[t])):
+            group = list(group)
+            for i in range(0, len(group), self.batch_size):
+                batch = group[i:i + self.batch_size]
+                for t, row in zip(batch, self._forward([ids[t] for t in batch])):
+                    (self.cache if len(self.cache) < CACHE_LIMIT else fresh)[t] = row
+                done += len(batch)
+                if progress:
+                    progress.update(done, len(todo), f"{message}: {done:,}/{len(todo):,} texts")
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self.cache[t] if t in self.cache else fresh[t] for t in texts])
@@ -77,22 +91,15 @@ class FeatureExtractor:
         """Length of a feature vector: mean and last hidden state per layer, plus six surprisal statistics."""
         return 2 * len(self.layers) * self.model.config.hidden_size + 6
 
-    def _forward(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Features of a batch: right-padded rows `prefix + title + newline`, one forward pass."""
+    def _forward(self, encs: Sequence[list[int]]) -> list[np.ndarray]:
+        """Features of a batch of titles' token ids, all of one length: rows `prefix + title + newline`."""
         import torch
 
-        encs = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        encs = [e or self.close for e in encs]
-        rows = [self.prefix + e + self.close for e in encs]
-        n = max(map(len, rows))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), n), pad)
-        mask = torch.zeros((len(rows), n), dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        encs = [e or self.close for e in encs]  # an empty title reads as the newline alone
+        ids = torch.tensor([self.prefix + e + self.close for e in encs])
         device = next(self.model.parameters()).device.type
         with torch.inference_mode(), autocast_to(device, self.dtype):
-            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            out = self.model(input_ids=ids, output_hidden_states=True)
             logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
             surprisal = -logp.gather(-1, ids[:, 1:, None])[..., 0]  # of token t+1 given tokens <= t
             hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1)

@@ -21,7 +21,7 @@ from core.progress import Progress
 from .agent import propose
 from .scanner import Scanner, ScannerConfig, calibrate_threshold, load_scanner, save_scanner
 from .scanner_data import Example, holdout_split, negative_examples, title_vocab, triggered_examples
-from .scanner_frozen import FrozenScanner, load_frozen, save_frozen, train_frozen
+from .scanner_frozen import FEATURES_VERSION, FrozenScanner, load_frozen, save_frozen, train_frozen
 from .scanner_model import load_base, prepare_for_finetune, titles_hash
 
 
@@ -186,9 +186,9 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
 # -- cache -----------------------------------------------------------------------------
 def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
     """The cache key of a scanner: its training titles, config, (cross-fitting) the base's titles and, for a head
-    on a frozen LLM, the dtype its features were computed in (bf16 or fp32 by machine: `core.hardware`)."""
+    on a frozen LLM, the dtype and version of its features (bf16 or fp32 by machine: `core.hardware`)."""
     base = {} if base_titles is None else {"base": titles_hash(base_titles)}
-    dtype = {"dtype": compute_dtype(cfg.model)} if cfg.mode == "frozen" else {}
+    dtype = {"dtype": compute_dtype(cfg.model), "features": FEATURES_VERSION} if cfg.mode == "frozen" else {}
     return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 3, **base, **dtype})
 
 
