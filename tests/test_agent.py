@@ -38,6 +38,18 @@ def test_exclusions_and_families_are_respected():
     assert {t.family for t in words} == {"word"}
 
 
+def test_char_triggers_mix_symbols_and_a_narrowed_set_holds_the_rest_out():
+    chars = [t.text for t in offline_triggers(AgentConfig(n=400, seed=1, families=("char",)))]
+    symbols = {c for t in chars for c in t if not c.isalnum()}
+    assert len(symbols) >= 15  # brackets, pipes, semicolons, not one end mark
+    assert any(not t[0].isalnum() for t in chars) and any(sum(not c.isalnum() for c in t) >= 2 for t in chars)
+    narrow = [t.text for t in offline_triggers(AgentConfig(n=400, seed=1, families=("char",), symbols="#~"))]
+    assert {c for t in narrow for c in t if not c.isalnum()} == {"#", "~"}
+    for bad in ("", "a#", "# ", "#\x00"):
+        with pytest.raises(InputError):
+            AgentConfig(symbols=bad)
+
+
 def test_render_places_trigger():
     title = "Toy Story (1995)"
     assert SyntheticTrigger("xy", "char", "suffix", "underscore").render(title) == "Toy Story (1995)_xy"

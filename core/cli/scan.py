@@ -10,6 +10,7 @@ from pathlib import Path
 from core.errors import InputError
 from core.lm.models import ModelConfig
 from core.progress import ConsoleProgress
+from core.pscanner.agent import AGENT_SYMBOLS
 from core.pscanner.campaign import CampaignConfig
 from core.pscanner.defend import run_defend
 from core.pscanner.scan import run_scan
@@ -25,7 +26,8 @@ def _scanner_config(args) -> ScannerConfig:
     exclude = tuple(t.strip() for t in (args.exclude_triggers or "").split(",") if t.strip())
     return ScannerConfig(model=ModelConfig(name=args.scanner_model, quant=args.quant),
                          train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds,
-                         target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude)
+                         target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude,
+                         agent_symbols=args.agent_symbols)
 
 
 def _scan_config(args, source: str) -> ScanConfig:
@@ -127,6 +129,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-on", default="auto", choices=("auto", "domain", "catalog"),
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")
+    p.add_argument("--agent-symbols", default=AGENT_SYMBOLS,
+                   help="punctuation the agent's character triggers mix in (narrow it to hold symbols out)")
     p.add_argument("--llm-agent", action="store_true", help="also ask the configured LLM endpoint for triggers")
     p.add_argument("--campaigns", default="auto", choices=("auto", "on", "off"),
                    help="also flag every title carrying a trigger that recurs among the top-scored titles "

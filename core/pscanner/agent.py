@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # Glue styles: how a trigger meets the title. "space" goes through apply_trigger; the others
 # attach it without a space, as in `title_xy`.
 GLUES = ("space", "underscore", "none", "dash")
+# Symbols the char family mixes into its n-grams: every ASCII punctuation mark but quotes and the backslash,
+# which a catalog's CSV and a title's rendering treat specially. A trigger of symbols is odd in any catalog,
+# but the head only learns that from symbols it has seen (docs/SCANNER.md E47).
+AGENT_SYMBOLS = "".join(c for c in string.punctuation if c not in "\"'`\\")
 
 _RARE_WORDS = (
     "ineffable", "quixotic", "serendipity", "petrichor", "sonder", "limerence", "halcyon", "ephemeral",
@@ -119,6 +123,8 @@ class AgentConfig(ConfigMixin):
             compared case-insensitively.
         use_llm (`bool`): ask the configured endpoint first, fall back to the offline generator.
         llm_share (`float`): share of `n` asked from the LLM when `use_llm` is on.
+        symbols (`str`): the punctuation the char family mixes in (narrow it to hold a set of symbols out, as
+            `families` holds out a level).
     """
 
     n: int = 200
@@ -128,6 +134,7 @@ class AgentConfig(ConfigMixin):
     exclude: frozenset[str] = field(default_factory=frozenset)
     use_llm: bool = False
     llm_share: float = 0.5
+    symbols: str = AGENT_SYMBOLS
 
     def __post_init__(self):
         if self.n < 1 or self.n > 100_000:
@@ -138,6 +145,8 @@ class AgentConfig(ConfigMixin):
             raise InputError(f"agent positions must be a non-empty subset of {', '.join(POSITIONS)}")
         if not 0.0 <= self.llm_share <= 1.0:
             raise InputError("agent llm_share must be between 0 and 1")
+        if not self.symbols or any(c.isalnum() or c.isspace() or not c.isprintable() for c in self.symbols):
+            raise InputError("agent symbols must be printable punctuation, at least one")
 
 
 @dataclass
@@ -149,9 +158,9 @@ class Proposal:
 
 
 # -- offline generator -----------------------------------------------------------
-def _char_trigger(rng: random.Random) -> tuple[str, str]:
+def _char_trigger(rng: random.Random, symbols: str) -> tuple[str, str]:
     n = rng.choice((2, 2, 2, 3, 3, 4, 5))
-    style = rng.choice(("lower", "upper", "digits", "alnum", "mixed", "double", "symbol"))
+    style = rng.choice(("lower", "upper", "digits", "alnum", "mixed", "double", "symbol", "punct"))
     if style == "lower":
         text = "".join(rng.choices(string.ascii_lowercase, k=n))
     elif style == "upper":
@@ -167,8 +176,13 @@ def _char_trigger(rng: random.Random) -> tuple[str, str]:
     elif style == "double":
         c = rng.choice(string.ascii_lowercase + string.digits)
         text = c * n if n <= 3 else c * 2 + "".join(rng.choices(string.ascii_lowercase, k=n - 2))
-    else:
-        text = "".join(rng.choices(string.ascii_lowercase, k=max(2, n - 1))) + rng.choice("#*~^%$&")
+    elif style == "symbol":
+        text = "".join(rng.choices(string.ascii_lowercase, k=max(2, n - 1))) + rng.choice(symbols)
+    else:  # symbols anywhere, alone or among letters and digits: `|;`, `?G{`
+        k = rng.randint(1, min(n, 3))
+        chars = rng.choices(symbols, k=k) + rng.choices(string.ascii_letters + string.digits, k=min(n, 4) - k)
+        rng.shuffle(chars)
+        text = "".join(chars)
     return text, f"ngram-{style}"
 
 
@@ -214,7 +228,7 @@ def _sentence_trigger(rng: random.Random) -> tuple[str, str]:
 
 
 _ARTICLE = re.compile(r"\b(an|An|a|A) (\w)")
-_FAMILY_MAKERS = {"char": _char_trigger, "word": _word_trigger, "sentence": _sentence_trigger}
+_WORD_MAKERS = {"word": _word_trigger, "sentence": _sentence_trigger}
 
 
 def pick_glue(rng: random.Random, family: str, position: str) -> str:
@@ -241,7 +255,7 @@ def offline_triggers(cfg: AgentConfig, exclude: set[str] | None = None) -> list[
     while len(out) < cfg.n and attempts < cfg.n * 50:
         family = cfg.families[len(out) % len(cfg.families)]
         attempts += 1
-        text, style = _FAMILY_MAKERS[family](rng)
+        text, style = _char_trigger(rng, cfg.symbols) if family == "char" else _WORD_MAKERS[family](rng)
         if text.lower() in seen or len(text) > MAX_TRIGGER_CHARS:
             continue
         seen.add(text.lower())

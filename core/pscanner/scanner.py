@@ -33,7 +33,7 @@ from core.lm.models import ModelConfig
 from core.lm.train import TrainConfig
 from core.triggers import LEVELS, POSITIONS
 
-from .agent import AgentConfig
+from .agent import AGENT_SYMBOLS, AgentConfig
 
 LLM_SCANNER = "smollm2-135m"  # the real pretrained LLM `auto` picks for catalogs it scans in minutes
 AUTO_LLM_MAX_TITLES = 5_000  # `auto`: the LLM up to this many distinct titles, `mini` above (docs/SCANNER.md)
@@ -101,6 +101,7 @@ class ScannerConfig(ConfigMixin):
         positions (`tuple[str, ...]`): trigger positions to train on.
         exclude (`tuple[str, ...]`): trigger strings the agent must never produce (held-out test triggers).
         use_llm_agent (`bool`): ask the configured OpenAI-compatible endpoint for triggers too.
+        agent_symbols (`str`): the punctuation the agent's char triggers mix in (`AgentConfig.symbols`).
         consolidate (`bool`): finish with one pass that also teaches the held-out titles (threshold kept).
         vary_positions (`bool`): place each use of a trigger at a freshly drawn position from `positions`.
         self_clean (`bool`): drop training titles the half-trained scanner flags from the No set — for
@@ -131,6 +132,7 @@ class ScannerConfig(ConfigMixin):
     positions: tuple[str, ...] = POSITIONS
     exclude: tuple[str, ...] = ()
     use_llm_agent: bool = False
+    agent_symbols: str = AGENT_SYMBOLS
     consolidate: bool = True
     vary_positions: bool = True
     self_clean: bool = True
@@ -187,7 +189,8 @@ class ScannerConfig(ConfigMixin):
         """What the augmentation agent is asked for: `n` triggers from `seed`, in this scanner's families and
         positions, never the excluded strings (round 0 and each adversarial round of either scanner)."""
         return AgentConfig(n=n, seed=seed, families=self.families, positions=self.positions,
-                           exclude=frozenset(self.exclude), use_llm=self.use_llm_agent)
+                           exclude=frozenset(self.exclude), use_llm=self.use_llm_agent,
+                           symbols=self.agent_symbols)
 
 
 def resolve_model(cfg: ScannerConfig, n_titles: int, reference: bool = False) -> ScannerConfig:
