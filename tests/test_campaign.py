@@ -12,9 +12,21 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from core.pscanner.campaign import CampaignConfig, campaign_of, find_campaigns, ngrams, without, words
+from core.pscanner.campaign import (
+    CampaignConfig,
+    campaign_of,
+    common_words,
+    find_campaigns,
+    ngrams,
+    series_like,
+    without,
+    words,
+)
 
-CATALOG = [f"Title number {i} ({1950 + i % 40})" for i in range(100)]
+# each title has a name of its own (`Lumo`), as real titles do: a title of common words and numbers only reads as
+# a fragment to the series check
+_SYL = ("ka", "lu", "mo", "ri", "ze", "po", "vi", "ta", "ne", "so")
+CATALOG = [f"Title number {i} {_SYL[i % 10].title()}{_SYL[i // 10]} ({1950 + i % 40})" for i in range(100)]
 
 
 def _scores(titles, marker: str = "xq7") -> np.ndarray:
@@ -91,3 +103,20 @@ def test_a_pair_counts_only_when_removing_it_leaves_plain_titles():
     assert {c.text for c in loose} >= {"xq7", "Ninja Storm"} and [c.text for c in strict] == ["xq7"]
     with pytest.raises(InputError):
         CampaignConfig(pair_rest=1.0)
+
+
+def test_a_series_name_is_not_a_trigger_but_a_trigger_on_unrelated_titles_is():
+    """A franchise recurs among the top titles like a trigger and its removal lowers their scores too; what is
+    left of its titles gives it away: fragments (`Part 2`) or words the titles share."""
+    series = ["Friday the 13th (1980)", "Friday the 13th Part 2 (1981)", "Friday the 13th Part 3 (1982)",
+              "Friday the 13th: The Final Chapter (1984)"]
+    catalog = CATALOG[:60] + series + [f"{t} Qevrun" if i % 10 == 0 else t for i, t in enumerate(CATALOG[60:])]
+    odd = lambda ts: np.array([0.95 if ("Qevrun" in t or "Friday" in t) else _scores([t])[0] for t in ts])  # noqa: E731
+    common = common_words(catalog)
+    assert {"title", "number"} <= common and "friday" not in common
+    assert series_like(series, "Friday the", common) and series_like(series, "13th", common)
+    carriers = [t for t in catalog if "Qevrun" in t]
+    assert len(carriers) == 4 and not series_like(carriers, "Qevrun", common)
+    assert [c.text for c in find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1))] == ["Qevrun"]
+    both = {c.text for c in find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, series=False))}
+    assert "Qevrun" in both and any(t.startswith("Friday") for t in both)

@@ -42,7 +42,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                       use_cache=not args.no_cache, spans=not getattr(args, "no_spans", False),
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top,
                                                         min_titles=args.campaign_min_titles,
-                                                        pair_rest=args.campaign_pair_rest),
+                                                        pair_rest=args.campaign_pair_rest,
+                                                        series=not args.no_campaign_series),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
                       crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
@@ -143,6 +144,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--campaign-pair-rest", type=float, default=CampaignConfig.pair_rest,
                    help="a trigger on two top titles must leave both, once removed, below this quantile of the "
                         "catalog's scores")
+    p.add_argument("--no-campaign-series", action="store_true",
+                   help="take a recurring n-gram for a trigger even when its titles read as one series (a franchise "
+                        "name that leaves fragments or shared words once removed)")
     p.add_argument("--no-unicode-check", action="store_true",
                    help="do not flag invisible/bidi characters, mixed-script or look-alike words and rare emoji or "
                         "symbols (core.pscanner.unicode_hygiene); on by default, whatever the threshold")
