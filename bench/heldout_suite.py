@@ -272,16 +272,19 @@ def crossfit_as_cli(poisoned: list[str], domain: str):
     return cfg, recipe, crossfit_scanner(poisoned, recipe, cfg.crossfit, domain=domain)[0]
 
 
-def experiment_main(run_seed) -> list[dict]:
+def experiment_main(run_seed, add_args=None) -> list[dict]:
     """The command line of an experiment on the suite's catalogs (`--dataset`, `--sample`, `--seeds`, tuning seed
-    100 by default, `--out`): `run_seed(titles, seed)` for each seed, every result written to `--out` as it comes."""
+    100 by default, `--out`): `run_seed(titles, seed)` for each seed, every result written to `--out` as it comes.
+    `add_args(parser)` adds the experiment's own arguments; `run_seed` then gets the parsed ones as a third argument."""
     ap = suite_parser("100")
     ap.add_argument("--out")
+    if add_args:
+        add_args(ap)
     args = ap.parse_args()
     titles = suite_titles(args.dataset, args.sample)
     runs: list[dict] = []
     for seed in args.seeds.split(","):
-        runs.append(run_seed(titles, int(seed)))
+        runs.append(run_seed(titles, int(seed), args) if add_args else run_seed(titles, int(seed)))
         if args.out:
             Path(args.out).write_text(json.dumps({"dataset": args.dataset, "sample": args.sample, "runs": runs},
                                                  indent=1))

@@ -11,7 +11,7 @@ rankings and the flags at the calibrated threshold on the char/word/sentence tit
 Run it on tuning seeds only (100-109) while choosing; evaluation seeds are reported once, after the choice:
 
     BADREC_HOME=H BADREC_DATA_DIRS=../shared/data python experiments/e36_deletion_contrast.py \\
-        --dataset lastfm-2k --sample 1500 --seeds 100 --out OUT.json
+        --dataset lastfm-2k --sample 1500 --seeds 100 [--shares 0,0.1,1] --out OUT.json
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.heldout_suite import LEARNED, TUNING_SEEDS, crossfit_as_cli, experiment_main, poison, recall_at_fpr  # noqa: E402
 
-SHARES = (0.0, 0.05, 0.1, 0.2)
+def shares_arg(ap) -> None:
+    ap.add_argument("--shares", default="0,0.05,0.1,0.2", help="comma-separated shares of the catalog to re-rank")
 
 
-def run_seed(titles: list[str], seed: int) -> dict:
+def run_seed(titles: list[str], seed: int, args) -> dict:
     from core.metrics import detection_metrics, roc_auc
     from core.pscanner.rerank import rerank_by_contrast, rerank_size
 
@@ -51,7 +52,8 @@ def run_seed(titles: list[str], seed: int) -> dict:
     learned = clean | pos
     out = {"seed": seed, "tuning_seed": seed in TUNING_SEEDS, "scanner": recipe.model.name, "n_titles": len(titles),
            "n_learned": int(pos.sum()), "scan_s": round(t_scan, 1), "threshold": cf.threshold, "shares": {}}
-    for share in sorted(SHARES, reverse=True):  # the largest first: the smaller shares reuse its contrasts
+    # the largest share first: the smaller ones reuse its contrasts
+    for share in sorted(map(float, args.shares.split(",")), reverse=True):
         t = time.perf_counter()
         s = rerank_by_contrast(own, poisoned, contrast, rerank_size(len(own), share, cfg.rerank_min))
         m = detection_metrics((s >= cf.threshold)[learned], pos[learned], s[learned])
@@ -70,7 +72,7 @@ def run_seed(titles: list[str], seed: int) -> dict:
 
 
 def main() -> None:
-    print(json.dumps(experiment_main(run_seed), indent=1))
+    print(json.dumps(experiment_main(run_seed, shares_arg), indent=1))
 
 
 if __name__ == "__main__":
