@@ -113,8 +113,10 @@ with st.container(border=True):
         recurring = st.radio("Catch recurring triggers", ["auto", "on", "off"], key="scanner_campaigns",
                              horizontal=True,
                              help="Also flag every title carrying a word or phrase that recurs among the "
-                                  "top-scored tenth of the catalog and whose removal lowers their scores "
-                                  "(core.pscanner.campaign): BadRec writes one trigger into several items. auto = "
+                                  "top-scored tenth of the catalog and whose removal lowers their scores, unless "
+                                  "those titles read as one series (a franchise name leaves fragments or shared "
+                                  "words once removed) (core.pscanner.campaign): BadRec writes one trigger into "
+                                  "several unrelated items. auto = "
                                   "on when no title is scored by a scanner that trained on it as clean (a trusted "
                                   "reference, or the default cross-fitted scan of an upload); off when one scanner "
                                   "trains on the catalog itself (series and franchise names recur there).")
@@ -253,6 +255,20 @@ def scan_view(scan_id: str, label: str) -> None:
                      column_config={"trigger": st.column_config.TextColumn("trigger", help="plain text"),
                                     "min_score": st.column_config.NumberColumn("lowest score", format="%.3f"),
                                     "max_score": st.column_config.NumberColumn("highest score", format="%.3f")})
+
+    series = json.loads(scan["metrics"]).get("series_passed") if scan.get("metrics") else None
+    if series:
+        with st.expander(f"Series names passed over ({len(series)})"):
+            st.caption("Text that recurs among the top-scored titles and lifts their scores like a trigger, but whose "
+                       "titles read as one series (once it is removed they leave fragments or share words), so its "
+                       "items were not flagged for it (core.pscanner.campaign.series_like). A franchise name, "
+                       "usually; an attacker who triggers a franchise's titles would show here too.")
+            st.dataframe(series, hide_index=True, key="scanner_series_table",
+                         column_config={"text": st.column_config.TextColumn("text", help="plain text"),
+                                        "n_titles": st.column_config.NumberColumn("items"),
+                                        "median_score": st.column_config.NumberColumn("median score", format="%.3f"),
+                                        "median_without": st.column_config.NumberColumn("median without it",
+                                                                                        format="%.3f")})
 
     st.subheader("Items")
     f1, f2, f3, f4 = st.columns([2, 1, 1, 1])

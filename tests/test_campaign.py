@@ -117,6 +117,11 @@ def test_a_series_name_is_not_a_trigger_but_a_trigger_on_unrelated_titles_is():
     assert series_like(series, "Friday the", common) and series_like(series, "13th", common)
     carriers = [t for t in catalog if "Qevrun" in t]
     assert len(carriers) == 4 and not series_like(carriers, "Qevrun", common)
-    assert [c.text for c in find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1))] == ["Qevrun"]
-    both = {c.text for c in find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, series=False))}
-    assert "Qevrun" in both and any(t.startswith("Friday") for t in both)
+    found = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1))
+    assert [c.text for c in found if not c.series] == ["Qevrun"]
+    assert [c.text for c in found if c.series] and all(c.text.startswith("Friday") for c in found if c.series)
+    # the series is reported, not flagged: only the trigger's carriers are
+    assert [t for t, c in zip(catalog, campaign_of(catalog, found)) if c] == carriers
+    both = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, series=False))
+    assert not any(c.series for c in both)
+    assert "Qevrun" in {c.text for c in both} and any(c.text.startswith("Friday") for c in both)

@@ -751,3 +751,20 @@ def test_pages_show_a_write_made_after_their_last_render(synthetic_store):
     assert not compare.exception and not reports.exception
     assert compare.selectbox(key="compare_run").options == ["attack-second", "attack-first"]
     assert "attack-second" in texts(reports) + " ".join(str(o) for s in reports.selectbox for o in s.options)
+
+
+def test_series_names_passed_over_are_listed_for_review(store):
+    """A recurring n-gram the series check passed over is not flagged, but the Scanner page lists it."""
+    titles = ["Friday the 13th Part 2 (1981)", "Friday the 13th Part 3 (1982)", "Toy Story (1995)"]
+    rows = pd.DataFrame({"scan_id": "scan-1", "item_id": ["1", "2", "3"], "title": titles, "score": [0.4, 0.4, 0.1],
+                         "flagged": False, "method": "scanner", "span": [None] * 3,
+                         "label": pd.array([None] * 3, dtype="boolean"), "campaign": [None] * 3})
+    series = [{"text": "Friday the", "n_titles": 2, "median_score": 0.4, "median_without": 0.1}]
+    store.create_run("scan-1", "scan", "file:c.csv", {"scanner": {"model": "mini"}}, 0, {})
+    store.finish_run("scan-1", {"scanner": {"model": "mini"}}, {}, {})
+    store.write_scan([rows], lambda: [{"scan_id": "scan-1", "source": "file:c.csv", "method": "scanner",
+                                       "threshold": 0.9, "n_items": 3, "n_flagged": 0,
+                                       "metrics": {"series_passed": series}}])
+    at = open_page("scanner")
+    assert "Series names passed over (1)" in [e.label for e in at.expander]
+    assert frame(at, "text", "n_titles")["text"].tolist() == ["Friday the"]

@@ -59,6 +59,9 @@ def _summary(r: dict) -> str:
     for c in r.get("campaigns", []):
         lines.append(f"  recurring trigger {c['text']!r} on {c['n_titles']} items (median score "
                      f"{c['median_score']:.3f}, {c['median_without']:.3f} without it)")
+    for c in r.get("series_passed", []):
+        lines.append(f"  series name {c['text']!r} on {c['n_titles']} items recurs like a trigger; not flagged "
+                     "(its titles read as one series: review them)")
     if r.get("unicode"):
         kinds = ", ".join(f"{k} {n}" for k, n in r["unicode"]["findings"].items() if n)
         lines.append(f"  unicode hygiene flagged {r['unicode']['n_flagged']} items" + (f" ({kinds})" if kinds else ""))

@@ -79,12 +79,17 @@ class CampaignConfig(ConfigMixin):
 
 @dataclass(frozen=True)
 class Campaign:
-    """A recurring trigger: its text, how many catalog titles carry it, and the removal check's medians."""
+    """A recurring trigger: its text, how many catalog titles carry it, and the removal check's medians.
+
+    `series`: it passed every test but its titles read as one series; reported for review, never flagged (an
+    attacker who triggers a franchise's titles would show here).
+    """
 
     text: str
     n_titles: int
     median_score: float
     median_without: float
+    series: bool = False
 
 
 def words(title: str) -> list[str]:
@@ -141,7 +146,8 @@ def series_like(carriers: Sequence[str], gram: str, common: set[str]) -> bool:
 
 def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable[[list[str]], np.ndarray],
                    cfg: CampaignConfig = CampaignConfig()) -> list[Campaign]:
-    """Recurring triggers among the top-scored titles (module docstring); most carriers first.
+    """Recurring triggers among the top-scored titles (module docstring); most carriers first, then the n-grams
+    that passed every test but the series check (`series=True`: for review, `campaign_of` ignores them).
 
     Args:
         titles (`Sequence[str]`): the catalog's titles.
@@ -169,30 +175,37 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     found: list[Campaign] = []
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
-        if cfg.series and series_like([titles[i] for i in mine], g, common):
-            continue
         med_with = float(np.median(scores[mine]))
         rest = score_fn([without(titles[i], g) for i in mine])
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
         if med_without < cut and pair_ok:
-            found.append(Campaign(g, int(df[g]), med_with, med_without))
-    # One trigger passes as several n-grams: its fragments (carried by the same titles) and the trigger with
-    # a neighbouring word (`(1995) mn`, carried by fewer). Keep the longest n-gram whose titles none of its
-    # fragments exceeds.
-    def inside(a: Campaign, b: Campaign) -> bool:
-        return a is not b and f" {a.text} " in f" {b.text} "
+            series = cfg.series and series_like([titles[i] for i in mine], g, common)
+            found.append(Campaign(g, int(df[g]), med_with, med_without, series))
+    triggers = _longest([c for c in found if not c.series])
+    # a trigger's fragments read as a series (its other words are left in every carrier): not a series name
+    series = [c for c in _longest([c for c in found if c.series])
+              if not any(_inside(c, t) or _inside(t, c) for t in triggers)]
+    return sorted(triggers + series, key=lambda c: (c.series, -c.n_titles, c.text))
 
-    out = [c for c in found if not any(inside(o, c) and o.n_titles > c.n_titles for o in found)]
-    out = [c for c in out if not any(inside(c, o) and o.n_titles == c.n_titles for o in out)]
-    return sorted(out, key=lambda c: (-c.n_titles, c.text))
+
+def _inside(a: Campaign, b: Campaign) -> bool:
+    return a is not b and f" {a.text} " in f" {b.text} "
+
+
+def _longest(found: list[Campaign]) -> list[Campaign]:
+    """One trigger passes as several n-grams: its fragments (carried by the same titles) and the trigger with
+    a neighbouring word (`(1995) mn`, carried by fewer). Keep the longest n-gram whose titles none of its
+    fragments exceeds."""
+    out = [c for c in found if not any(_inside(o, c) and o.n_titles > c.n_titles for o in found)]
+    return [c for c in out if not any(_inside(c, o) and o.n_titles == c.n_titles for o in out)]
 
 
 def campaign_of(titles: Sequence[str], campaigns: Sequence[Campaign]) -> list[str | None]:
-    """For each title, the (longest) campaign trigger it carries, or None."""
-    if not campaigns:
+    """For each title, the (longest) campaign trigger it carries, or None (series names are no triggers)."""
+    texts = {c.text for c in campaigns if not c.series}
+    if not texts:
         return [None] * len(titles)
-    texts = {c.text for c in campaigns}
     first = {t.split(" ")[0] for t in texts}
     max_words = max(len(t.split(" ")) for t in texts)
     out: list[str | None] = []
@@ -215,7 +228,8 @@ def flagged_at(scores: np.ndarray, threshold: float, carries: np.ndarray) -> np.
 def flag(titles: Sequence[str], scores: np.ndarray, threshold: float,
          score_fn: Callable[[list[str]], np.ndarray], cfg: CampaignConfig | None = CampaignConfig()
          ) -> tuple[np.ndarray, list[str | None], list[Campaign]]:
-    """Flags (`flagged_at`), each title's recurring trigger (or None), and the campaigns found.
+    """Flags (`flagged_at`), each title's recurring trigger (or None), and the campaigns found (with the series
+    passed over, `Campaign.series`).
 
     `cfg=None` judges each title alone.
     """

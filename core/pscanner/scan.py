@@ -97,6 +97,12 @@ def score_catalog(scanner, titles: list[str], threshold: float, cfg: ScanConfig,
     return scores, lambda idx: scanner.spans([titles[i] for i in idx])
 
 
+def series_passed(campaigns) -> list[dict]:
+    """The recurring n-grams passed over because their titles read as one series, for the analyst to review."""
+    return [{"text": c.text, "n_titles": c.n_titles, "median_score": c.median_score,
+             "median_without": c.median_without} for c in campaigns if c.series]
+
+
 def calibration_info(scanner, cfg: ScanConfig) -> dict:
     """How the scan's threshold was set, for the JSON, the store and the Scanner page."""
     if cfg.threshold is not None:
@@ -398,7 +404,8 @@ def write(store: Store, cfg: ScanConfig, res: Resolved, sc: Scored, base: dict[s
             rows.append({"scan_id": scan_id if method == "scanner" else f"{scan_id}.{method}",
                          "run_id": res.catalog.run_id, "source": res.catalog.source, "method": method,
                          "threshold": t, "n_items": n, "n_flagged": int(f.sum()),
-                         "metrics": {**m, "calibration": sc.calibration} if method == "scanner" else m or None})
+                         "metrics": {**m, "calibration": sc.calibration, "series_passed": series_passed(sc.campaigns)}
+                         if method == "scanner" else m or None})
         if tmp_csv is not None:
             table = pd.DataFrame({"item_id": ids, "title": titles, "score": sc.final, "flagged": sc.flagged,
                                   "span": [span_of.get(i) for i in range(n)],
@@ -479,7 +486,8 @@ def _scan(store: Store, cfg: ScanConfig, progress: Progress | None, client, out_
         scanner_cached=sc.cached, scanner={"model": cfg.scanner.model.name, "rounds": sc.scanner.history,
                                            "info": sc.scanner.info},
         baselines={k: v for k, v in summary.items() if k != "scanner"}, campaign_step=sc.use_campaigns,
-        campaigns=[asdict(c) for c in sc.campaigns], campaign_seconds=sc.campaign_seconds, unicode=unicode,
+        campaigns=[asdict(c) for c in sc.campaigns if not c.series], campaign_seconds=sc.campaign_seconds,
+        unicode=unicode, series_passed=series_passed(sc.campaigns),
         crossfit_folds=sc.scanner.info.get("folds") if isinstance(sc.scanner, CrossFitScanner) else None,
         calibration=sc.calibration, flagged_share=share, warnings=res.warnings,
         metrics={k: main[k] for k in ("precision", "recall", "f1", "auc", "fpr", "best_f1") if k in main},

@@ -199,6 +199,7 @@ class ScanResult:
     warnings: list[str]
     metrics: dict = field(default_factory=dict)  # precision/recall/f1/auc/fpr/best_f1 when labels are known
     by_rule: dict = field(default_factory=dict)  # title_only, campaigns_only, unicode_only
+    series_passed: list[dict] = field(default_factory=list)  # recurring n-grams passed over as series names
     csv: str | None = None
 
     def to_dict(self) -> dict:
