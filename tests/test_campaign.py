@@ -125,3 +125,15 @@ def test_a_series_name_is_not_a_trigger_but_a_trigger_on_unrelated_titles_is():
     both = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, series=False))
     assert not any(c.series for c in both)
     assert "Qevrun" in {c.text for c in both} and any(c.text.startswith("Friday") for c in both)
+
+
+def test_a_catalog_written_in_few_words_is_not_one_series():
+    """A shop's titles share their words (`Blue Cotton Shirt`); common words relate no titles, so a trigger on
+    three of them is still found."""
+    catalog = [f"{c} {m} {k}" for c in ("Blue", "Red", "Green", "Black", "White") for m in ("Cotton", "Linen", "Wool",
+               "Silk") for k in ("Shirt", "Dress", "Scarf", "Coat", "Hat")]
+    catalog = [f"{t} xq7" if i in (4, 40, 77) else t for i, t in enumerate(catalog)]
+    common = common_words(catalog)
+    assert {"blue", "cotton", "shirt"} <= common
+    assert not series_like([t for t in catalog if "xq7" in t], "xq7", common)
+    assert [c.text for c in find_campaigns(catalog, _scores(catalog), _scores, CampaignConfig(top=0.1))] == ["xq7"]
