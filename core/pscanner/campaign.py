@@ -183,8 +183,8 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
         if med_without < cut and pair_ok:
-            series = cfg.series and series_like([titles[i] for i in mine], g, common)
-            found.append(Campaign(g, int(df[g]), med_with, med_without, series))
+            is_series = cfg.series and series_like([titles[i] for i in mine], g, common)
+            found.append(Campaign(g, int(df[g]), med_with, med_without, is_series))
     triggers = _longest([c for c in found if not c.series])
     # a trigger's fragments read as a series (its other words are left in every carrier): not a series name
     series = [c for c in _longest([c for c in found if c.series])
