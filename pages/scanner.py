@@ -238,7 +238,8 @@ def scan_view(scan_id: str, label: str) -> None:
         cols[4].metric("F1", f"{m['f1']:.3f}", help=f"harmonic mean; FPR {m['fpr']:.4f}, AUC {m['auc']:.3f}")
     else:
         cols[2].caption("No ground truth in this catalog: precision/recall need an is_poisoned column.")
-    calibration = json.loads(scan["metrics"]).get("calibration") if scan.get("metrics") else None
+    metrics = json.loads(scan["metrics"]) if scan.get("metrics") else {}
+    calibration = metrics.get("calibration")
     if calibration:
         st.caption(calibration_caption(calibration))
         too_many = flagged_warning(float(flags.mean()), calibration.get("target_fpr"))
@@ -256,7 +257,7 @@ def scan_view(scan_id: str, label: str) -> None:
                                     "min_score": st.column_config.NumberColumn("lowest score", format="%.3f"),
                                     "max_score": st.column_config.NumberColumn("highest score", format="%.3f")})
 
-    series = json.loads(scan["metrics"]).get("series_passed") if scan.get("metrics") else None
+    series = metrics.get("series_passed")
     if series:
         with st.expander(f"Series names passed over ({len(series)})"):
             st.caption("Text that recurs among the top-scored titles and lifts their scores like a trigger, but whose "
