@@ -36,6 +36,7 @@ _EDGE = re.compile(r"^\W+|\W+$")
 _NUMERAL = re.compile(r"^[ivxlcdm]+$")  # Roman numerals mark sequels, as digits do
 # A word in at least this share of the catalog's titles (and this many) names nothing in particular.
 COMMON_SHARE, COMMON_MIN_TITLES = 0.01, 10
+COMMON_SAMPLE = 100_000  # titles read for the common words: a word in 1 % of them is in ~1,000 (±3 %)
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,11 @@ def name_words(text: str) -> set[str]:
 
 def common_words(titles: Sequence[str]) -> set[str]:
     """The catalog's own function words (`the`, `of`, `edition`): in `COMMON_SHARE` of its titles and at least
-    `COMMON_MIN_TITLES` (in a small catalog a campaign's own words would pass the share)."""
-    df = Counter(w for t in titles for w in name_words(t))
-    return {w for w, c in df.items() if c >= max(COMMON_SHARE * len(titles), COMMON_MIN_TITLES)}
+    `COMMON_MIN_TITLES` (in a small catalog a campaign's own words would pass the share). A bulk catalog is
+    read at an even stride of `COMMON_SAMPLE` titles: a share needs no more, and all of 1M titles took 12 s."""
+    seen = titles[::max(1, len(titles) // COMMON_SAMPLE)]
+    df = Counter(w for t in seen for w in name_words(t))
+    return {w for w, c in df.items() if c >= max(COMMON_SHARE * len(seen), COMMON_MIN_TITLES)}
 
 
 def series_like(carriers: Sequence[str], gram: str, common: set[str]) -> bool:
