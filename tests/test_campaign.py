@@ -18,6 +18,7 @@ from core.pscanner.campaign import (
     CampaignConfig,
     campaign_of,
     common_words,
+    extended,
     find_campaigns,
     name_words,
     ngrams,
@@ -54,6 +55,18 @@ def test_a_longer_trigger_is_reported_once_not_as_each_of_its_words():
     catalog = [f"{t} buy it now" if i % 20 == 0 else t for i, t in enumerate(CATALOG)]
     found = find_campaigns(catalog, _scores(catalog, "buy it now"), lambda ts: _scores(ts, "buy it now"))
     assert [c.text for c in found] == ["buy it now"]
+
+
+def test_a_sentence_longer_than_the_longest_ngram_is_checked_whole_and_flagged():
+    """An 8-word sentence passes as 6-word n-grams; each leaves words of the sentence in every carrier, which
+    would read as a series name's shared words. Grown to what its carriers share, it is one trigger."""
+    ad = "Members earn double points before midnight at Zorbly"
+    catalog = [f"{t} {ad}" if i in (5, 47) else f"{ad}_{t}" if i == 81 else t for i, t in enumerate(CATALOG)]
+    react = lambda ts: _scores(ts, "points before")  # noqa: E731
+    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1))
+    assert [(c.text, c.n_titles, c.series) for c in found] == [(ad, 3, False)]
+    assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [5, 47, 81]
+    assert extended(["a b c d", "x b c d y"], "c") == "b c d" and extended(["a b", "b a"], "b") == "b"
 
 
 def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():

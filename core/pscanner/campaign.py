@@ -113,6 +113,36 @@ def without(title: str, gram: str) -> str:
     return title
 
 
+def extended(carriers: Sequence[str], gram: str) -> str:
+    """The n-gram grown by the words next to it in every carrier alike: a trigger longer than `max_words`
+    (a sentence) is checked whole, else its own leftover words would be what its carriers share (a series)."""
+    gw = gram.split(" ")
+    spans = []
+    for t in carriers:
+        ws = words(t)
+        i = next((i for i in range(len(ws) - len(gw) + 1) if ws[i:i + len(gw)] == gw), None)
+        if i is None:
+            return gram
+        spans.append((ws, i, i + len(gw)))
+
+    def same(pos):  # the word at offset `pos` from each carrier's match, if they all have one and it is one word
+        got = {ws[p] if 0 <= (p := (i if pos < 0 else j) + pos) < len(ws) else None for ws, i, j in spans}
+        return got.pop() if len(got) == 1 and None not in got else None
+
+    left, right = [], []
+    while (w := same(-1 - len(left))) is not None:
+        left.insert(0, w)
+    while (w := same(len(right))) is not None:
+        right.append(w)
+    return " ".join(left + gw + right)
+
+
+def carriers(titles: Sequence[str], gram: str) -> int:
+    """How many titles carry the word n-gram."""
+    gw = gram.split(" ")
+    return sum(any(ws[i:i + len(gw)] == gw for i in range(len(ws) - len(gw) + 1)) for ws in map(words, titles))
+
+
 def name_words(text: str) -> set[str]:
     """The words of a text that can name something: lower-cased, edge punctuation stripped, holding a letter,
     not a Roman numeral."""
@@ -179,15 +209,21 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
     common = common_words(titles) if cfg.series and shared else set()
     found: list[Campaign] = []
+    seen: set[str] = set()
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
+        whole = extended([titles[i] for i in mine], g)  # what the checks remove: the trigger, not part of it
+        text = whole if whole == g or carriers(titles, whole) == df[g] else g
+        if text in seen:
+            continue
+        seen.add(text)
         med_with = float(np.median(scores[mine]))
-        rest = score_fn([without(titles[i], g) for i in mine])
+        rest = score_fn([without(titles[i], whole) for i in mine])
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
         if med_without < cut and pair_ok:
-            is_series = cfg.series and series_like([titles[i] for i in mine], g, common)
-            found.append(Campaign(g, int(df[g]), med_with, med_without, is_series))
+            is_series = cfg.series and series_like([titles[i] for i in mine], whole, common)
+            found.append(Campaign(text, int(df[g]), med_with, med_without, is_series))
     triggers = _longest([c for c in found if not c.series])
     # a trigger's fragments read as a series (its other words are left in every carrier): not a series name
     series = [c for c in _longest([c for c in found if c.series])
