@@ -69,6 +69,19 @@ def test_a_sentence_longer_than_the_longest_ngram_is_checked_whole_and_flagged()
     assert extended(["a b c d", "x b c d y"], "c") == "b c d" and extended(["a b", "b a"], "b") == "b"
 
 
+def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never_a_pair():
+    catalog = [f"{t} xq7" if i in (3, 30, 60) else f"{t} zv2" if i in (10, 20) else t for i, t in enumerate(CATALOG)]
+
+    def react(ts):  # the markers lift a title, but not number 60; the rest by a hash of the title's name alone
+        return np.array([0.2 if t.startswith("Title number 60 ") else 0.95 if "xq7" in t or "zv2" in t
+                         else _scores([" ".join(words(t)[:3])])[0] for t in ts])
+
+    assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1)) == []
+    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True))
+    assert [(c.text, c.n_titles) for c in found] == [("xq7", 3)]  # zv2 is on two titles only
+    assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
+
+
 def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():
     catalog = [f"{t} xq7" if i in (3, 30, 60, 90) else t for i, t in enumerate(CATALOG)]
     # the four titles score high for another reason (their number), so removing "xq7" lowers nothing

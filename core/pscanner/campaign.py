@@ -54,6 +54,8 @@ class CampaignConfig(ConfigMixin):
             below this quantile of the catalog's scores: a trigger leaves a plain title behind, a franchise or
             series name a fragment that still scores odd (E45). None: no stricter check for pairs.
         series (`bool`): pass over an n-gram whose carriers read as one series (`series_like`).
+        spare_one (`bool`): an n-gram on 3 or more titles may also have all but one of them in the top (at
+            least 2), whatever `min_titles` and `min_share`: a trigger on three titles with one scored lower.
     """
 
     top: float = 0.1
@@ -64,6 +66,7 @@ class CampaignConfig(ConfigMixin):
     probe_titles: int = 32
     pair_rest: float | None = None
     series: bool = True
+    spare_one: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.top <= 0.5:
@@ -200,12 +203,18 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     top_idx, cut = order[:k], float(scores[order[k - 1]])
     top_grams = [ngrams(words(titles[i]), cfg.max_words) for i in top_idx]
     support = Counter(g for gs in top_grams for g in gs)
-    kept = {g for g, c in support.items() if c >= cfg.min_titles}
+    kept = {g for g, c in support.items() if c >= (min(2, cfg.min_titles) if cfg.spare_one else cfg.min_titles)}
     if not kept:
         return []
     first = {g.split(" ")[0] for g in kept}
     df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
-    shared = sorted((g for g in kept if support[g] >= cfg.min_share * df[g]), key=lambda g: (-support[g], g))
+
+    def recurs(g: str) -> bool:
+        if support[g] >= cfg.min_titles and support[g] >= cfg.min_share * df[g]:
+            return True
+        return cfg.spare_one and df[g] >= 3 and support[g] >= df[g] - 1
+
+    shared = sorted((g for g in kept if recurs(g)), key=lambda g: (-support[g], g))
     pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
     common = common_words(titles) if cfg.series and shared else set()
     found: list[Campaign] = []
