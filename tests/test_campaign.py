@@ -80,6 +80,10 @@ def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never
     found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True))
     assert [(c.text, c.n_titles) for c in found] == [("xq7", 3)]  # zv2 is on two titles only
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
+    # a word that two odd titles happen to share with a plain one: removing it leaves them odd
+    catalog = [f"{t} on Qevrun" if i in (3, 30) else f"{t} on" if i == 60 else t for i, t in enumerate(CATALOG)]
+    odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])  # noqa: E731
+    assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, spare_one=True)) == []
 
 
 def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():

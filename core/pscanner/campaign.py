@@ -55,7 +55,8 @@ class CampaignConfig(ConfigMixin):
             series name a fragment that still scores odd (E45). None: no stricter check for pairs.
         series (`bool`): pass over an n-gram whose carriers read as one series (`series_like`).
         spare_one (`bool`): an n-gram on 3 or more titles may also have all but one of them in the top (at
-            least 2), whatever `min_titles` and `min_share`: a trigger on three titles with one scored lower.
+            least 2), whatever `min_titles` and `min_share`, when removing it takes every top carrier below the
+            top's cut: a trigger on three titles with one scored lower, not a word odd titles share (`on`).
     """
 
     top: float = 0.1
@@ -209,12 +210,13 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     first = {g.split(" ")[0] for g in kept}
     df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
 
-    def recurs(g: str) -> bool:
-        if support[g] >= cfg.min_titles and support[g] >= cfg.min_share * df[g]:
-            return True
+    def usual(g: str) -> bool:
+        return support[g] >= cfg.min_titles and support[g] >= cfg.min_share * df[g]
+
+    def spared(g: str) -> bool:  # one carrier outside the top (`spare_one`)
         return cfg.spare_one and df[g] >= 3 and support[g] >= df[g] - 1
 
-    shared = sorted((g for g in kept if recurs(g)), key=lambda g: (-support[g], g))
+    shared = sorted((g for g in kept if usual(g) or spared(g)), key=lambda g: (-support[g], g))
     pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
     common = common_words(titles) if cfg.series and shared else set()
     found: list[Campaign] = []
@@ -222,17 +224,20 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
         whole = extended([titles[i] for i in mine], g)  # what the checks remove: the trigger, not part of it
-        text = whole if whole == g or carriers(titles, whole) == df[g] else g
-        if text in seen:
+        if whole != g and carriers(titles, whole) != df[g]:
+            whole = g  # grown only where the top carriers have it: not what every carrier shares
+        if whole in seen:
             continue
-        seen.add(text)
+        seen.add(whole)
         med_with = float(np.median(scores[mine]))
         rest = score_fn([without(titles[i], whole) for i in mine])
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
-        if med_without < cut and pair_ok:
+        # a spared n-gram must be what makes each top carrier odd, not a word that odd titles happen to share
+        whole_ok = usual(g) or float(np.max(rest)) < cut
+        if med_without < cut and pair_ok and whole_ok:
             is_series = cfg.series and series_like([titles[i] for i in mine], whole, common)
-            found.append(Campaign(text, int(df[g]), med_with, med_without, is_series))
+            found.append(Campaign(whole, int(df[g]), med_with, med_without, is_series))
     triggers = _longest([c for c in found if not c.series])
     # a trigger's fragments read as a series (its other words are left in every carrier): not a series name
     series = [c for c in _longest([c for c in found if c.series])
