@@ -62,7 +62,7 @@ def test_a_sentence_longer_than_the_longest_ngram_is_checked_whole_and_flagged()
     would read as a series name's shared words. Grown to what its carriers share, it is one trigger."""
     ad = "Members earn double points before midnight at Zorbly"
     catalog = [f"{t} {ad}" if i in (5, 47) else f"{ad}_{t}" if i == 81 else t for i, t in enumerate(CATALOG)]
-    react = lambda ts: _scores(ts, "points before")  # noqa: E731
+    react = lambda ts: _scores(ts, "points before")
     found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1))
     assert [(c.text, c.n_titles, c.series) for c in found] == [(ad, 3, False)]
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [5, 47, 81]
@@ -82,7 +82,7 @@ def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
     # a word that two odd titles happen to share with a plain one: removing it leaves them odd
     catalog = [f"{t} on Qevrun" if i in (3, 30) else f"{t} on" if i == 60 else t for i, t in enumerate(CATALOG)]
-    odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])  # noqa: E731
+    odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])
     assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, spare_one=True)) == []
 
 
