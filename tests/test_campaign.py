@@ -72,14 +72,17 @@ def test_a_sentence_longer_than_the_longest_ngram_is_checked_whole_and_flagged()
 def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never_a_pair():
     catalog = [f"{t} xq7" if i in (3, 30, 60) else f"{t} zv2" if i in (10, 20) else t for i, t in enumerate(CATALOG)]
 
-    def react(ts):  # the markers lift a title, but not number 60; the rest by a hash of the title's name alone
-        return np.array([0.2 if t.startswith("Title number 60 ") else 0.95 if "xq7" in t or "zv2" in t
-                         else _scores([" ".join(words(t)[:3])])[0] for t in ts])
+    def react(ts):  # the markers lift a title, number 60 less; the rest by a hash of the title's name alone
+        return np.array([(0.5 if "xq7" in t else 0.1) if t.startswith("Title number 60 ") else 0.95 if "xq7" in t
+                         or "zv2" in t else _scores([" ".join(words(t)[:3])])[0] for t in ts])
 
     assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1)) == []
     found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True))
     assert [(c.text, c.n_titles) for c in found] == [("xq7", 3)]  # zv2 is on two titles only
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
+    # ... but not when the title outside the top is no less odd without it (a word a franchise shares)
+    flat = lambda ts: np.where([t.startswith("Title number 60 ") for t in ts], 0.5, react(ts))
+    assert find_campaigns(catalog, flat(catalog), flat, CampaignConfig(top=0.1, spare_one=True)) == []
     # a word that two odd titles happen to share with a plain one: removing it leaves them odd
     catalog = [f"{t} on Qevrun" if i in (3, 30) else f"{t} on" if i == 60 else t for i, t in enumerate(CATALOG)]
     odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])

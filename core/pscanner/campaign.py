@@ -234,7 +234,8 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
         # a spared n-gram must be what makes each top carrier odd, not a word that odd titles happen to share
-        whole_ok = usual(g) or float(np.max(rest)) < cut
+        whole_ok = usual(g) or (float(np.max(rest)) < cut and _lifts_the_spared(titles, scores, score_fn, mine, whole,
+                                                                              rest))
         if med_without < cut and pair_ok and whole_ok:
             is_series = cfg.series and series_like([titles[i] for i in mine], whole, common)
             found.append(Campaign(whole, int(df[g]), med_with, med_without, is_series))
@@ -243,6 +244,25 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     series = [c for c in _longest([c for c in found if c.series])
               if not any(_inside(c, t) or _inside(t, c) for t in triggers)]
     return sorted(triggers + series, key=lambda c: (c.series, -c.n_titles, c.text))
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _lifts_the_spared(titles, scores, score_fn, mine, gram, rest) -> bool:
+    """Whether removing `gram` lowers the carriers outside the top too, by at least half the top carriers' median
+    drop (logits): a trigger makes every title it is written into odder, a word a franchise shares need not."""
+    top = set(mine)
+    gw = gram.split(" ")
+    out = [i for i, t in enumerate(titles) if i not in top
+           and any(ws[j:j + len(gw)] == gw for ws in [words(t)] for j in range(len(ws) - len(gw) + 1))]
+    if not out:
+        return True
+    drop_top = float(np.median(_logit(scores[mine]) - _logit(rest)))
+    drop_out = _logit(scores[out]) - _logit(score_fn([without(titles[i], gram) for i in out]))
+    return bool(np.min(drop_out) >= 0.5 * drop_top)
 
 
 def _inside(a: Campaign, b: Campaign) -> bool:
