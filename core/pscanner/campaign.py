@@ -56,7 +56,8 @@ class CampaignConfig(ConfigMixin):
         series (`bool`): pass over an n-gram whose carriers read as one series (`series_like`).
         spare_one (`bool`): an n-gram on 3 or more titles may also have all but one of them in the top (at
             least 2), whatever `min_titles` and `min_share`, when removing it takes every top carrier below the
-            top's cut: a trigger on three titles with one scored lower, not a word odd titles share (`on`).
+            top's cut and lowers the others by half as much, and it holds a letter: a trigger on three titles with
+            one scored lower, not a word odd titles share (`on`), a franchise's or a year (E56, E57).
     """
 
     top: float = 0.1
@@ -67,7 +68,7 @@ class CampaignConfig(ConfigMixin):
     probe_titles: int = 32
     pair_rest: float | None = None
     series: bool = True
-    spare_one: bool = False
+    spare_one: bool = True
 
     def __post_init__(self):
         if not 0.0 < self.top <= 0.5:
@@ -213,8 +214,8 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     def usual(g: str) -> bool:
         return support[g] >= cfg.min_titles and support[g] >= cfg.min_share * df[g]
 
-    def spared(g: str) -> bool:  # one carrier outside the top (`spare_one`)
-        return cfg.spare_one and df[g] >= 3 and support[g] >= df[g] - 1
+    def spared(g: str) -> bool:  # one carrier outside the top (`spare_one`); a year or number recurs by chance
+        return cfg.spare_one and df[g] >= 3 and support[g] >= df[g] - 1 and bool(name_words(g))
 
     shared = sorted((g for g in kept if usual(g) or spared(g)), key=lambda g: (-support[g], g))
     pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
