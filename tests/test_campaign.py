@@ -76,17 +76,28 @@ def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never
         return np.array([(0.5 if "xq7" in t else 0.1) if t.startswith("Title number 60 ") else 0.95 if "xq7" in t
                          or "zv2" in t else _scores([" ".join(words(t)[:3])])[0] for t in ts])
 
-    assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=False)) == []
-    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1))
+    assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1)) == []
+    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True))
     assert [(c.text, c.n_titles) for c in found] == [("xq7", 3)]  # zv2 is on two titles only
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
     # ... but not when the title outside the top is no less odd without it (a word a franchise shares)
     flat = lambda ts: np.where([t.startswith("Title number 60 ") for t in ts], 0.5, react(ts))
-    assert find_campaigns(catalog, flat(catalog), flat, CampaignConfig(top=0.1)) == []
+    assert find_campaigns(catalog, flat(catalog), flat, CampaignConfig(top=0.1, spare_one=True)) == []
     # a word that two odd titles happen to share with a plain one: removing it leaves them odd
     catalog = [f"{t} on Qevrun" if i in (3, 30) else f"{t} on" if i == 60 else t for i, t in enumerate(CATALOG)]
     odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])
-    assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1)) == []
+    assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, spare_one=True)) == []
+    # a year on three titles that lifts all three like a trigger: a year recurs by chance, and holds no letter
+    catalog = [f"Title number {i} (2031)" if i in (3, 30, 60) else t for i, t in enumerate(CATALOG)]
+
+    def by_year(ts):
+        return np.array([(0.55 if words(t)[2] == "60" else 0.9) if "2031" in t else 0.1 if words(t)[2] in
+                         {"3", "30", "60"} else react([t])[0] for t in ts])
+
+    assert find_campaigns(catalog, by_year(catalog), by_year, CampaignConfig(top=0.05, spare_one=True)) == []
+    lettered = [t.replace("(2031)", "(2031a)") for t in catalog]
+    assert [c.text for c in find_campaigns(lettered, by_year(lettered), by_year,
+                                           CampaignConfig(top=0.05, spare_one=True))] == ["(2031a)"]
 
 
 def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():

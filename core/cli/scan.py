@@ -43,7 +43,7 @@ def _scan_config(args, source: str) -> ScanConfig:
                       campaigns=args.campaigns, campaign=CampaignConfig(top=args.campaign_top,
                                                         min_titles=args.campaign_min_titles,
                                                         pair_rest=args.campaign_pair_rest,
-                                                        spare_one=not args.no_campaign_spare_one,
+                                                        spare_one=args.campaign_spare_one,
                                                         series=not args.no_campaign_series),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
@@ -148,9 +148,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--campaign-pair-rest", type=float, default=CampaignConfig.pair_rest,
                    help="a trigger on two top titles must leave both, once removed, below this quantile of the "
                         "catalog's scores")
-    p.add_argument("--no-campaign-spare-one", action="store_true",
-                   help="a recurring trigger must have all its titles in the top-scored share when on 3 or 4 "
-                        "(by default one may be outside it, when removing the trigger lowers it too)")
+    p.add_argument("--campaign-spare-one", action="store_true",
+                   help="a recurring trigger on 3 or more titles may have one of them outside the top-scored share, "
+                        "when removing it lowers that one too (helps artist names and games, costs film titles: E57)")
     p.add_argument("--no-campaign-series", action="store_true",
                    help="take a recurring n-gram for a trigger even when its titles read as one series (a franchise "
                         "name that leaves fragments or shared words once removed)")

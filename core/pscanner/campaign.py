@@ -68,7 +68,7 @@ class CampaignConfig(ConfigMixin):
     probe_titles: int = 32
     pair_rest: float | None = None
     series: bool = True
-    spare_one: bool = True
+    spare_one: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.top <= 0.5:
