@@ -31,6 +31,8 @@ import numpy as np
 from core.config import ConfigMixin
 from core.errors import InputError
 
+from .scanner import logit
+
 _SPLIT = re.compile(r"[\s_]+")  # glued triggers (`title_xy`) split like spaced ones
 _EDGE = re.compile(r"^\W+|\W+$")
 _NUMERAL = re.compile(r"^[ivxlcdm]+$")  # Roman numerals mark sequels, as digits do
@@ -109,13 +111,16 @@ def ngrams(ws: Sequence[str], max_words: int, first: set[str] | None = None) -> 
             for j in range(i + 1, min(len(ws), i + max_words) + 1)}
 
 
+def _at(ws: Sequence[str], gw: Sequence[str]) -> int | None:
+    """Where the word n-gram `gw` first starts in the word list `ws`, or None."""
+    return next((i for i in range(len(ws) - len(gw) + 1) if ws[i:i + len(gw)] == gw), None)
+
+
 def without(title: str, gram: str) -> str:
     """The title with the first occurrence of the word n-gram removed (words re-joined by spaces)."""
     ws, gw = words(title), gram.split(" ")
-    for i in range(len(ws) - len(gw) + 1):
-        if ws[i:i + len(gw)] == gw:
-            return " ".join(ws[:i] + ws[i + len(gw):])
-    return title
+    i = _at(ws, gw)
+    return title if i is None else " ".join(ws[:i] + ws[i + len(gw):])
 
 
 def extended(carriers: Sequence[str], gram: str) -> str:
@@ -125,8 +130,7 @@ def extended(carriers: Sequence[str], gram: str) -> str:
     spans = []
     for t in carriers:
         ws = words(t)
-        i = next((i for i in range(len(ws) - len(gw) + 1) if ws[i:i + len(gw)] == gw), None)
-        if i is None:
+        if (i := _at(ws, gw)) is None:
             return gram
         spans.append((ws, i, i + len(gw)))
 
@@ -142,10 +146,10 @@ def extended(carriers: Sequence[str], gram: str) -> str:
     return " ".join(left + gw + right)
 
 
-def carriers(titles: Sequence[str], gram: str) -> int:
-    """How many titles carry the word n-gram."""
+def carrying(titles: Sequence[str], gram: str) -> list[int]:
+    """The indices of the titles that carry the word n-gram."""
     gw = gram.split(" ")
-    return sum(any(ws[i:i + len(gw)] == gw for i in range(len(ws) - len(gw) + 1)) for ws in map(words, titles))
+    return [i for i, t in enumerate(titles) if _at(words(t), gw) is not None]
 
 
 def name_words(text: str) -> set[str]:
@@ -225,7 +229,7 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     for g in shared[:cfg.max_checked]:
         mine = [int(i) for i, gs in zip(top_idx, top_grams) if g in gs][:cfg.probe_titles]
         whole = extended([titles[i] for i in mine], g)  # what the checks remove: the trigger, not part of it
-        if whole != g and carriers(titles, whole) != df[g]:
+        if whole != g and len(carrying(titles, whole)) != df[g]:
             whole = g  # grown only where the top carriers have it: not what every carrier shares
         if whole in seen:
             continue
@@ -235,9 +239,8 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
         med_without = float(np.median(rest))
         pair_ok = pair_cut is None or len(mine) >= 3 or float(np.max(rest)) < pair_cut
         # a spared n-gram must be what makes each top carrier odd, not a word that odd titles happen to share
-        whole_ok = usual(g) or (float(np.max(rest)) < cut and _lifts_the_spared(titles, scores, score_fn, mine, whole,
-                                                                              rest))
-        if med_without < cut and pair_ok and whole_ok:
+        if med_without < cut and pair_ok and (usual(g) or (float(np.max(rest)) < cut and _lifts_the_spared(
+                titles, scores, score_fn, mine, whole, rest))):
             is_series = cfg.series and series_like([titles[i] for i in mine], whole, common)
             found.append(Campaign(whole, int(df[g]), med_with, med_without, is_series))
     triggers = _longest([c for c in found if not c.series])
@@ -247,22 +250,14 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     return sorted(triggers + series, key=lambda c: (c.series, -c.n_titles, c.text))
 
 
-def _logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def _lifts_the_spared(titles, scores, score_fn, mine, gram, rest) -> bool:
     """Whether removing `gram` lowers the carriers outside the top too, by at least half the top carriers' median
     drop (logits): a trigger makes every title it is written into odder, a word a franchise shares need not."""
-    top = set(mine)
-    gw = gram.split(" ")
-    out = [i for i, t in enumerate(titles) if i not in top
-           and any(ws[j:j + len(gw)] == gw for ws in [words(t)] for j in range(len(ws) - len(gw) + 1))]
+    out = sorted(set(carrying(titles, gram)) - set(mine))
     if not out:
         return True
-    drop_top = float(np.median(_logit(scores[mine]) - _logit(rest)))
-    drop_out = _logit(scores[out]) - _logit(score_fn([without(titles[i], gram) for i in out]))
+    drop_top = float(np.median(logit(scores[mine]) - logit(rest)))
+    drop_out = logit(scores[out]) - logit(score_fn([without(titles[i], gram) for i in out]))
     return bool(np.min(drop_out) >= 0.5 * drop_top)
 
 
