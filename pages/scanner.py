@@ -113,7 +113,8 @@ with st.container(border=True):
         recurring = st.radio("Catch recurring triggers", ["auto", "on", "off"], key="scanner_campaigns",
                              horizontal=True,
                              help="Also flag every title carrying a word or phrase that recurs among the "
-                                  "top-scored tenth of the catalog and whose removal lowers their scores, unless "
+                                  "top-scored tenth of the catalog (or, with the default LLM scanner, on two or more "
+                                  "titles all in the top third) and whose removal lowers their scores, unless "
                                   "those titles read as one series (a franchise name leaves fragments or shared "
                                   "words once removed) (core.pscanner.campaign): BadRec writes one trigger into "
                                   "several unrelated items. auto = "

@@ -76,17 +76,17 @@ def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never
         return np.array([(0.5 if "xq7" in t else 0.1) if t.startswith("Title number 60 ") else 0.95 if "xq7" in t
                          or "zv2" in t else _scores([" ".join(words(t)[:3])])[0] for t in ts])
 
-    assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1)) == []
-    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True))
+    assert find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spread=None)) == []
+    found = find_campaigns(catalog, react(catalog), react, CampaignConfig(top=0.1, spare_one=True, spread=None))
     assert [(c.text, c.n_titles) for c in found] == [("xq7", 3)]  # zv2 is on two titles only
     assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30, 60]
     # ... but not when the title outside the top is no less odd without it (a word a franchise shares)
     flat = lambda ts: np.where([t.startswith("Title number 60 ") for t in ts], 0.5, react(ts))
-    assert find_campaigns(catalog, flat(catalog), flat, CampaignConfig(top=0.1, spare_one=True)) == []
+    assert find_campaigns(catalog, flat(catalog), flat, CampaignConfig(top=0.1, spare_one=True, spread=None)) == []
     # a word that two odd titles happen to share with a plain one: removing it leaves them odd
     catalog = [f"{t} on Qevrun" if i in (3, 30) else f"{t} on" if i == 60 else t for i, t in enumerate(CATALOG)]
     odd = lambda ts: np.array([0.95 if "Qevrun" in t else react([t])[0] for t in ts])
-    assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, spare_one=True)) == []
+    assert find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, spare_one=True, spread=None)) == []
     # a year on three titles that lifts all three like a trigger: a year recurs by chance, and holds no letter
     catalog = [f"Title number {i} (2031)" if i in (3, 30, 60) else t for i, t in enumerate(CATALOG)]
 
@@ -94,10 +94,58 @@ def test_spare_one_takes_a_trigger_on_three_titles_with_one_scored_low_but_never
         return np.array([(0.55 if words(t)[2] == "60" else 0.9) if "2031" in t else 0.1 if words(t)[2] in
                          {"3", "30", "60"} else react([t])[0] for t in ts])
 
-    assert find_campaigns(catalog, by_year(catalog), by_year, CampaignConfig(top=0.05, spare_one=True)) == []
+    assert find_campaigns(catalog, by_year(catalog), by_year, CampaignConfig(top=0.05, spare_one=True, spread=None)) == []
     lettered = [t.replace("(2031)", "(2031a)") for t in catalog]
     assert [c.text for c in find_campaigns(lettered, by_year(lettered), by_year,
-                                           CampaignConfig(top=0.05, spare_one=True))] == ["(2031a)"]
+                                           CampaignConfig(top=0.05, spare_one=True, spread=None))] == ["(2031a)"]
+
+
+def test_a_pair_in_the_top_third_is_taken_when_removing_it_lowers_each_title_enough():
+    """E58: a trigger on two titles that rank in the top third but not the top tenth; every carrier must be in the
+    top share and drop by the margin, scored by the scanner that scored its host, and a series is not flagged."""
+    catalog = [f"{t} zv2" if i in (3, 30) else t for i, t in enumerate(CATALOG)]
+    plain = {CATALOG[3]: 0.1, CATALOG[30]: 0.1}
+
+    def react(ts, lift=0.8, rest=plain, lo=0.1, spread=0.85):  # the catalog's own titles between 0.1 and 0.95
+        return np.array([lift if "zv2" in t else rest.get(t, lo + spread * (zlib.crc32(t.encode()) % 100) / 100)
+                         for t in ts])
+
+    scores = react(catalog)
+    rank = np.argsort(np.argsort(-scores, kind="stable"))
+    assert all(10 <= rank[i] < 30 for i in (3, 30))  # below the top tenth, inside the top third
+    found = find_campaigns(catalog, scores, react)
+    assert [(c.text, c.n_titles, c.series) for c in found] == [("zv2", 2, False)]
+    assert [i for i, c in enumerate(campaign_of(catalog, found)) if c] == [3, 30]
+    assert find_campaigns(catalog, scores, react, CampaignConfig(spread=None)) == []
+    # a drop below the margin (logit 1.4 -> 0), or a host's scanner that is not moved by it: no trigger
+    shallow = lambda ts: react(ts, rest={CATALOG[3]: 0.5, CATALOG[30]: 0.5})  # noqa: E731
+    assert find_campaigns(catalog, shallow(catalog), shallow) == []
+    seen = []
+
+    def host_scanner(texts, hosts):
+        seen.extend(hosts)
+        return np.full(len(texts), 0.45)
+
+    assert find_campaigns(catalog, scores, react, hosted_fn=host_scanner) == []
+    assert {catalog[3], catalog[30]} <= set(seen)  # each variant scored as its host's
+    # two plain titles of a catalog that scores low: without their shared words they score plainer still, which
+    # counts only down to the catalog's lower quartile
+    plainer = {CATALOG[3]: 0.002, CATALOG[30]: 0.002}
+    low = lambda ts: react(ts, lift=0.17, rest=plainer, lo=0.005, spread=0.2)  # noqa: E731
+    assert find_campaigns(catalog, low(catalog), low) == []
+    assert [c.text for c in find_campaigns(catalog, low(catalog), low, CampaignConfig(spread_floor=0.0))] == ["zv2"]
+    # a third title carries it far down the ranking: not every carrier is in the top share
+    third = [f"{t} zv2" if i == 60 else t for i, t in enumerate(catalog)]
+    low_third = lambda ts: np.where([t.startswith("Title number 60 ") for t in ts], 0.1, react(ts))  # noqa: E731
+    assert find_campaigns(third, low_third(third), low_third) == []
+    # two titles of one series: what is left of them names nothing (a number), so it is reported, not flagged
+    series = [t if i not in (3, 30) else f"Vexmoor Saga {i // 3}" for i, t in enumerate(CATALOG)]
+    saga = lambda ts: np.array([0.8 if "Vexmoor" in t else 0.1 if t in {"1", "10"} else react([t])[0]  # noqa: E731
+                                for t in ts])
+    assert [(c.text, c.series) for c in find_campaigns(series, saga(series), saga)] == [("Vexmoor Saga", True)]
+    for bad in (dict(spread=0.8), dict(spread_floor=0.9)):
+        with pytest.raises(InputError):
+            CampaignConfig(**bad)
 
 
 def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():
@@ -108,7 +156,8 @@ def test_words_that_do_not_lift_scores_or_recur_everywhere_are_not_triggers():
     # "xq7" also on 40 low-scored titles: most carriers are not top titles (share)
     spread = [f"{t} xq7" if i % 2 == 0 else t for i, t in enumerate(CATALOG[:80])] + catalog[80:]
     low = lambda ts: np.array([0.95 if "(1951)" in t else 0.2 for t in ts])  # noqa: E731
-    assert find_campaigns(spread, low(spread), low) == []
+    assert find_campaigns(spread, low(spread), low, CampaignConfig(spread=None)) == []
+    assert "xq7" not in {c.text for c in find_campaigns(spread, low(spread), low)}  # nor all its titles in the top
     # a single triggered title is left to the threshold
     one = [f"{t} xq7" if i == 3 else t for i, t in enumerate(CATALOG)]
     named = lambda ts: _scores([" ".join(words(t)[:3] + words(t)[4:]) for t in ts])  # a year removed: no lift
@@ -143,8 +192,9 @@ def test_a_pair_counts_only_when_removing_it_leaves_plain_titles():
     fixed = {CATALOG[3]: 0.12, CATALOG[30]: 0.12, "Zq": 0.45, "Vx": 0.45, "Storm Zq": 0.45, "Storm Vx": 0.45}
     odd = lambda ts: np.array([0.95 if "xq7" in t else 0.9 if "Ninja" in t else fixed.get(t, _scores([t])[0])  # noqa: E731
                                for t in ts])
-    loose = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2))
-    strict = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2, pair_rest=0.5))
+    loose = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2, spread=None))
+    strict = find_campaigns(catalog, odd(catalog), odd, CampaignConfig(top=0.1, min_titles=2, pair_rest=0.5,
+                                                                       spread=None))
     assert {c.text for c in loose} >= {"xq7", "Ninja Storm"} and [c.text for c in strict] == ["xq7"]
     with pytest.raises(InputError):
         CampaignConfig(pair_rest=1.0)
@@ -194,3 +244,19 @@ def test_a_bulk_catalog_finds_its_common_words_from_a_stride_of_its_titles():
     assert common == {"item", "deluxe"}  # 100 % and 2.5 %; Vorbix 0.2 %, each hex code once
     assert common == {w for w in ("item", "deluxe", "vorbix")
                       if sum(w in name_words(t) for t in catalog) >= COMMON_SHARE * n}
+
+
+def test_the_spread_check_runs_only_where_it_was_measured():
+    """Its logit margin is the frozen LLM's: a scan with a trusted reference or a `mini` scanner leaves it off."""
+    from dataclasses import replace
+
+    from core.lm.models import ModelConfig
+    from core.pscanner.scan_config import ScanConfig, campaign_rules
+    from core.pscanner.scanner import ScannerConfig
+
+    llm = ScannerConfig(model=ModelConfig(name="smollm2-135m"))
+    upload = ScanConfig(source="catalog", catalog_path="c.csv", scanner=llm)
+    assert campaign_rules(upload).spread == CampaignConfig().spread == 0.3
+    assert campaign_rules(replace(upload, dataset="ml-100k")).spread is None  # a trusted reference trains it
+    assert campaign_rules(replace(upload, scanner=ScannerConfig(model=ModelConfig(name="mini")))).spread is None
+    assert campaign_rules(replace(upload, campaign=CampaignConfig(spread=None))).spread is None

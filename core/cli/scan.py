@@ -44,6 +44,8 @@ def _scan_config(args, source: str) -> ScanConfig:
                                                         min_titles=args.campaign_min_titles,
                                                         pair_rest=args.campaign_pair_rest,
                                                         spare_one=args.campaign_spare_one,
+                                                        spread=args.campaign_spread or None,
+                                                        spread_drop=args.campaign_spread_drop,
                                                         series=not args.no_campaign_series),
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
@@ -151,6 +153,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--campaign-spare-one", action="store_true",
                    help="a recurring trigger on 3 or more titles may have one of them outside the top-scored share, "
                         "when removing it lowers that one too (helps artist names and games, costs film titles: E57)")
+    p.add_argument("--campaign-spread", type=float, default=CampaignConfig.spread,
+                   help="also take a trigger on 2 or more titles that all rank in this top share of the catalog, when "
+                        "removing it lowers each by --campaign-spread-drop logits (0 = off; a local cross-fitted scan "
+                        "with the frozen-LLM scanner only, E58)")
+    p.add_argument("--campaign-spread-drop", type=float, default=CampaignConfig.spread_drop,
+                   help="the logit drop the spread check asks of every carrier")
     p.add_argument("--no-campaign-series", action="store_true",
                    help="take a recurring n-gram for a trigger even when its titles read as one series (a franchise "
                         "name that leaves fragments or shared words once removed)")

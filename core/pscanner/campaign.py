@@ -14,8 +14,12 @@ campaign's trigger when
    removed each carrier keeps a name of its own, while a franchise or series name (`Friday the`,
    `NOBUNAGA'S AMBITION:`) leaves fragments (`13th Part 2`, `II`) or words its carriers share (E51).
 
-Every title that carries a campaign's trigger is flagged. A trigger on one or two items is left to
-the title-level threshold; an attacker who writes a different trigger into each item evades this step.
+A trigger on two or three titles that the title-level scores leave in the catalog's top third but not
+its top tenth passes a second test instead (`CampaignConfig.spread`, E58): every title carrying the
+n-gram is among the top third, removing it lowers each of them by a margin, and they are no series.
+
+Every title that carries a campaign's trigger is flagged. A trigger on one item is left to the
+title-level threshold; an attacker who writes a different trigger into each item evades this step.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ class CampaignConfig(ConfigMixin):
             least 2), whatever `min_titles` and `min_share`, when removing it takes every top carrier below the
             top's cut and lowers the others by half as much, and it holds a letter: a trigger on three titles with
             one scored lower, not a word odd titles share (`on`), a franchise's or a year (E56, E57).
+        spread (`float | None`): also take an n-gram carried by 2 or more titles, every one of them in this top
+            share of the catalog, when removing it lowers each carrier's logit by at least `spread_drop` and
+            leaves each a title of its own, and they do not read as one series: a trigger on two or three titles
+            ranked in the top third, not the top tenth (E58). None: off.
+        spread_drop (`float`): the logit drop the spread check asks of every carrier (the frozen-LLM scanner's
+            scale, where it was chosen: the scan turns the check off for other scanners, `campaign_rules`).
+        spread_floor (`float`): a drop counts down to this quantile of the catalog's logits at most: a trigger lifts
+            a title from where catalog titles score, while two plain titles sharing words (`My Favorite`) score
+            plainer still once the words go, which is no evidence.
     """
 
     top: float = 0.1
@@ -71,6 +84,9 @@ class CampaignConfig(ConfigMixin):
     pair_rest: float | None = None
     series: bool = True
     spare_one: bool = False
+    spread: float | None = 0.3
+    spread_drop: float = 2.0
+    spread_floor: float = 0.25
 
     def __post_init__(self):
         if not 0.0 < self.top <= 0.5:
@@ -83,6 +99,10 @@ class CampaignConfig(ConfigMixin):
             raise InputError("campaign max_words, max_checked and probe_titles must be >= 1")
         if self.pair_rest is not None and not 0.0 < self.pair_rest < 1.0:
             raise InputError(f"campaign pair_rest {self.pair_rest} must be in (0, 1)")
+        if self.spread is not None and not 0.0 < self.spread <= 0.5:
+            raise InputError(f"campaign spread {self.spread} must be in (0, 0.5]")
+        if not 0.0 <= self.spread_floor <= 0.5:
+            raise InputError(f"campaign spread_floor {self.spread_floor} must be in [0, 0.5]")
 
 
 @dataclass(frozen=True)
@@ -190,7 +210,8 @@ def series_like(carriers: Sequence[str], gram: str, common: set[str]) -> bool:
 
 
 def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable[[list[str]], np.ndarray],
-                   cfg: CampaignConfig = CampaignConfig()) -> list[Campaign]:
+                   cfg: CampaignConfig = CampaignConfig(),
+                   hosted_fn: Callable[[list[str], list[str]], np.ndarray] | None = None) -> list[Campaign]:
     """Recurring triggers among the top-scored titles (module docstring); most carriers first, then the n-grams
     that passed every test but the series check (`series=True`: for review, `campaign_of` ignores them).
 
@@ -199,6 +220,9 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
         scores (`np.ndarray`): their scanner scores.
         score_fn (`Callable`): the same scanner's scoring, for the removal check.
         cfg (`CampaignConfig`): the rule's parameters.
+        hosted_fn (`Callable | None`): `hosted_fn(texts, hosts)` scores each text made from a catalog title by
+            the scanner that scored that title (a cross-fitted scan's fold scanner), for the spread check;
+            `score_fn` when None.
     """
     n = len(titles)
     k = max(cfg.min_titles, math.ceil(cfg.top * n))
@@ -210,8 +234,6 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     top_grams = [ngrams(words(titles[i]), cfg.max_words) for i in top_idx]
     support = Counter(g for gs in top_grams for g in gs)
     kept = {g for g, c in support.items() if c >= (min(2, cfg.min_titles) if cfg.spare_one else cfg.min_titles)}
-    if not kept:
-        return []
     first = {g.split(" ")[0] for g in kept}
     df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
 
@@ -223,7 +245,7 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
 
     shared = sorted((g for g in kept if usual(g) or spared(g)), key=lambda g: (-support[g], g))
     pair_cut = None if cfg.pair_rest is None else float(np.quantile(scores, cfg.pair_rest))
-    common = common_words(titles) if cfg.series and shared else set()
+    common = common_words(titles) if shared or cfg.spread else set()
     found: list[Campaign] = []
     seen: set[str] = set()
     for g in shared[:cfg.max_checked]:
@@ -243,11 +265,53 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
                 titles, scores, score_fn, mine, whole, rest))):
             is_series = cfg.series and series_like([titles[i] for i in mine], whole, common)
             found.append(Campaign(whole, int(df[g]), med_with, med_without, is_series))
+    if cfg.spread:
+        found += _spread(titles, scores, order, hosted_fn or (lambda texts, hosts: score_fn(texts)), cfg, common,
+                         {c.text for c in found})
     triggers = _longest([c for c in found if not c.series])
     # a trigger's fragments read as a series (its other words are left in every carrier): not a series name
     series = [c for c in _longest([c for c in found if c.series])
               if not any(_inside(c, t) or _inside(t, c) for t in triggers)]
     return sorted(triggers + series, key=lambda c: (c.series, -c.n_titles, c.text))
+
+
+def _spread(titles, scores, order, hosted_fn, cfg: CampaignConfig, common: set[str], found: set[str]
+            ) -> list[Campaign]:
+    """The spread check (`CampaignConfig.spread`): n-grams whose every carrier, two or more, is in the top
+    `spread` share, each grown to what its carriers share and checked once per set of carriers (most carriers,
+    then the best-ranked, first; at most `max_checked`)."""
+    rank = np.empty(len(titles), dtype=int)
+    rank[order] = np.arange(len(titles))
+    top = order[:math.ceil(cfg.spread * len(titles))]
+    by_gram: dict[str, list[int]] = {}
+    for i in top:
+        for g in ngrams(words(titles[i]), cfg.max_words):
+            by_gram.setdefault(g, []).append(int(i))
+    # an n-gram of the catalog's own common words names nothing; a shared year or sign may still be a trigger
+    by_gram = {g: ix for g, ix in by_gram.items() if len(ix) >= 2 and not (name_words(g) and name_words(g) <= common)}
+    first = {g.split(" ")[0] for g in by_gram}
+    df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in by_gram)
+    sets: dict[tuple[int, ...], str] = {}
+    for g, ix in by_gram.items():
+        if df[g] == len(ix):  # every carrier in the top share
+            whole, key = extended([titles[i] for i in ix], g), tuple(sorted(ix))
+            if len(whole) > len(sets.get(key, "")):
+                sets[key] = whole
+    cands = sorted(((ix, g) for ix, g in sets.items() if g not in found and all(without(titles[i], g) for i in ix)),
+                   key=lambda c: (-len(c[0]), max(rank[i] for i in c[0]), c[1]))[:cfg.max_checked]
+    if not cands:
+        return []
+    texts = [without(titles[i], g) for ix, g in cands for i in ix]
+    rest = hosted_fn(texts, [titles[i] for ix, _ in cands for i in ix])
+    floor = float(np.quantile(logit(scores), cfg.spread_floor))
+    out, start = [], 0
+    for ix, g in cands:
+        own, left = scores[list(ix)], rest[start:start + len(ix)]
+        start += len(ix)
+        if float(np.min(logit(own) - np.maximum(logit(left), floor))) >= cfg.spread_drop:
+            out.append(Campaign(g, len(ix), float(np.median(own)), float(np.median(left)),
+                                cfg.series and series_like([titles[i] for i in ix], g, common)))
+    return out
 
 
 def _lifts_the_spared(titles, scores, score_fn, mine, gram, rest) -> bool:
@@ -298,13 +362,14 @@ def flagged_at(scores: np.ndarray, threshold: float, carries: np.ndarray) -> np.
 
 
 def flag(titles: Sequence[str], scores: np.ndarray, threshold: float,
-         score_fn: Callable[[list[str]], np.ndarray], cfg: CampaignConfig | None = CampaignConfig()
+         score_fn: Callable[[list[str]], np.ndarray], cfg: CampaignConfig | None = CampaignConfig(),
+         hosted_fn: Callable[[list[str], list[str]], np.ndarray] | None = None
          ) -> tuple[np.ndarray, list[str | None], list[Campaign]]:
     """Flags (`flagged_at`), each title's recurring trigger (or None), and the campaigns found (with the series
     passed over, `Campaign.series`).
 
     `cfg=None` judges each title alone.
     """
-    campaigns = [] if cfg is None else find_campaigns(titles, scores, score_fn, cfg)
+    campaigns = [] if cfg is None else find_campaigns(titles, scores, score_fn, cfg, hosted_fn)
     shared = campaign_of(titles, campaigns)
     return flagged_at(scores, threshold, carried(shared)), shared, campaigns

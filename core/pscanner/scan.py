@@ -34,7 +34,7 @@ from .agent import offline_triggers
 from .catalog import Catalog, resolve_catalog, training_titles
 from .crossfit import CrossFitScanner, crossfit_scanner
 from .rerank import PROBE_SEED, check_rerank, probe_texts, reorder_top, top_titles
-from .scan_config import ScanConfig, ScanResult, planned_scanner, reranked_titles
+from .scan_config import ScanConfig, ScanResult, campaign_rules, planned_scanner, reranked_titles
 from .scanner import LLM_SCANNER, ScannerConfig, calibrate_threshold
 from .scanner_model import load_base
 from .scanner_train import get_scanner
@@ -283,7 +283,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     t_campaigns = time.monotonic()
     # Campaigns are looked for on the scanner's own scores: a Unicode finding must not seed one.
     flagged, shared, campaigns = campaign.flag(res.titles, s_all, threshold, scanner.score,
-                                               cfg.campaign if use_campaigns else None)
+                                               campaign_rules(cfg) if use_campaigns else None, hosted(scanner))
     campaign_seconds = round(time.monotonic() - t_campaigns, 2)
     flagged = flagged | (res.unicode_scores > 0)  # a hygiene finding is flagged whatever the threshold
     return Scored(scanner, cached, domain, train_titles, threshold, calibration, use_campaigns,
@@ -300,6 +300,14 @@ def final_scores(scores: np.ndarray, threshold: float, hygiene: np.ndarray, carr
     """
     by_rule = np.maximum(hygiene, np.where(carries, scores, 0.0))  # the mapping is monotone: max before or after
     return np.maximum(scores, unicode_hygiene.in_flagged_range(by_rule, threshold))
+
+
+def hosted(scanner) -> Callable[[list[str], list[str]], np.ndarray]:
+    """Scores of texts made from catalog titles (`hosts`), each by the scanner that scored its host: a
+    cross-fitted scan's fold scanner never saw the host as clean; one scanner scores every text alike."""
+    if isinstance(scanner, CrossFitScanner):
+        return scanner.score
+    return lambda texts, hosts: scanner.score(texts)
 
 
 def rerank(scanner, titles: list[str], scores: np.ndarray, k: int, cfg: ScanConfig,
@@ -319,14 +327,14 @@ def rerank(scanner, titles: list[str], scores: np.ndarray, k: int, cfg: ScanConf
         own = scanner.cfg
         pool = {t.text for t in offline_triggers(own.agent(own.n_triggers, own.seed))}
         texts, hosts = probe_texts(titles, own.agent(cfg.rerank_probes, PROBE_SEED + own.seed), pool)
-        hosted = isinstance(scanner, CrossFitScanner)  # each probe scored by its host's fold scanner
+        crossfit = isinstance(scanner, CrossFitScanner)  # each probe scored by its host's fold scanner
 
         def probe_contrast(idx: np.ndarray) -> np.ndarray:
             sub = [texts[i] for i in idx]
-            return scanner.contrast(sub, [hosts[i] for i in idx]) if hosted else scanner.contrast(sub)
+            return scanner.contrast(sub, [hosts[i] for i in idx]) if crossfit else scanner.contrast(sub)
 
-        check = check_rerank(scores, top, top_contrast, scanner.score(texts, hosts) if hosted else scanner.score(texts),
-                             probe_contrast, cfg.scanner.target_fpr)
+        check = check_rerank(scores, top, top_contrast, hosted(scanner)(texts, hosts), probe_contrast,
+                             cfg.scanner.target_fpr)
         info |= {"applied": check.keep, "check": asdict(check)}
     info["seconds"] = round(time.monotonic() - t0, 2)
     return (reorder_top(scores, top, top_contrast) if info["applied"] else scores), info

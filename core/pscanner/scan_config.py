@@ -150,13 +150,23 @@ def has_reference(cfg: ScanConfig) -> bool:
     return cfg.source == "run" or bool(cfg.dataset)
 
 
+def frozen_on_itself(cfg: ScanConfig) -> bool:
+    """Whether `cfg` is a local scan whose frozen-LLM scanner trains on the catalog itself: where the re-ranking
+    and the campaign step's spread check were measured (E36, E58 in docs/SCANNER.md); `cfg.scanner` as the scan
+    resolved it (`planned_scanner`)."""
+    return not has_reference(cfg) and cfg.engine == "local" and cfg.scanner.mode == "frozen"
+
+
 def reranked_titles(cfg: ScanConfig, n_titles: int) -> int:
-    """How many top titles a scan of `n_titles` re-orders by deletion contrast (`core.pscanner.rerank`): only a
-    local scan whose frozen-LLM scanner trains on the catalog itself (where it was measured: E36 in
-    docs/SCANNER.md); `cfg.scanner` as the scan resolved it (`planned_scanner`)."""
-    if has_reference(cfg) or cfg.engine != "local" or cfg.scanner.mode != "frozen":
-        return 0
-    return rerank_size(n_titles, cfg.rerank, cfg.rerank_min)
+    """How many top titles a scan of `n_titles` re-orders by deletion contrast (`core.pscanner.rerank`): only where
+    it was measured (`frozen_on_itself`)."""
+    return rerank_size(n_titles, cfg.rerank, cfg.rerank_min) if frozen_on_itself(cfg) else 0
+
+
+def campaign_rules(cfg: ScanConfig) -> CampaignConfig:
+    """The recurring-trigger rule as the scan applies it: the spread check (`CampaignConfig.spread`, its logit
+    margin on the frozen LLM's scale) only where it was measured (`frozen_on_itself`)."""
+    return cfg.campaign if frozen_on_itself(cfg) else replace(cfg.campaign, spread=None)
 
 
 def contrasted_titles(cfg: ScanConfig, n_titles: int) -> int:
