@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,6 +172,13 @@ def carrying(titles: Sequence[str], gram: str) -> list[int]:
     return [i for i, t in enumerate(titles) if _at(words(t), gw) is not None]
 
 
+def carriers_per_gram(titles: Sequence[str], grams: Collection[str], max_words: int) -> Counter:
+    """How many of the catalog's titles carry each of `grams` (only n-grams starting with one of their first words
+    are formed: one pass over the catalog)."""
+    first = {g.split(" ")[0] for g in grams}
+    return Counter(g for t in titles for g in ngrams(words(t), max_words, first) if g in grams)
+
+
 def name_words(text: str) -> set[str]:
     """The words of a text that can name something: lower-cased, edge punctuation stripped, holding a letter,
     not a Roman numeral."""
@@ -234,8 +241,7 @@ def find_campaigns(titles: Sequence[str], scores: np.ndarray, score_fn: Callable
     top_grams = [ngrams(words(titles[i]), cfg.max_words) for i in top_idx]
     support = Counter(g for gs in top_grams for g in gs)
     kept = {g for g, c in support.items() if c >= (min(2, cfg.min_titles) if cfg.spare_one else cfg.min_titles)}
-    first = {g.split(" ")[0] for g in kept}
-    df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in kept)
+    df = carriers_per_gram(titles, kept, cfg.max_words)
 
     def usual(g: str) -> bool:
         return support[g] >= cfg.min_titles and support[g] >= cfg.min_share * df[g]
@@ -289,8 +295,7 @@ def _spread(titles, scores, order, hosted_fn, cfg: CampaignConfig, common: set[s
             by_gram.setdefault(g, []).append(int(i))
     # an n-gram of the catalog's own common words names nothing; a shared year or sign may still be a trigger
     by_gram = {g: ix for g, ix in by_gram.items() if len(ix) >= 2 and not (name_words(g) and name_words(g) <= common)}
-    first = {g.split(" ")[0] for g in by_gram}
-    df = Counter(g for t in titles for g in ngrams(words(t), cfg.max_words, first) if g in by_gram)
+    df = carriers_per_gram(titles, by_gram, cfg.max_words)
     sets: dict[tuple[int, ...], str] = {}
     for g, ix in by_gram.items():
         if df[g] == len(ix):  # every carrier in the top share
