@@ -57,6 +57,29 @@ def test_a_texts_features_do_not_depend_on_the_texts_computed_with_it(gguf_cfg):
     np.testing.assert_allclose(later.features(texts), together, rtol=1e-5, atol=1e-5)
 
 
+def test_features_read_from_the_prefix_cache_equal_the_models_own_forward_over_the_whole_text(gguf_cfg):
+    """The cue before every title is run once and its KV cache reused: each title's hidden states and token
+    surprisals must be those of one plain forward pass over `prefix + title + newline`."""
+    import torch
+
+    ext = extractor_for(gguf_cfg)
+    texts = ["Moon River (1961)", "Night Story", "X"]
+    got = FeatureExtractor(ext.model, ext.tokenizer, dtype=ext.dtype).features(texts)
+    width = ext.model.config.hidden_size
+    for text, row in zip(texts, got):
+        title = ext.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([ext.prefix + title + ext.close])
+        with torch.inference_mode():
+            out = ext.model(input_ids=ids, output_hidden_states=True)
+        a, m = len(ext.prefix), len(title)
+        last = out.hidden_states[ext.layers[-1]][0, a:a + m]
+        surprisal = -torch.log_softmax(out.logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None])[a - 1:, 0]
+        k = len(ext.layers) - 1
+        np.testing.assert_allclose(row[2 * k * width:(2 * k + 1) * width], last.mean(0).numpy(), atol=1e-4)
+        np.testing.assert_allclose(row[-6:-1], [surprisal[:-1].max(), surprisal[:-1].mean(), surprisal[-1],
+                                                 surprisal[0], surprisal[-2]], rtol=1e-4, atol=1e-4)
+
+
 def test_fit_head_separates_separable_data_and_is_deterministic():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5))

@@ -52,14 +52,15 @@ def autocast(loaded: LoadedModel):
     return autocast_to(loaded.device.type, loaded.autocast_dtype)
 
 
-def _new_cache(decoder):
+def new_cache(decoder):
+    """An empty KV cache for `decoder`."""
     from transformers import DynamicCache
     return DynamicCache(config=decoder.config)
 
 
-def _rows_of(decoder, cache, idx):
+def cache_rows(decoder, cache, idx):
     """A new cache holding rows `idx` of `cache` (a row may repeat)."""
-    out = _new_cache(decoder)
+    out = new_cache(decoder)
     for i, layer in enumerate(cache.layers):
         out.update(layer.keys[idx], layer.values[idx], i)
     return out
@@ -94,18 +95,18 @@ def _encode_rows(loaded: LoadedModel, prompts: Sequence[list[int]], groups: Sequ
     shared = [min(len(commonprefix([prompts[r] for r in m])), min(len(prompts[r]) for r in m) - 1) for m in members]
     if len(members) == len(prompts) or min(shared) < 1:
         ids, mask, pos = left_pad(prompts, pad, dev)
-        cache = _new_cache(decoder)
+        cache = new_cache(decoder)
         h = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
                     use_cache=True).last_hidden_state[:, -1]
         return cache, mask, torch.log_softmax(head(h).float(), -1)
     ids, mask0, pos = left_pad([prompts[m[0]][:n] for m, n in zip(members, shared)], pad, dev)
-    shared_cache = _new_cache(decoder)
+    shared_cache = new_cache(decoder)
     decoder(input_ids=ids, attention_mask=mask0, position_ids=pos, cache=shared_cache, use_cache=True)
     start = [shared[g] for g in groups]
     tails = [p[s:] for p, s in zip(prompts, start)]
     feed, tmask = _right_pad(tails, pad)
     gi = torch.tensor(groups, device=dev)
-    cache = _rows_of(decoder, shared_cache, gi)
+    cache = cache_rows(decoder, shared_cache, gi)
     mask = torch.cat([mask0[gi], tmask.to(dev)], 1)
     pos = torch.tensor(start, device=dev)[:, None] + torch.arange(feed.shape[1], device=dev)[None, :]
     h = decoder(input_ids=feed.to(dev), attention_mask=mask, position_ids=pos, cache=cache,
@@ -245,7 +246,7 @@ def _run_batch(loaded: LoadedModel, rows: Sequence[Row], add_eos: bool, next_ids
         if want and max_new_tokens:
             if len(want) < len(rows):
                 idx = torch.tensor(want, device=mask.device)
-                cache, mask, last = _rows_of(decoder, cache, idx), mask[idx], last[idx]
+                cache, mask, last = cache_rows(decoder, cache, idx), mask[idx], last[idx]
             answers = dict(zip(want, _greedy(loaded, cache, mask, last, max_new_tokens)))
     return scores, answers
 

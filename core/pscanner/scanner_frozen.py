@@ -27,7 +27,8 @@ import numpy as np
 
 from core.errors import InputError
 from core.lm.artifacts import save_atomic
-from core.lm.loaded import autocast_to
+from core.lm.lmscore import cache_rows, new_cache
+from core.lm.loaded import autocast_to, model_parts
 from core.progress import Progress
 
 from .agent import SyntheticTrigger, propose
@@ -37,7 +38,7 @@ from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 FEATURE_PREFIX = "Catalog item: "  # the title follows a neutral cue, so its first token is not a text's first
 CACHE_LIMIT = 60_000  # texts whose features stay in memory (~14 KB each for SmolLM2-135M: ~0.8 GB at most)
 HEAD_FILE = "head.safetensors"
-FEATURES_VERSION = 2  # in a frozen scanner's cache key: 2 = equal-length batches (`FeatureExtractor.features`)
+FEATURES_VERSION = 3  # in a frozen scanner's cache key: 2 = equal-length batches, 3 = the prefix from its KV cache
 
 
 class FeatureExtractor:
@@ -57,6 +58,8 @@ class FeatureExtractor:
         self.cache: dict[str, np.ndarray] = {}
         self.prefix = tokenizer(FEATURE_PREFIX, add_special_tokens=False)["input_ids"]
         self.close = tokenizer("\n", add_special_tokens=False)["input_ids"]
+        self.device = next(model.parameters()).device
+        self._prefix = None  # (KV cache, next-token log-probs) of the prefix: `_prefix_state`
 
     def features(self, texts: Sequence[str], progress: Progress | None = None, message: str = "LLM features"
                  ) -> np.ndarray:
@@ -91,24 +94,41 @@ class FeatureExtractor:
         """Length of a feature vector: mean and last hidden state per layer, plus six surprisal statistics."""
         return 2 * len(self.layers) * self.model.config.hidden_size + 6
 
+    def _prefix_state(self):
+        """The prefix's KV cache and its next-token log-probs, computed once: every row starts with the same cue,
+        so only the title and the closing newline go through the model per text (~30 % fewer tokens)."""
+        import torch
+
+        if self._prefix is None:
+            decoder, head = model_parts(self.model)
+            cache = new_cache(decoder)
+            ids = torch.tensor([self.prefix], device=self.device)
+            with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
+                h = decoder(input_ids=ids, cache=cache, use_cache=True).last_hidden_state[:, -1]
+                self._prefix = cache, torch.log_softmax(head(h).float(), -1)[0]
+        return self._prefix
+
     def _forward(self, encs: Sequence[list[int]]) -> list[np.ndarray]:
-        """Features of a batch of titles' token ids, all of one length: rows `prefix + title + newline`."""
+        """Features of a batch of titles' token ids, all of one length: rows `prefix + title + newline`, the
+        prefix read from its cache; logits only where a title token or the newline is predicted."""
         import torch
 
         encs = [e or self.close for e in encs]  # an empty title reads as the newline alone
-        ids = torch.tensor([self.prefix + e + self.close for e in encs])
-        device = next(self.model.parameters()).device.type
-        with torch.inference_mode(), autocast_to(device, self.dtype):
-            out = self.model(input_ids=ids, output_hidden_states=True)
-            logp = torch.log_softmax(out.logits[:, :-1].float(), -1)
-            surprisal = -logp.gather(-1, ids[:, 1:, None])[..., 0]  # of token t+1 given tokens <= t
-            hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1)
-        a = len(self.prefix)
+        ids = torch.tensor([e + self.close for e in encs], device=self.device)
+        decoder, head = model_parts(self.model)
+        prefix_cache, prefix_logp = self._prefix_state()
+        cache = cache_rows(decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
+        with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
+            out = decoder(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
+            logp = torch.log_softmax(head(out.last_hidden_state[:, :-1]).float(), -1)
+            surprisal = torch.cat([-prefix_logp[ids[:, :1]],  # of token t given the prefix and tokens < t
+                                   -logp.gather(-1, ids[:, 1:, None])[..., 0]], 1).cpu()
+            hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1).cpu()
         result = []
         for r, e in enumerate(encs):
             m = len(e)
-            h = hidden[r, a:a + m]
-            s = surprisal[r, a - 1:a + m].numpy()  # each title token, then the closing newline
+            h = hidden[r, :m]
+            s = surprisal[r].numpy()  # each title token, then the closing newline
             stats = [s[:-1].max(), s[:-1].mean(), s[-1], s[0], s[-2], math.log(m)]
             result.append(np.concatenate([h.mean(0).numpy(), h[-1].numpy(), np.asarray(stats, np.float32)]))
         return result
