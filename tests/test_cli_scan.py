@@ -124,6 +124,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, home, tmp_path, capsys):
     assert rc == 2
     assert err[-1].startswith("error: ") and len(err[-1]) < 300
     assert not out.exists() and not list(tmp_path.glob("*.part"))
+    assert not list(home.glob("cache/downloads/*"))  # refused before any model was fetched (a 93 MB wheel)
     assert _scans() == 0
     assert Store(settings.db_path()).list_runs().empty  # no run recorded for input it could not use
 

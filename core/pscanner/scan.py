@@ -32,9 +32,9 @@ from core.sanitize import csv_safe
 from . import campaign, unicode_hygiene
 from .agent import offline_triggers
 from .catalog import Catalog, resolve_catalog, training_titles
-from .crossfit import CrossFitScanner, crossfit_scanner
+from .crossfit import CrossFitScanner, crossfit_scanner, n_folds
 from .rerank import PROBE_SEED, check_rerank, probe_texts, reorder_top, top_titles
-from .scan_config import ScanConfig, ScanResult, campaign_rules, planned_scanner, reranked_titles
+from .scan_config import ScanConfig, ScanResult, campaign_rules, has_reference, planned_scanner, reranked_titles
 from .scanner import LLM_SCANNER, ScannerConfig, calibrate_threshold
 from .scanner_model import load_base
 from .scanner_train import get_scanner
@@ -217,6 +217,8 @@ def resolve(store: Store, cfg: ScanConfig, progress: Progress | None = None, cli
     ids = catalog.items["item_id"].astype(str).tolist()
     titles = catalog.items["title"].astype(str).tolist()
     n = len(titles)
+    if cfg.crossfit and not has_reference(cfg):  # too few titles to cross-fit: say so before a model is fetched
+        n_folds(len(set(titles)), cfg.crossfit, cfg.scanner.max_titles)
     t_unicode = time.monotonic()
     # Unicode hygiene needs no model: findings are fixed before the scanner is trained or scores anything.
     found = unicode_hygiene.suspicious_findings(titles) if cfg.unicode_check else None
