@@ -4,8 +4,9 @@ A form shows this before its button, so a user does not start a 40-minute job ex
 estimate is arithmetic over three things the caller passes: the job's config and data size, which parts
 are already cached (skipped), and a throughput table. That table comes from this machine's own finished
 runs when there are any (`rates_from_runs`: the newest recorded timings in DuckDB), otherwise from
-`assets/throughput.json`, measured once on the 2-core reference machine (`load_rates`). Everything here is
-pure except those two readers and the cache probes at the end, which only look at the disk.
+`assets/throughput.json`, measured on this project's 2-core machines, per machine kind where it differs
+(`load_rates`). Everything here is pure except those two readers and the cache probes at the end, which only
+look at the disk.
 
 Units: training is counted in tokens (tokens/s is what a CPU's speed is quoted in); a sample's tokens are
 its title slots (history + candidates + answer) times the model's tokens per title slot. Scoring reuses a
@@ -87,14 +88,31 @@ class Estimate:
 
 
 # -- the table --------------------------------------------------------------------------------
-def load_rates(path: Path = THROUGHPUT_FILE) -> Rates:
-    """The reference table measured on this project's machine (`assets/throughput.json`)."""
+def load_rates(path: Path = THROUGHPUT_FILE, kind: str | None = None) -> Rates:
+    """The reference table measured on this project's machines (`assets/throughput.json`), for a machine `kind`
+    (`core.hardware.machine_kind`, this machine's by default): the speeds measured on that kind where the file
+    has them (`kinds`: an AVX2-only CPU computes in fp32, 3-5x slower than an AVX512-BF16 one in bf16), the
+    reference machine's otherwise, and a source that says which."""
+    from core.hardware import machine_kind
+
     raw = json.loads(Path(path).read_text())
-    return Rates({k: ModelRates(**v) for k, v in raw["models"].items()}, raw["scanner_examples_per_s"],
-                 raw["scan_titles_per_s"],
-                 f"measured on {raw['measured']['machine']} at load {raw['measured']['load_average']}, "
-                 f"{raw['measured']['date']}",
-                 raw["measured"], raw.get("scanner_fixed_s", {}))
+    kind = kind or machine_kind()
+    ref, own = raw["measured"], raw.get("kinds", {}).get(kind)
+    source = f"measured on {ref['machine']} at load {ref['load_average']}, {ref['date']}"
+    models = {k: ModelRates(**v) for k, v in raw["models"].items()}
+    tables = [dict(raw[key]) for key in ("scanner_examples_per_s", "scan_titles_per_s")]
+    fixed = dict(raw.get("scanner_fixed_s", {}))
+    if own:
+        models |= {k: ModelRates(**v) for k, v in own.get("models", {}).items()}
+        for table, key in zip(tables, ("scanner_examples_per_s", "scan_titles_per_s")):
+            table |= own.get(key, {})
+        fixed |= own.get("scanner_fixed_s", {})
+        mine = sorted({*own.get("models", {}), *own.get("scan_titles_per_s", {})})
+        source = (f"{', '.join(mine)} measured on {own['measured']['machine']} at load "
+                  f"{own['measured']['load_average']}, {own['measured']['date']}; the rest {source}")
+    elif kind != ref.get("kind"):
+        source += f" (this machine is {kind}: expect other times)"
+    return Rates(models, *tables, source, ref, fixed)
 
 
 def model_key(cfg: AttackConfig) -> str:
