@@ -84,7 +84,8 @@ with st.container(border=True):
                               "mini: a 0.7M-parameter LM built here, fine-tuned per scan (fast; bulk catalogs). "
                               "smollm2-135m: a real pretrained LLM (fetched once, offline), frozen, with a linear "
                               "head on its features: it knows language, so marketing sentences and invented words "
-                              "stand out in any catalog; ~20 titles/s on a 2-core CPU (docs/SCANNER.md). "
+                              "stand out in any catalog; ~45 texts/s on a 2-core CPU with AVX512-BF16, ~15 on an "
+                              "AVX2-only one, where it computes in fp32 (docs/SCANNER.md E58, E59). "
                               "tiny: the project's domain LM.")
     target_fpr = m2.number_input("Target false-positive rate", 0.001, 0.4, 0.01, 0.001, format="%.3f",
                                  key="scanner_fpr", help="The threshold flags about this share of clean titles.")
@@ -100,13 +101,19 @@ with st.container(border=True):
                             placeholder="empty: a cluster started here (127.0.0.1 only)",
                             help="auto (this machine joined a cluster with `ray start`), ray://HOST:PORT or HOST:PORT.")
     with st.expander("Advanced (size of the scanner's training)"):
-        a1, a2, a3 = st.columns(3)
+        a1, a2, a3, a4 = st.columns(4)
         epochs = a1.number_input("Epochs", 1, 20, int(SCANNER_TRAIN.epochs), key="scanner_epochs",
                                  help="Training passes of round 0.")
         n_triggers = a2.number_input("Synthetic triggers", 3, 5000, 600, key="scanner_triggers",
                                      help="Triggers made by the agent for round 0.")
         max_titles = a3.number_input("Max training titles", 50, 100_000, 4000, key="scanner_max_titles",
                                      help="Titles sampled to train on (fewer = faster, e.g. 200 for a smoke test).")
+        folds = a4.number_input("Cross-fitting folds", 0, 20, ScanConfig.crossfit, key="scanner_folds",
+                                help="Without a trusted reference (an upload scanned by itself, a dataset): each "
+                                     "title is scored by one of K scanners that never trained on it as clean "
+                                     "(core.pscanner.crossfit). Fewer folds = fewer scanners to train with mini; "
+                                     "0 = one scanner on the whole catalog, whose poisoned titles it learns as "
+                                     "clean.")
         spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
                           help="The words whose removal lowers a flagged title's score most; about a quarter of "
                                "a large scan's time (off = faster, same scores and flags).")
@@ -142,7 +149,7 @@ with st.container(border=True):
                                                 train=replace(SCANNER_TRAIN, epochs=int(epochs)),
                                                 target_fpr=float(target_fpr), rounds=int(rounds),
                                                 n_triggers=int(n_triggers), max_titles=int(max_titles)),
-                          spans=spans, campaigns=recurring,
+                          spans=spans, campaigns=recurring, crossfit=int(folds),
                           unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 
     try:  # time before launch, for the settings as they stand (the file is not written for this)

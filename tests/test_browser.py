@@ -283,13 +283,15 @@ def upload(page, path: str) -> None:
 
 
 def smallest_scan_settings(page) -> None:
-    """The Scanner form's smallest training (as tests/test_pages.tiny_scan_settings): mini, no rounds, one epoch."""
+    """The Scanner form's smallest training (as tests/test_pages.tiny_scan_settings): mini, no rounds, one epoch,
+    2 cross-fitting folds."""
     choose(page, "Scanner model", "mini")
     set_number(page, "Adversarial rounds", 0)
     page.get_by_text("Advanced (size of the scanner's training)").click()
     set_number(page, "Epochs", 1)
     set_number(page, "Synthetic triggers", 12)
     set_number(page, "Max training titles", 50)
+    set_number(page, "Cross-fitting folds", 2)
 
 
 def start_scan(page) -> str:

@@ -118,7 +118,8 @@ def test_scan_jobs_recorded_here_set_the_scanner_speeds(store):
 
     synthetic_store(store)
     scanner = ScannerConfig(rounds=0, train=ONE_EPOCH, n_triggers=12, max_titles=50)
-    cfg = ScanConfig(source="dataset", dataset="synthetic", methods=("scanner",), scanner=scanner, spans=False)
+    cfg = ScanConfig(source="dataset", dataset="synthetic", methods=("scanner",), scanner=scanner, spans=False,
+                     crossfit=2)  # two fold scanners: the speeds are per example, whatever the folds
     manager = JobManager(store)
     try:
         ids = [manager.submit("scan", "synthetic", cfg.to_dict(), scan_job(run_scan, store, cfg)) for _ in range(2)]

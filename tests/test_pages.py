@@ -302,13 +302,15 @@ def wait_jobs(store: Store, timeout: float = 1200) -> None:
 
 
 def tiny_scan_settings(at: AppTest) -> None:
-    """The Scanner page's smallest training (seconds): the mini scanner, no rounds, no baselines, one epoch, 50 titles."""
+    """The Scanner page's smallest training (seconds): the mini scanner, no rounds, no baselines, one epoch, 50 titles,
+    2 cross-fitting folds."""
     at.selectbox(key="scanner_model").select("mini")
     at.number_input(key="scanner_rounds").set_value(0)
     at.multiselect(key="scanner_methods").set_value([])
     at.number_input(key="scanner_epochs").set_value(1)
     at.number_input(key="scanner_triggers").set_value(12)
     at.number_input(key="scanner_max_titles").set_value(50)
+    at.number_input(key="scanner_folds").set_value(2)
     at.toggle(key="scanner_spans").set_value(False).run()
 
 
@@ -329,6 +331,7 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     at.run()
     scan_id = json.loads(job["result"])["scan_id"]
     assert scan_id == job["run_id"] and synthetic_store.scan_row(scan_id) is not None
+    assert json.loads(job["result"])["crossfit_folds"] == 2  # the Advanced field reached the scan
     assert at.selectbox(key="scanner_scan").value == scan_id
     assert f"Scan id `{scan_id}`" in texts(at)
     label = at.selectbox(key="scanner_scan").options[0]

@@ -117,8 +117,8 @@ class FeatureExtractor:
         ids = torch.tensor([e + self.close for e in encs], device=self.device)
         decoder, head = model_parts(self.model)
         prefix_cache, prefix_logp = self._prefix_state()
-        cache = cache_rows(decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
         with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
+            cache = cache_rows(decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
             out = decoder(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
             logp = torch.log_softmax(head(out.last_hidden_state[:, :-1]).float(), -1)
             surprisal = torch.cat([-prefix_logp[ids[:, :1]],  # of token t given the prefix and tokens < t
