@@ -59,6 +59,7 @@ class FeatureExtractor:
         self.prefix = tokenizer(FEATURE_PREFIX, add_special_tokens=False)["input_ids"]
         self.close = tokenizer("\n", add_special_tokens=False)["input_ids"]
         self.device = next(model.parameters()).device
+        self.decoder, self.head = model_parts(model)
         self._prefix = None  # (KV cache, next-token log-probs) of the prefix: `_prefix_state`
 
     def features(self, texts: Sequence[str], progress: Progress | None = None, message: str = "LLM features"
@@ -100,12 +101,11 @@ class FeatureExtractor:
         import torch
 
         if self._prefix is None:
-            decoder, head = model_parts(self.model)
-            cache = new_cache(decoder)
+            cache = new_cache(self.decoder)
             ids = torch.tensor([self.prefix], device=self.device)
             with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
-                h = decoder(input_ids=ids, cache=cache, use_cache=True).last_hidden_state[:, -1]
-                self._prefix = cache, torch.log_softmax(head(h).float(), -1)[0]
+                h = self.decoder(input_ids=ids, cache=cache, use_cache=True).last_hidden_state[:, -1]
+                self._prefix = cache, torch.log_softmax(self.head(h).float(), -1)[0]
         return self._prefix
 
     def _forward(self, encs: Sequence[list[int]]) -> list[np.ndarray]:
@@ -115,12 +115,11 @@ class FeatureExtractor:
 
         encs = [e or self.close for e in encs]  # an empty title reads as the newline alone
         ids = torch.tensor([e + self.close for e in encs], device=self.device)
-        decoder, head = model_parts(self.model)
         prefix_cache, prefix_logp = self._prefix_state()
         with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
-            cache = cache_rows(decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
-            out = decoder(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
-            logp = torch.log_softmax(head(out.last_hidden_state[:, :-1]).float(), -1)
+            cache = cache_rows(self.decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
+            out = self.decoder(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
+            logp = torch.log_softmax(self.head(out.last_hidden_state[:, :-1]).float(), -1)
             surprisal = torch.cat([-prefix_logp[ids[:, :1]],  # of token t given the prefix and tokens < t
                                    -logp.gather(-1, ids[:, 1:, None])[..., 0]], 1).cpu()
             hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1).cpu()

@@ -97,22 +97,20 @@ def load_rates(path: Path = THROUGHPUT_FILE, kind: str | None = None) -> Rates:
 
     raw = json.loads(Path(path).read_text())
     kind = kind or machine_kind()
-    ref, own = raw["measured"], raw.get("kinds", {}).get(kind)
+    ref, own = raw["measured"], raw.get("kinds", {}).get(kind, {})
+
+    def table(key: str) -> dict:
+        return {**raw.get(key, {}), **own.get(key, {})}
+
     source = f"measured on {ref['machine']} at load {ref['load_average']}, {ref['date']}"
-    models = {k: ModelRates(**v) for k, v in raw["models"].items()}
-    tables = [dict(raw[key]) for key in ("scanner_examples_per_s", "scan_titles_per_s")]
-    fixed = dict(raw.get("scanner_fixed_s", {}))
     if own:
-        models |= {k: ModelRates(**v) for k, v in own.get("models", {}).items()}
-        for table, key in zip(tables, ("scanner_examples_per_s", "scan_titles_per_s")):
-            table |= own.get(key, {})
-        fixed |= own.get("scanner_fixed_s", {})
-        mine = sorted({*own.get("models", {}), *own.get("scan_titles_per_s", {})})
-        source = (f"{', '.join(mine)} measured on {own['measured']['machine']} at load "
-                  f"{own['measured']['load_average']}, {own['measured']['date']}; the rest {source}")
+        mine = ", ".join(sorted({*own.get("models", {}), *own.get("scan_titles_per_s", {})}))
+        source = (f"{mine} measured on {own['measured']['machine']} at load {own['measured']['load_average']}, "
+                  f"{own['measured']['date']}; the rest {source}")
     elif kind != ref.get("kind"):
         source += f" (this machine is {kind}: expect other times)"
-    return Rates(models, *tables, source, ref, fixed)
+    return Rates({k: ModelRates(**v) for k, v in table("models").items()}, table("scanner_examples_per_s"),
+                 table("scan_titles_per_s"), source, ref, table("scanner_fixed_s"))
 
 
 def model_key(cfg: AttackConfig) -> str:
