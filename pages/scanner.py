@@ -85,7 +85,7 @@ with st.container(border=True):
                               "smollm2-135m: a real pretrained LLM (fetched once, offline), frozen, with a linear "
                               "head on its features: it knows language, so marketing sentences and invented words "
                               "stand out in any catalog; ~45 texts/s on a 2-core CPU with AVX512-BF16, ~15 on an "
-                              "AVX2-only one, where it computes in fp32 (docs/SCANNER.md E58, E59). "
+                              "AVX2-only one, where it computes in fp32 (docs/SCANNER.md E58-E60). "
                               "tiny: the project's domain LM.")
     target_fpr = m2.number_input("Target false-positive rate", 0.001, 0.4, 0.01, 0.001, format="%.3f",
                                  key="scanner_fpr", help="The threshold flags about this share of clean titles.")

@@ -57,6 +57,25 @@ def test_a_texts_features_do_not_depend_on_the_texts_computed_with_it(gguf_cfg):
     np.testing.assert_allclose(later.features(texts), together, rtol=1e-5, atol=1e-5)
 
 
+def test_in_fp32_texts_of_every_length_share_full_batches_and_in_bf16_only_equal_lengths(gguf_cfg, monkeypatch):
+    """A small batch costs nearly a full one's time on a CPU (the weights are streamed once per batch), so fp32,
+    where a batch moves a row by float rounding only, packs texts of any length; bf16 keeps one length per batch
+    for bit-identical features (E50, E60 in docs/SCANNER.md)."""
+    import torch
+
+    ext = extractor_for(gguf_cfg)
+    texts = ["X", "Night Story", "Moon River (1961)", "A much longer title with many more words in it (1999)"]
+    lengths = {len(ext.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts}
+    assert len(lengths) == len(texts)
+    for dtype, passes in ((None, 2), (torch.bfloat16, len(texts))):
+        fresh = FeatureExtractor(ext.model, ext.tokenizer, ext.layers, batch_size=3, dtype=dtype)
+        seen = []
+        monkeypatch.setattr(fresh, "_forward",
+                            lambda encs, f=fresh._forward, seen=seen: seen.append(len(encs)) or f(encs))
+        assert fresh.features(texts).shape == (4, fresh.dim)
+        assert len(seen) == passes and sum(seen) == len(texts)
+
+
 def test_features_read_from_the_prefix_cache_equal_the_models_own_forward_over_the_whole_text(gguf_cfg):
     """The cue before every title is run once and its KV cache reused: each title's hidden states and token
     surprisals must be those of one plain forward pass over `prefix + title + newline`."""

@@ -66,18 +66,21 @@ class FeatureExtractor:
                  ) -> np.ndarray:
         """One row per text (repeats and cached texts cost nothing), in input order.
 
-        Texts go through the model only beside texts of the same token length, unpadded: a padded batch's length
-        changes a row's bf16 result (up to a quarter of a feature's spread), so a text's features would depend on
-        which texts happened to be computed with it: on the scans before it in the process, or the order of a
-        benchmark's catalogs. Equal-length rows give the same bits whatever their batch on bf16, and agree to
-        float rounding in fp32, for ~10 % more time than padded batches took (docs/SCANNER.md E50)."""
+        In bf16, texts go through the model only beside texts of the same token length: a padded batch changes a
+        row's bf16 result (up to a quarter of a feature's spread), so a text's features would depend on which
+        texts happened to be computed with it: on the scans before it in the process, or the order of a
+        benchmark's catalogs. Equal-length rows give the same bits whatever their batch (docs/SCANNER.md E50).
+        In fp32 a batch moves a row by float rounding only (~2e-5 of a feature's spread, E60), so texts of any
+        length share right-padded batches: full batches where equal lengths gave many small ones, and a small
+        batch costs nearly a full one's time on a CPU that streams the weights once per batch."""
         todo = sorted({t for t in texts if t not in self.cache})
         cut = [t[:MAX_SCAN_CHARS] for t in todo]
         ids = dict(zip(todo, self.tokenizer(cut, add_special_tokens=False)["input_ids"] if todo else []))
         todo.sort(key=lambda t: len(ids[t]))  # stable: equal lengths keep the texts' order
         fresh: dict[str, np.ndarray] = {}  # past the limit the cache stops growing (bulk catalogs)
         done = 0
-        for _, group in groupby(todo, key=lambda t: len(ids[t])):
+        exact = self.dtype is not None  # bf16: batches of one length only
+        for _, group in groupby(todo, key=lambda t: len(ids[t]) if exact else 0):
             group = list(group)
             for i in range(0, len(group), self.batch_size):
                 batch = group[i:i + self.batch_size]
@@ -109,25 +112,31 @@ class FeatureExtractor:
         return self._prefix
 
     def _forward(self, encs: Sequence[list[int]]) -> list[np.ndarray]:
-        """Features of a batch of titles' token ids, all of one length: rows `prefix + title + newline`, the
-        prefix read from its cache; logits only where a title token or the newline is predicted."""
+        """Features of a batch of titles' token ids: rows `prefix + title + newline`, right-padded (a causal LM's
+        real tokens never see the padding after them, so no mask is needed), the prefix read from its cache;
+        logits only where a title token or the newline is predicted."""
         import torch
 
         encs = [e or self.close for e in encs]  # an empty title reads as the newline alone
-        ids = torch.tensor([e + self.close for e in encs], device=self.device)
+        rows = [e + self.close for e in encs]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + self.close[:1] * (width - len(r)) for r in rows], device=self.device)
+        real = torch.tensor([[j < len(r) for j in range(width)] for r in rows], device=self.device)
         prefix_cache, prefix_logp = self._prefix_state()
         with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
             cache = cache_rows(self.decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
             out = self.decoder(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
-            logp = torch.log_softmax(self.head(out.last_hidden_state[:, :-1]).float(), -1)
-            surprisal = torch.cat([-prefix_logp[ids[:, :1]],  # of token t given the prefix and tokens < t
-                                   -logp.gather(-1, ids[:, 1:, None])[..., 0]], 1).cpu()
+            predicted = real[:, 1:]  # positions whose next token is a real one
+            logp = torch.log_softmax(self.head(out.last_hidden_state[:, :-1][predicted]).float(), -1)
+            later = torch.zeros(predicted.shape, device=self.device)
+            later[predicted] = -logp.gather(-1, ids[:, 1:][predicted][:, None])[:, 0]
+            surprisal = torch.cat([-prefix_logp[ids[:, :1]], later], 1).cpu()  # token t given the prefix and < t
             hidden = torch.cat([out.hidden_states[x].float() for x in self.layers], -1).cpu()
         result = []
         for r, e in enumerate(encs):
             m = len(e)
             h = hidden[r, :m]
-            s = surprisal[r].numpy()  # each title token, then the closing newline
+            s = surprisal[r, :len(rows[r])].numpy()  # each title token, then the closing newline
             stats = [s[:-1].max(), s[:-1].mean(), s[-1], s[0], s[-2], math.log(m)]
             result.append(np.concatenate([h.mean(0).numpy(), h[-1].numpy(), np.asarray(stats, np.float32)]))
         return result
