@@ -135,6 +135,18 @@ def test_a_trained_frozen_scanner_learns_its_triggers_and_round_trips_through_th
     assert len(scanner.spans(triggered[:3])) == 3
 
 
+def test_an_adversarial_round_probes_at_most_its_share_of_fresh_triggers_per_title(gguf_cfg):
+    """On a small catalog the agent's `agent_per_round` triggers crowd a few titles: with `probes_per_title` a round
+    probes at most that many per title, a large catalog still gets the agent's number, and 0 (the default) keeps it."""
+    from dataclasses import replace
+
+    for per_title, n_titles, expected in ((1, 30, 30), (2, 30, 60), (3, 60, 100), (0, 30, 100)):
+        cfg = replace(gguf_cfg, agent_per_round=100, miss_eps=0.0,
+                      frozen=FrozenHeadConfig(pos_per_title=1, probes_per_title=per_title))
+        scanner, _ = get_scanner(titles(n_titles), cfg, domain="toy", use_cache=False)
+        assert scanner.history[1]["n_proposed"] == expected == cfg.frozen.round_probes(100, n_titles)
+
+
 def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg, tmp_path, capsys):
     cat = titles(50, seed=3)
     path = tmp_path / "catalog.csv"

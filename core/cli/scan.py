@@ -15,7 +15,7 @@ from core.pscanner.campaign import CampaignConfig
 from core.pscanner.defend import run_defend
 from core.pscanner.scan import run_scan
 from core.pscanner.scan_config import METHODS, ScanConfig
-from core.pscanner.scanner import SCANNER_TRAIN, ScannerConfig
+from core.pscanner.scanner import SCANNER_TRAIN, FrozenHeadConfig, ScannerConfig
 from core.runs.jobs import run_command, scan_job
 from core.runs.ray_engine import RayConfig
 
@@ -27,7 +27,8 @@ def _scanner_config(args) -> ScannerConfig:
     return ScannerConfig(model=ModelConfig(name=args.scanner_model, quant=args.quant),
                          train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds,
                          target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude,
-                         agent_symbols=args.agent_symbols)
+                         agent_symbols=args.agent_symbols,
+                         frozen=FrozenHeadConfig(probes_per_title=args.probes_per_title))
 
 
 def _scan_config(args, source: str) -> ScanConfig:
@@ -133,6 +134,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"), help="quantize the scanner's base")
     p.add_argument("--rounds", type=int, default=2, help="adversarial rounds of the augmentation agent")
     p.add_argument("--epochs", type=int, default=3, help="training epochs of the first round")
+    p.add_argument("--probes-per-title", type=int, default=0,
+                   help="frozen-LLM scanner: a round probes at most this many fresh triggers per title (0 = the "
+                        "agent's 300 whatever the catalog's size; 3 scans a 50-title catalog 1.6x faster and found "
+                        "a little less, docs/SCANNER.md E61)")
     p.add_argument("--train-on", default="auto", choices=("auto", "domain", "catalog"),
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")

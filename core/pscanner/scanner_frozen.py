@@ -275,7 +275,8 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
                 "seconds": round(time.monotonic() - t0, 1)}]
     extra: list[Example] = []
     for r in range(1, cfg.rounds + 1):
-        prop = propose(cfg.agent(cfg.agent_per_round, cfg.seed * 1000 + r), client, exclude=used)
+        prop = propose(cfg.agent(cfg.frozen.round_probes(cfg.agent_per_round, len(titles)), cfg.seed * 1000 + r),
+                       client, exclude=used)
         warnings += prop.warnings
         used |= {t.text.lower() for t in prop.triggers}
         probes = [(t, e) for t in prop.triggers if (e := triggered(t, host_titles(t.text, titles, 1)[0]))]

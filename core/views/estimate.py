@@ -227,7 +227,8 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
     titles = min(scanner.max_titles, n_domain_titles)
     if scanner.mode == "frozen":  # core.pscanner.scanner_frozen: a forward pass per distinct text, for all heads
         recipe = scanner.frozen
-        return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + scanner.rounds * scanner.agent_per_round
+        return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + \
+            scanner.rounds * recipe.round_probes(scanner.agent_per_round, titles)
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
     batches = max(1, math.ceil(examples / scanner.train.batch_size))
     epochs = max(int(scanner.train.epochs), math.ceil(scanner.min_steps / batches))
