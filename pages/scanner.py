@@ -16,7 +16,7 @@ from core.pscanner import campaign
 from core.pscanner.defend import defence_table, run_defend
 from core.pscanner.scan import calibration_caption, flagged_warning, run_scan
 from core.pscanner.scan_config import ScanConfig
-from core.pscanner.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, SCANNER_TRAIN, ScannerConfig
+from core.pscanner.scanner import AUTO_LLM_MAX_TITLES, LLM_SCANNER, SCANNER_TRAIN, FrozenHeadConfig, ScannerConfig
 from core.runs.jobs import scan_job
 from core.runs.ray_engine import RayConfig
 from core.runs.store import Store
@@ -101,7 +101,7 @@ with st.container(border=True):
                             placeholder="empty: a cluster started here (127.0.0.1 only)",
                             help="auto (this machine joined a cluster with `ray start`), ray://HOST:PORT or HOST:PORT.")
     with st.expander("Advanced (size of the scanner's training)"):
-        a1, a2, a3, a4 = st.columns(4)
+        a1, a2, a3, a4, a5 = st.columns(5)
         epochs = a1.number_input("Epochs", 1, 20, int(SCANNER_TRAIN.epochs), key="scanner_epochs",
                                  help="Training passes of round 0.")
         n_triggers = a2.number_input("Synthetic triggers", 3, 5000, 600, key="scanner_triggers",
@@ -114,6 +114,12 @@ with st.container(border=True):
                                      "(core.pscanner.crossfit). Fewer folds = fewer scanners to train with mini; "
                                      "0 = one scanner on the whole catalog, whose poisoned titles it learns as "
                                      "clean.")
+        probes = a5.number_input("Probes per title", 0, 50, FrozenHeadConfig.probes_per_title, key="scanner_probes",
+                                 help="LLM scanner: each adversarial round probes at most this many fresh triggers "
+                                      "per title (0 = the agent's 300 whatever the catalog's size). 3 scans a "
+                                      "50-title catalog 1.6x faster on an AVX2-only CPU and flagged 42 rather than "
+                                      "47 of 86 poisoned titles over 16 small catalogs (docs/SCANNER.md E61); "
+                                      "catalogs above ~125 titles are unchanged.")
         spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
                           help="The words whose removal lowers a flagged title's score most; about a quarter of "
                                "a large scan's time (off = faster, same scores and flags).")
@@ -148,7 +154,8 @@ with st.container(border=True):
                           scanner=ScannerConfig(model=ModelConfig(name=model),
                                                 train=replace(SCANNER_TRAIN, epochs=int(epochs)),
                                                 target_fpr=float(target_fpr), rounds=int(rounds),
-                                                n_triggers=int(n_triggers), max_titles=int(max_titles)),
+                                                n_triggers=int(n_triggers), max_titles=int(max_titles),
+                                                frozen=FrozenHeadConfig(probes_per_title=int(probes))),
                           spans=spans, campaigns=recurring, crossfit=int(folds),
                           unicode_check=unicode_check, engine=engine, ray=RayConfig(address=address.strip() or None))
 

@@ -321,6 +321,7 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     assert texts(at).count("No job of this kind is queued or running.") == 1
     at.radio(key="scanner_source").set_value("dataset").run()
     tiny_scan_settings(at)
+    at.number_input(key="scanner_probes").set_value(4).run()
     assert re.search(r"Time before launch\*\*: scan about .+ here: scanner \d+ (s|min) · scoring", texts(at))
     at.button(key="scanner_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -331,7 +332,8 @@ def test_scanner_runs_a_tiny_scan_job(synthetic_store):
     at.run()
     scan_id = json.loads(job["result"])["scan_id"]
     assert scan_id == job["run_id"] and synthetic_store.scan_row(scan_id) is not None
-    assert json.loads(job["result"])["crossfit_folds"] == 2  # the Advanced field reached the scan
+    assert json.loads(job["result"])["crossfit_folds"] == 2  # the Advanced fields reached the scan
+    assert json.loads(job["config"])["scanner"]["frozen"]["probes_per_title"] == 4
     assert at.selectbox(key="scanner_scan").value == scan_id
     assert f"Scan id `{scan_id}`" in texts(at)
     label = at.selectbox(key="scanner_scan").options[0]
