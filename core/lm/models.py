@@ -193,7 +193,8 @@ def load_pretrained(source: str, cfg: ModelConfig, local_config: dict | None,
     model.config.use_cache = True
     n_params = sum(p.numel() for p in model.parameters())
     info = {"source": source, "name": cfg.name, "quant": cfg.quant, "compute_dtype": dtype,
-            "bnb_kernel": guard_4bit(model, dtype) if bnb is not None else "none", "n_params": int(n_params), "tiny": cfg.is_tiny}
+            "bnb_kernel": guard_4bit(model, dtype) if bnb is not None else "none",  # no bitsandbytes import unquantized
+            "n_params": int(n_params), "tiny": cfg.is_tiny}
     return LoadedModel(model, tok, info)
 
 

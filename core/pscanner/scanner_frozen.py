@@ -121,7 +121,8 @@ class FeatureExtractor:
         rows = [e + self.close for e in encs]
         width = max(len(r) for r in rows)
         ids = torch.tensor([r + self.close[:1] * (width - len(r)) for r in rows], device=self.device)
-        real = torch.tensor([[j < len(r) for j in range(width)] for r in rows], device=self.device)
+        lengths = torch.tensor([len(r) for r in rows], device=self.device)
+        real = torch.arange(width, device=self.device) < lengths[:, None]  # the row's own tokens, not its padding
         prefix_cache, prefix_logp = self._prefix_state()
         with torch.inference_mode(), autocast_to(self.device.type, self.dtype):
             cache = cache_rows(self.decoder, prefix_cache, torch.zeros(len(encs), dtype=torch.long, device=self.device))
