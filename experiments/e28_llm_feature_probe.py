@@ -36,9 +36,10 @@ from core.lm.models import (  # noqa: E402
 )
 from core.metrics import detection_metrics  # noqa: E402
 from core.pscanner.agent import AgentConfig, propose  # noqa: E402
+from core.pscanner.linear_head import fit_head  # noqa: E402
 from core.pscanner.scanner import ScannerConfig  # noqa: E402
 from core.pscanner.scanner_data import title_vocab  # noqa: E402
-from core.pscanner.scanner_frozen import FeatureExtractor, fit_head, title_examples  # noqa: E402
+from core.pscanner.scanner_frozen import FeatureExtractor, title_examples  # noqa: E402
 from core.runs.store import Store  # noqa: E402
 
 LAYERS = (6, 12, 20, 30)

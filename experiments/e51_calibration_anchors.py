@@ -8,7 +8,7 @@ trigger — stay flagged, their raised scores enter the fit as stored) and repor
 and the char+word+sentence F1 for each pair of anchors. No scan runs.
 
     BADREC_HOME=H BADREC_DATA_DIRS=../shared/data python experiments/e51_calibration_anchors.py \\
-        --dataset lastfm-2k --sample 1500 --seeds 0,1,2
+        --dataset lastfm-2k --sample 1500 --seeds 0,1,2 [--anchors 0.7-0.9,0.8-0.95]
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def main() -> None:
     from core.metrics import detection_metrics
     from core.pscanner.crossfit import calibrate_catalog
 
-    args = suite_parser("0,1,2").parse_args()
+    ap = suite_parser("0,1,2")
+    ap.add_argument("--anchors", default=",".join(f"{lo}-{hi}" for lo, hi in ANCHORS))
+    args = ap.parse_args()
+    anchors = [tuple(float(x) for x in a.split("-")) for a in args.anchors.split(",")]
     rows = []
     for seed, planted, scans in stored_scans(suite_titles(args.dataset, args.sample), args.seeds):
         if not scans:
@@ -40,17 +43,21 @@ def main() -> None:
         fam = np.array([p.family if p else "" for p in planted])
         clean, pos = fam == "", np.isin(fam, LEARNED)
         by_rule = res["flagged"].to_numpy(bool) & ((res["reason"].fillna("") != "") | res["campaign"].notna()).to_numpy()
-        row = {"seed": seed, "scan_id": scans[-1][0]}
-        for low, high in ANCHORS:
+        row = {"seed": seed, "scan_id": scans[-1][0], "n_clean": int(clean.sum())}
+        for low, high in anchors:
             cal = calibrate_catalog(s, 0.01, low=low, high=high)
             flagged = (s >= cal.threshold) | by_rule
             m = detection_metrics(flagged[clean | pos], pos[clean | pos], s[clean | pos])
-            row[f"{low}-{high}"] = {"fpr_clean": round(float(flagged[clean].mean()), 5), "f1": round(m["f1"], 4)}
+            row[f"{low}-{high}"] = {"fpr_clean": round(float(flagged[clean].mean()), 5), "f1": round(m["f1"], 4),
+                                    "found": int((flagged & pos).sum()), "n": int(pos.sum())}
         rows.append(row)
     summary = {k: {"mean_fpr_clean": round(float(np.mean([r[k]["fpr_clean"] for r in rows])), 5),
                    "max_fpr_clean": round(float(np.max([r[k]["fpr_clean"] for r in rows])), 5),
-                   "mean_f1": round(float(np.mean([r[k]["f1"] for r in rows])), 4)}
-               for k in (f"{lo}-{hi}" for lo, hi in ANCHORS)} if rows else {}
+                   "mean_f1": round(float(np.mean([r[k]["f1"] for r in rows])), 4),
+                   "found": f'{sum(r[k]["found"] for r in rows)}/{sum(r[k]["n"] for r in rows)}',
+                   "false_flags": sum(round(r[k]["fpr_clean"] * r["n_clean"]) for r in rows),
+                   "n_clean": sum(r["n_clean"] for r in rows)}
+               for k in (f"{lo}-{hi}" for lo, hi in anchors)} if rows else {}
     print(json.dumps({"dataset": args.dataset, "sample": args.sample, "n_scans": len(rows), "summary": summary,
                       "scans": rows}, indent=1))
 

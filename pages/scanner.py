@@ -116,10 +116,10 @@ with st.container(border=True):
                                      "clean.")
         probes = a5.number_input("Probes per title", 0, 50, FrozenHeadConfig.probes_per_title, key="scanner_probes",
                                  help="LLM scanner: each adversarial round probes at most this many fresh triggers "
-                                      "per title (0 = the agent's 300 whatever the catalog's size). 3 scans a "
-                                      "50-title catalog 1.6x faster on an AVX2-only CPU and flagged 42 rather than "
-                                      "47 of 86 poisoned titles over 16 small catalogs (docs/SCANNER.md E61); "
-                                      "catalogs above ~125 titles are unchanged.")
+                                      "per title (0 = the agent's 300 whatever the catalog's size). Only catalogs "
+                                      "under ~125 titles feel it: there 3 (the default) scans 1.6x faster, and "
+                                      "their heads start from a prior head trained on other catalogs "
+                                      "(docs/SCANNER.md E61-E62).")
         spans = st.toggle("Find suspicious spans", value=True, key="scanner_spans",
                           help="The words whose removal lowers a flagged title's score most; about a quarter of "
                                "a large scan's time (off = faster, same scores and flags).")

@@ -187,9 +187,10 @@ def test_the_api_default_scan_is_the_cli_default_scan():
     cli = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv"]), "catalog")
     api = ScanConfig(source="catalog", catalog_path="c.csv")
     assert api.to_dict() == cli.to_dict()
-    capped = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--probes-per-title", "3"]),
-                          "catalog")
-    assert capped.scanner.frozen.probes_per_title == 3 and capped.scanner.frozen.round_probes(300, 40) == 120
+    assert api.scanner.frozen.round_probes(300, 40) == 120 and api.scanner.frozen.round_probes(300, 200) == 300
+    uncapped = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--probes-per-title", "0"]),
+                            "catalog")
+    assert uncapped.scanner.frozen.probes_per_title == 0 and uncapped.scanner.frozen.round_probes(300, 40) == 300
     assert planned_scanner(api, 1682).model.name == "smollm2-135m"
     assert planned_scanner(ScanConfig(source="run", run_id="r"), 1682).model.name == "mini"
 

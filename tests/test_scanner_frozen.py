@@ -12,8 +12,9 @@ import pytest
 
 from core.cli.main import main as cli
 from core.lm.models import ModelConfig
+from core.pscanner.linear_head import PRIOR_HEAD, PRIOR_META, fit_head, save_head, shipped_prior
 from core.pscanner.scanner import FrozenHeadConfig, ScannerConfig
-from core.pscanner.scanner_frozen import FeatureExtractor, extractor_for, fit_head, title_examples
+from core.pscanner.scanner_frozen import FeatureExtractor, extractor_for, title_examples
 from core.pscanner.scanner_train import get_scanner
 
 pytest.importorskip("gguf")
@@ -108,6 +109,26 @@ def test_fit_head_separates_separable_data_and_is_deterministic():
     assert np.mean((a.predict(x) >= 0.5) == y) > 0.97
 
 
+def test_a_head_fitted_on_little_data_keeps_its_prior_and_on_much_data_follows_the_data():
+    rng = np.random.default_rng(1)
+    big = rng.normal(3.0, 4.0, size=(4000, 40))  # the prior's features: other location and scale than a fold's
+    prior = fit_head(big, (big[:, 0] > 3.0).astype(float), 1e-3)  # what the prior learnt: feature 0 says poisoned
+    few = rng.normal(size=(12, 40))
+    pinned = fit_head(few, (few[:, 1] > 0).astype(float), 1e6, prior=prior)  # an overwhelming penalty
+    np.testing.assert_allclose(pinned.w / pinned.sd, prior.w / prior.sd, rtol=1e-3, atol=1e-6)  # the prior's slope
+    few = rng.normal(3.0, 4.0, size=(12, 40))  # a fold of 12 titles whose labels follow the same rule
+    probe = rng.normal(3.0, 4.0, size=(500, 40))
+    truth = probe[:, 0] > 3.0
+    with_prior = np.mean((fit_head(few, (few[:, 0] > 3.0).astype(float), 1.0, prior=prior).predict(probe) >= 0.5)
+                         == truth)
+    without = np.mean((fit_head(few, (few[:, 0] > 3.0).astype(float), 1.0).predict(probe) >= 0.5) == truth)
+    assert with_prior > 0.95 and with_prior > without + 0.1  # 12 examples in 40 dimensions: the prior carries it
+    many = rng.normal(size=(3000, 40))
+    follows = fit_head(many, (many[:, 1] > 0).astype(float), 1e-3, prior=prior)
+    probe = rng.normal(size=(500, 40))
+    assert np.mean((follows.predict(probe) >= 0.5) == (probe[:, 1] > 0)) > 0.95  # enough data overrules it
+
+
 def test_title_examples_are_the_same_whichever_fold_asks(gguf_cfg):
     from core.pscanner.agent import AgentConfig, propose
 
@@ -145,6 +166,45 @@ def test_an_adversarial_round_probes_at_most_its_share_of_fresh_triggers_per_tit
                       frozen=FrozenHeadConfig(pos_per_title=1, probes_per_title=per_title))
         scanner, _ = get_scanner(titles(n_titles), cfg, domain="toy", use_cache=False)
         assert scanner.history[1]["n_proposed"] == expected == cfg.frozen.round_probes(100, n_titles)
+
+
+def test_a_small_catalogs_heads_shrink_towards_the_prior_whose_checksum_keys_their_cache(gguf_cfg, tmp_path,
+                                                                                          monkeypatch):
+    """Heads on at most `prior_max_titles` titles start from the prior head of their model and layers; its bytes
+    are in their cache key, so a rebuilt prior never serves heads fitted towards the old one."""
+    import hashlib
+    from dataclasses import replace
+
+    from core.pscanner import linear_head
+    from core.pscanner.scanner_train import scanner_key
+
+    def with_prior(cap: int) -> ScannerConfig:
+        return replace(gguf_cfg, frozen=replace(gguf_cfg.frozen, prior_max_titles=cap))
+
+    prior, _ = get_scanner(titles(60, seed=3), with_prior(0), domain="other catalogs", use_cache=False)
+    folder = tmp_path / "prior"
+    folder.mkdir()
+    save_head(prior.head, folder / PRIOR_HEAD)
+    meta = {"model": gguf_cfg.model.name, "layers": list(gguf_cfg.frozen.layers), "n_titles": 60}
+    (folder / PRIOR_META).write_text(json.dumps(meta))
+    monkeypatch.setattr(linear_head, "PRIOR_DIR", folder)
+    small = titles(30)
+    shrunk, _ = get_scanner(small, with_prior(30), domain="toy", use_cache=False)
+    plain, _ = get_scanner(small, with_prior(29), domain="toy", use_cache=False)  # 30 titles: above the cap
+    assert shrunk.info["prior"] == {"sha256": hashlib.sha256((folder / PRIOR_HEAD).read_bytes()).hexdigest(),
+                                    "n_titles": 60}
+    assert plain.info["prior"] is None and not np.allclose(shrunk.head.w, plain.head.w)
+    keys = scanner_key(small, with_prior(30)), scanner_key(small, with_prior(29))
+    save_head(plain.head, folder / PRIOR_HEAD)  # the prior rebuilt
+    assert scanner_key(small, with_prior(30)) != keys[0] and scanner_key(small, with_prior(29)) == keys[1]
+    (folder / PRIOR_META).write_text(json.dumps(meta | {"layers": [0]}))  # built on other features: not used
+    assert get_scanner(small, with_prior(30), domain="toy", use_cache=False)[0].info["prior"] is None
+
+
+def test_the_shipped_prior_fits_the_default_scanners_features():
+    prior = shipped_prior("smollm2-135m", FrozenHeadConfig().layers)
+    assert prior is not None and prior.head.w.shape == (2 * 3 * 576 + 6,)  # mean and last state of 3 layers
+    assert prior.meta["n_titles"] >= 1000 and not {"ml-100k", "steam"} & set(prior.meta["datasets"])
 
 
 def test_scan_of_an_upload_with_a_gguf_scanner_cross_fits_frozen_heads(gguf_cfg, tmp_path, capsys):

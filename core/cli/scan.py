@@ -134,10 +134,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"), help="quantize the scanner's base")
     p.add_argument("--rounds", type=int, default=2, help="adversarial rounds of the augmentation agent")
     p.add_argument("--epochs", type=int, default=3, help="training epochs of the first round")
-    p.add_argument("--probes-per-title", type=int, default=0,
-                   help="frozen-LLM scanner: a round probes at most this many fresh triggers per title (0 = the "
-                        "agent's 300 whatever the catalog's size; 3 scans a 50-title catalog 1.6x faster and found "
-                        "a little less, docs/SCANNER.md E61)")
+    p.add_argument("--probes-per-title", type=int, default=FrozenHeadConfig.probes_per_title,
+                   help="frozen-LLM scanner: a round probes at most this many fresh triggers per title (default "
+                        "%(default)s; 0 = the agent's 300 whatever the catalog's size; only catalogs under ~125 "
+                        "titles feel it: docs/SCANNER.md E61-E62)")
     p.add_argument("--train-on", default="auto", choices=("auto", "domain", "catalog"),
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")

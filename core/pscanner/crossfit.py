@@ -209,6 +209,7 @@ def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, 
     cf.threshold = cf.calibration.threshold
     cf.info = {"domain": domain, "folds": k, "n_titles": len(unique), "seconds": round(time.monotonic() - t0, 1),
                "warnings": sorted({w for s in scanners for w in s.info.get("warnings", [])}),
-               "n_params": scanners[0].info.get("n_params")}
+               "n_params": scanners[0].info.get("n_params"),
+               "prior": next((s.info["prior"] for s in scanners if s.info.get("prior")), None)}
     return cf, all_cached
 

@@ -56,24 +56,27 @@ class FrozenHeadConfig(ConfigMixin):
             variants of it (No). Each is one forward pass, so they set the scan's time.
         l2 (`float`): L2 penalty of the logistic head on standardised features.
         probes_per_title (`int`): an adversarial round probes at most this many fresh triggers per title it can
-            put them on (0 = `ScannerConfig.agent_per_round` whatever the catalog's size, the default). On a
-            50-title catalog the agent's 300 are ~8 per title, and probing them and training on the missed ones
-            is 70 % of the scan's forward passes; 3 made it 1.6x faster and found 42 rather than 47 of 86
-            poisoned titles over 16 small catalogs (E61 in docs/SCANNER.md), so it is an option.
+            put them on (0 = `ScannerConfig.agent_per_round` whatever the catalog's size). It bounds only small
+            catalogs: a fold of 40 titles probes 120 of the agent's 300, a catalog above ~125 titles all 300.
+        prior_max_titles (`int`): a head trained on at most this many distinct titles shrinks towards the shipped
+            prior head of its model (`core.pscanner.linear_head`) rather than towards zero (0 = never). Together
+            with 3 probes per title: 50-title catalogs 26 → 30 of 44 poisoned titles found on the tuning seeds,
+            ROC-AUC 0.973 → 0.993, and 1.6x faster (E61, E62 in docs/SCANNER.md).
     """
 
     layers: tuple[int, ...] = (12, 20, -1)
     pos_per_title: int = 1
     hard_per_title: int = 1
     l2: float = 0.3
-    probes_per_title: int = 0
+    probes_per_title: int = 3
+    prior_max_titles: int = 100
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers or self.pos_per_title < 1 or self.hard_per_title < 0 or self.l2 < 0 \
-                or self.probes_per_title < 0:
+                or self.probes_per_title < 0 or self.prior_max_titles < 0:
             raise InputError("frozen scanner: layers must not be empty, pos_per_title >= 1, hard_per_title >= 0, "
-                             "l2 >= 0, probes_per_title >= 0")
+                             "l2 >= 0, probes_per_title >= 0, prior_max_titles >= 0")
 
     def round_probes(self, agent_per_round: int, n_titles: int) -> int:
         """Fresh triggers an adversarial round probes on `n_titles` titles."""

@@ -32,6 +32,7 @@ from core.lm.loaded import autocast_to, model_parts
 from core.progress import Progress
 
 from .agent import SyntheticTrigger, propose
+from .linear_head import LinearHead, Prior, fit_head, load_head, save_head, shipped_prior
 from .scanner import MAX_SCAN_CHARS, FrozenHeadConfig, ScannerConfig, SpansFromScore, calibrate_threshold
 from .scanner_data import Example, hard_negative, holdout_split, title_vocab
 
@@ -143,45 +144,6 @@ class FeatureExtractor:
         return result
 
 
-@dataclass
-class LinearHead:
-    """Logistic regression on standardised features: P(poisoned) = sigmoid(((x - mu) / sd) . w + b)."""
-
-    mu: np.ndarray
-    sd: np.ndarray
-    w: np.ndarray
-    b: float
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """P(poisoned) per row."""
-        z = ((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w + self.b
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
-def fit_head(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 200) -> LinearHead:
-    """L2-regularised logistic regression (L-BFGS from zeros, full batch: deterministic), classes balanced."""
-    import torch
-
-    X = torch.tensor(x, dtype=torch.float64)
-    Y = torch.tensor(y, dtype=torch.float64)
-    mu, sd = X.mean(0), X.std(0) + 1e-4
-    Xn = (X - mu) / sd
-    pos = float(Y.mean())
-    weight = torch.where(Y > 0, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
-    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(Xn @ w + b, Y, weight=weight) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return LinearHead(mu.numpy(), sd.numpy(), w.detach().numpy(), float(b.detach()))
-
-
 def host_titles(trigger: str, titles: Sequence[str], k: int) -> list[str]:
     """The `k` titles a trigger is probed on: those with the smallest hash of (trigger, title). The folds of a
     cross-fitted scan share 3/4 of their titles, so they mostly pick the same hosts and share those texts'
@@ -245,6 +207,15 @@ def extractor_for(cfg: ScannerConfig, progress: Progress | None = None) -> Featu
     return _EXTRACTORS[key]
 
 
+def prior_for(cfg: ScannerConfig, titles: Sequence[str]) -> Prior | None:
+    """The prior head a scanner trained on `titles` shrinks towards (`FrozenHeadConfig.prior_max_titles`), or None:
+    more titles, a model without a shipped prior, or the prior turned off."""
+    n_titles = min(len({t for t in titles if t and t.strip()}), cfg.max_titles)
+    if not cfg.frozen.prior_max_titles or n_titles > cfg.frozen.prior_max_titles:
+        return None
+    return shipped_prior(cfg.model.name, cfg.frozen.layers)
+
+
 def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress | None = None, client=None,
                  domain: str = "", base_titles: Sequence[str] | None = None) -> FrozenScanner:
     """Train a frozen-LLM scanner on a domain's titles: features once, a head, adversarial rounds on the head.
@@ -264,10 +235,13 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
     used = {t.text.lower() for t in pool}
     examples = [e for t in train for e in title_examples(t, pool, cfg, vocab)]
 
+    prior = prior_for(cfg, titles)
+
     def refit(extra: Sequence[Example] = ()) -> LinearHead:
         data = [*examples, *extra]
         x = extractor.features([e.title for e in data], progress, "LLM features of the training examples")
-        return fit_head(x, np.array([e.label for e in data], float), cfg.frozen.l2)
+        return fit_head(x, np.array([e.label for e in data], float), cfg.frozen.l2,
+                        prior=prior.head if prior else None)
 
     head = refit()
     scanner = FrozenScanner(extractor, head, cfg)
@@ -298,27 +272,21 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
                     "n_holdout_titles": len(held), "n_trigger_pool": len(pool), "kind": "frozen LLM + linear head",
                     "seconds": round(time.monotonic() - t0, 1), "warnings": warnings,
                     "n_params": int(sum(p.numel() for p in extractor.model.parameters()) + len(head.w) + 1),
-                    "feature_layers": list(extractor.layers)}
+                    "feature_layers": list(extractor.layers),
+                    "prior": {"sha256": prior.sha256, "n_titles": prior.meta.get("n_titles")} if prior else None}
     return scanner
 
 
 def save_frozen(scanner: FrozenScanner, folder: Path) -> None:
     """The head (safetensors) and meta (config, threshold, rounds) saved atomically; the LLM is not copied."""
-    from safetensors.numpy import save_file
-
-    h = scanner.head
     meta = {"config": scanner.cfg.to_dict(), "threshold": scanner.threshold, "history": scanner.history,
             "info": scanner.info, "kind": "frozen"}
-    save_atomic(folder, lambda d: save_file({"mu": h.mu, "sd": h.sd, "w": h.w, "b": np.array([h.b])},
-                                            str(d / HEAD_FILE)), "meta.json", meta)
+    save_atomic(folder, lambda d: save_head(scanner.head, d / HEAD_FILE), "meta.json", meta)
 
 
 def load_frozen(folder: Path, progress: Progress | None = None) -> FrozenScanner:
     """A cached frozen-LLM scanner: its head from safetensors, the LLM through `extractor_for`."""
-    from safetensors.numpy import load_file
-
     meta = json.loads((folder / "meta.json").read_text())
     cfg = ScannerConfig.from_dict(meta["config"])
-    t = load_file(str(folder / HEAD_FILE))
-    head = LinearHead(t["mu"], t["sd"], t["w"], float(t["b"][0]))
-    return FrozenScanner(extractor_for(cfg, progress), head, cfg, meta["threshold"], meta["history"], meta["info"])
+    return FrozenScanner(extractor_for(cfg, progress), load_head(folder / HEAD_FILE), cfg, meta["threshold"],
+                         meta["history"], meta["info"])

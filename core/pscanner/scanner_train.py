@@ -21,7 +21,7 @@ from core.progress import Progress
 from .agent import propose
 from .scanner import Scanner, ScannerConfig, calibrate_threshold, load_scanner, save_scanner
 from .scanner_data import Example, holdout_split, negative_examples, title_vocab, triggered_examples
-from .scanner_frozen import FEATURES_VERSION, FrozenScanner, load_frozen, save_frozen, train_frozen
+from .scanner_frozen import FEATURES_VERSION, FrozenScanner, load_frozen, prior_for, save_frozen, train_frozen
 from .scanner_model import load_base, prepare_for_finetune, titles_hash
 
 
@@ -186,9 +186,14 @@ def train_scanner(titles: Sequence[str], cfg: ScannerConfig, progress: Progress 
 # -- cache -----------------------------------------------------------------------------
 def scanner_key(titles: Sequence[str], cfg: ScannerConfig, base_titles: Sequence[str] | None = None) -> str:
     """The cache key of a scanner: its training titles, config, (cross-fitting) the base's titles and, for a head
-    on a frozen LLM, the dtype and version of its features (bf16 or fp32 by machine: `core.hardware`)."""
+    on a frozen LLM, the dtype and version of its features (bf16 or fp32 by machine: `core.hardware`) and the
+    checksum of the prior head it shrinks towards."""
     base = {} if base_titles is None else {"base": titles_hash(base_titles)}
-    dtype = {"dtype": compute_dtype(cfg.model), "features": FEATURES_VERSION} if cfg.mode == "frozen" else {}
+    dtype = {}
+    if cfg.mode == "frozen":
+        prior = prior_for(cfg, titles)
+        dtype = {"dtype": compute_dtype(cfg.model), "features": FEATURES_VERSION,
+                 **({"prior": prior.sha256} if prior else {})}
     return fingerprint({"titles": titles_hash(titles), "cfg": cfg.to_dict(), "v": 3, **base, **dtype})
 
 

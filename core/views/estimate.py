@@ -217,6 +217,9 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
 
 
 VARIANTS_PER_TITLE = 10.0  # texts a re-ranked title costs (itself and each removable span: E36, docs/SCANNER.md)
+# texts a frozen-LLM scanner's round costs per probe counted here: the probe and the copies of a missed one on other
+# titles (E60 counted 1,613 round texts in the 50-title scan, whose 2 x 300 probes this count gives: E62)
+ROUND_TEXTS_PER_PROBE = 2.7
 
 
 def _scanner_passes(scanner, n_domain_titles: int) -> float:
@@ -228,7 +231,7 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
     if scanner.mode == "frozen":  # core.pscanner.scanner_frozen: a forward pass per distinct text, for all heads
         recipe = scanner.frozen
         return titles * (recipe.pos_per_title + 1 + recipe.hard_per_title) + \
-            scanner.rounds * recipe.round_probes(scanner.agent_per_round, titles)
+            scanner.rounds * recipe.round_probes(scanner.agent_per_round, titles) * ROUND_TEXTS_PER_PROBE
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
     batches = max(1, math.ceil(examples / scanner.train.batch_size))
     epochs = max(int(scanner.train.epochs), math.ceil(scanner.min_steps / batches))
