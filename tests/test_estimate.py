@@ -55,7 +55,7 @@ def test_scan_stages_and_the_min_steps_floor():
     ("avx512-bf16", 0, {50: 50.7, 1664: 185.7}),
     # E60's on an AVX2-only CPU, fp32 (bench/results/e60-avx2-ml100k50-s1.json, e60-avx2-ml100k-s57.json), uncapped
     ("avx2", 0, {50: 161.5, 1664: 554.0}),
-    # E62's, the defaults since (bench/results/e62-avx2-ml100k50-s1.json; 1,664 titles: the cap does not bind)
+    # E62's (bench/results/e62-avx2-ml100k50-s1.json; 1,664 titles: the cap does not bind)
     ("avx2", 3, {50: 99.4, 1664: 554.0})])
 def test_the_reference_table_covers_the_dashboards_choices(kind, probes, measured):
     from core.pscanner.scan_config import ScanConfig, contrasted_titles
@@ -63,10 +63,11 @@ def test_the_reference_table_covers_the_dashboards_choices(kind, probes, measure
     rates = estimate.load_rates(kind=kind)
     assert {"tiny:small", "tiny:smoke", "tiny:standard", "smollm2-135m"} <= set(rates.models)
     assert "mini" in rates.scanner_examples_per_s and "measured on" in rates.source
-    # the default scan of an upload (frozen SmolLM2, cross-fitted, the top tenth re-ranked) against its measured
-    # first scans from nothing cached but the model
-    scanner = ScannerConfig(model=ModelConfig(name="smollm2-135m"), frozen=FrozenHeadConfig(probes_per_title=probes))
-    cfg = ScanConfig(source="catalog", catalog_path="catalog.csv", scanner=scanner)
+    # the scan of an upload as E58-E62 ran it (frozen SmolLM2, cross-fitted; before E63: every title's examples and
+    # the top tenth re-ranked) against its measured first scans from nothing cached but the model
+    frozen = FrozenHeadConfig(probes_per_title=probes, example_titles=0)
+    scanner = ScannerConfig(model=ModelConfig(name="smollm2-135m"), frozen=frozen)
+    cfg = ScanConfig(source="catalog", catalog_path="catalog.csv", scanner=scanner, rerank=0.1)
     for n, seconds in measured.items():
         est = estimate.scan_estimate(scanner, n, n, False, rates, trains_on_catalog=True,
                                      reranked=contrasted_titles(cfg, n))

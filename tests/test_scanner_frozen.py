@@ -14,7 +14,7 @@ from core.cli.main import main as cli
 from core.lm.models import ModelConfig
 from core.pscanner.linear_head import PRIOR_HEAD, PRIOR_META, fit_head, save_head, shipped_prior
 from core.pscanner.scanner import FrozenHeadConfig, ScannerConfig
-from core.pscanner.scanner_frozen import FeatureExtractor, extractor_for, title_examples
+from core.pscanner.scanner_frozen import FeatureExtractor, example_hosts, extractor_for, title_examples
 from core.pscanner.scanner_train import get_scanner
 
 pytest.importorskip("gguf")
@@ -166,6 +166,22 @@ def test_an_adversarial_round_probes_at_most_its_share_of_fresh_triggers_per_tit
                       frozen=FrozenHeadConfig(pos_per_title=1, probes_per_title=per_title))
         scanner, _ = get_scanner(titles(n_titles), cfg, domain="toy", use_cache=False)
         assert scanner.history[1]["n_proposed"] == expected == cfg.frozen.round_probes(100, n_titles)
+
+
+def test_only_the_example_titles_get_copies_and_every_fold_picks_from_the_same_ones(gguf_cfg):
+    """`example_titles` bounds the texts a large catalog's heads featurize: a fold's titles outside the catalog-wide
+    sample train as themselves only (No), and two folds' samples are one sample cut by their own titles."""
+    from dataclasses import replace
+
+    catalog = titles(60)
+    hosts = example_hosts(catalog, 12)
+    assert len(hosts) == 12 and example_hosts(catalog, 60) is None and example_hosts(catalog, 0) is None
+    cfg = replace(gguf_cfg, rounds=0, frozen=FrozenHeadConfig(pos_per_title=2, hard_per_title=1, example_titles=12))
+    for fold in (catalog[:45], catalog[15:]):
+        scanner, _ = get_scanner(fold, cfg, domain="toy", use_cache=False, base_titles=catalog)
+        n_train = scanner.info["n_train_titles"]
+        mine = example_hosts(catalog, 12) & set(fold)
+        assert mine < set(fold) and n_train < scanner.history[0]["n_examples"] <= n_train + 3 * len(mine)
 
 
 def test_a_small_catalogs_heads_shrink_towards_the_prior_whose_checksum_keys_their_cache(gguf_cfg, tmp_path,

@@ -28,7 +28,8 @@ def _scanner_config(args) -> ScannerConfig:
                          train=replace(SCANNER_TRAIN, epochs=args.epochs), rounds=args.rounds,
                          target_fpr=args.target_fpr, use_llm_agent=args.llm_agent, seed=args.seed, exclude=exclude,
                          agent_symbols=args.agent_symbols,
-                         frozen=FrozenHeadConfig(probes_per_title=args.probes_per_title))
+                         frozen=FrozenHeadConfig(probes_per_title=args.probes_per_title,
+                                                 example_titles=args.example_titles))
 
 
 def _scan_config(args, source: str) -> ScanConfig:
@@ -138,6 +139,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="frozen-LLM scanner: a round probes at most this many fresh triggers per title (default "
                         "%(default)s; 0 = the agent's 300 whatever the catalog's size; only catalogs under ~125 "
                         "titles feel it: docs/SCANNER.md E61-E62)")
+    p.add_argument("--example-titles", type=int, default=FrozenHeadConfig.example_titles,
+                   help="frozen-LLM scanner: at most this many titles get triggered copies and variants to train on, "
+                        "the others train as themselves (default %(default)s; 0 = all)")
     p.add_argument("--train-on", default="auto", choices=("auto", "domain", "catalog"),
                    help="train on the domain dataset's titles or on the scanned catalog's own")
     p.add_argument("--exclude-triggers", help="comma-separated trigger strings the agent must never use")

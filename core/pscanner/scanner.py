@@ -62,6 +62,10 @@ class FrozenHeadConfig(ConfigMixin):
             prior head of its model (`core.pscanner.linear_head`) rather than towards zero (0 = never). Together
             with 3 probes per title: 50-title catalogs 26 → 30 of 44 poisoned titles found on the tuning seeds,
             ROC-AUC 0.973 → 0.993, and 1.6x faster (E61, E62 in docs/SCANNER.md).
+        example_titles (`int`): at most this many of the catalog's titles get triggered copies and natural variants
+            (the same titles in every fold: `core.pscanner.scanner_frozen.example_hosts`); the others train as
+            themselves (No), which costs nothing, as the scan featurizes every title anyway (0 = all titles). E63 in
+            docs/SCANNER.md: 600 with `--rerank 0.05` kept the tuning seeds' quality, measured as an option.
     """
 
     layers: tuple[int, ...] = (12, 20, -1)
@@ -70,13 +74,14 @@ class FrozenHeadConfig(ConfigMixin):
     l2: float = 0.3
     probes_per_title: int = 3
     prior_max_titles: int = 100
+    example_titles: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers or self.pos_per_title < 1 or self.hard_per_title < 0 or self.l2 < 0 \
-                or self.probes_per_title < 0 or self.prior_max_titles < 0:
+                or self.probes_per_title < 0 or self.prior_max_titles < 0 or self.example_titles < 0:
             raise InputError("frozen scanner: layers must not be empty, pos_per_title >= 1, hard_per_title >= 0, "
-                             "l2 >= 0, probes_per_title >= 0, prior_max_titles >= 0")
+                             "l2 >= 0, probes_per_title >= 0, prior_max_titles >= 0, example_titles >= 0")
 
     def round_probes(self, agent_per_round: int, n_titles: int) -> int:
         """Fresh triggers an adversarial round probes on `n_titles` titles."""

@@ -151,6 +151,13 @@ def host_titles(trigger: str, titles: Sequence[str], k: int) -> list[str]:
     return heapq.nsmallest(k, titles, key=lambda t: zlib.crc32(f"{trigger}\0{t}".encode()))
 
 
+def example_hosts(titles: Sequence[str], k: int) -> set[str] | None:
+    """The titles that get examples beyond themselves (`FrozenHeadConfig.example_titles`), or None for all: the `k`
+    with the smallest hash, so every fold of a cross-fitted scan picks its share of the same titles."""
+    titles = sorted(set(titles))
+    return set(host_titles("examples", titles, k)) if k and len(titles) > k else None
+
+
 def triggered(trigger: SyntheticTrigger, title: str, seed: int = 0) -> Example | None:
     """The title with the trigger as a Yes example, or None when the result would be too long to be a title."""
     try:
@@ -233,7 +240,9 @@ def train_frozen(titles: Sequence[str], cfg: ScannerConfig, progress: Progress |
     proposal = propose(cfg.agent(cfg.n_triggers, cfg.seed), client)
     warnings, pool = list(proposal.warnings), list(proposal.triggers)
     used = {t.text.lower() for t in pool}
-    examples = [e for t in train for e in title_examples(t, pool, cfg, vocab)]
+    hosts = example_hosts(titles if base_titles is None else base_titles, cfg.frozen.example_titles)
+    examples = [e for t in train for e in (title_examples(t, pool, cfg, vocab) if hosts is None or t in hosts
+                                           else [Example(t, False, "clean")])]
 
     prior = prior_for(cfg, titles)
 
