@@ -180,7 +180,7 @@ def test_only_the_example_titles_get_copies_and_every_fold_picks_from_the_same_o
     for fold in (catalog[:45], catalog[15:]):
         scanner, _ = get_scanner(fold, cfg, domain="toy", use_cache=False, base_titles=catalog)
         n_train = scanner.info["n_train_titles"]
-        mine = example_hosts(catalog, 12) & set(fold)
+        mine = hosts & set(fold)
         assert mine < set(fold) and n_train < scanner.history[0]["n_examples"] <= n_train + 3 * len(mine)
 
 

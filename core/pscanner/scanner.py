@@ -83,6 +83,10 @@ class FrozenHeadConfig(ConfigMixin):
             raise InputError("frozen scanner: layers must not be empty, pos_per_title >= 1, hard_per_title >= 0, "
                              "l2 >= 0, probes_per_title >= 0, prior_max_titles >= 0, example_titles >= 0")
 
+    def with_examples(self, n_titles: int) -> int:
+        """How many of `n_titles` titles get triggered copies and variants (`example_titles`, 0 = all)."""
+        return min(n_titles, self.example_titles) if self.example_titles else n_titles
+
     def round_probes(self, agent_per_round: int, n_titles: int) -> int:
         """Fresh triggers an adversarial round probes on `n_titles` titles."""
         return min(agent_per_round, self.probes_per_title * n_titles) if self.probes_per_title else agent_per_round

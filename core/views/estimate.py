@@ -230,8 +230,7 @@ def _scanner_passes(scanner, n_domain_titles: int) -> float:
     titles = min(scanner.max_titles, n_domain_titles)
     if scanner.mode == "frozen":  # core.pscanner.scanner_frozen: a forward pass per distinct text, for all heads
         recipe = scanner.frozen
-        with_examples = min(titles, recipe.example_titles) if recipe.example_titles else titles
-        return titles + with_examples * (recipe.pos_per_title + recipe.hard_per_title) + \
+        return titles + recipe.with_examples(titles) * (recipe.pos_per_title + recipe.hard_per_title) + \
             scanner.rounds * recipe.round_probes(scanner.agent_per_round, titles) * ROUND_TEXTS_PER_PROBE
     examples = titles * (1 - scanner.holdout_frac) * (scanner.pos_per_title + 1 + scanner.hard_per_title)
     batches = max(1, math.ceil(examples / scanner.train.batch_size))
