@@ -344,7 +344,8 @@ def main() -> None:
     titles = suite_titles(args.dataset, args.sample)
     results = [run_one(titles, int(s), args.scan_args.split()) for s in args.seeds.split(",")]
     out = {"dataset": args.dataset, "n_titles": len(titles), "seeds": args.seeds, "threads": args.threads,
-           "tuning_seed": any(int(s) in TUNING_SEEDS for s in args.seeds.split(",")), "runs": results}
+           "scan_args": args.scan_args, "tuning_seed": any(int(s) in TUNING_SEEDS for s in args.seeds.split(",")),
+           "runs": results}
     text = json.dumps(out, indent=1, default=str, ensure_ascii=False)
     if args.out:
         Path(args.out).write_text(text)

@@ -50,7 +50,8 @@ def main() -> None:
         pool = [t for t in suite_titles(d) if t not in banned]
         titles += random.Random(f"prior:{args.seed}:{d}").sample(pool, min(args.per_dataset, len(pool)))
     base = ScannerConfig(model=ModelConfig(name="smollm2-135m"), rounds=ScanConfig.fold_rounds, seed=args.seed)
-    cfg = replace(base, frozen=replace(base.frozen, prior_max_titles=0))  # the prior itself has none
+    # the prior itself has none, and was built before E63's cap on the titles with examples
+    cfg = replace(base, frozen=replace(base.frozen, prior_max_titles=0, example_titles=0))
     t0 = time.monotonic()
     scanner = train_frozen(titles, cfg, domain="prior")
     out = Path(args.out_dir)

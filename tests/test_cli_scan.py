@@ -191,9 +191,9 @@ def test_the_api_default_scan_is_the_cli_default_scan():
     uncapped = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--probes-per-title", "0"]),
                             "catalog")
     assert uncapped.scanner.frozen.probes_per_title == 0 and uncapped.scanner.frozen.round_probes(300, 40) == 300
-    capped = build_parser().parse_args(["scan", "--catalog", "c.csv", "--example-titles", "600"])
-    every = _scan_config(capped, "catalog")
-    assert api.scanner.frozen.example_titles == 0 and every.scanner.frozen.example_titles == 600
+    every = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--example-titles", "0"]), "catalog")
+    assert api.scanner.frozen.example_titles == 600 and every.scanner.frozen.example_titles == 0
+    assert api.scanner.frozen.with_examples(1664) == 600 and every.scanner.frozen.with_examples(1664) == 1664
     assert planned_scanner(api, 1682).model.name == "smollm2-135m"
     assert planned_scanner(ScanConfig(source="run", run_id="r"), 1682).model.name == "mini"
 

@@ -74,6 +74,25 @@ def test_the_reference_table_covers_the_dashboards_choices(kind, probes, measure
         assert est.seconds == pytest.approx(seconds, rel=0.1), n
 
 
+def test_the_estimate_scales_with_the_texts_the_default_recipe_saves():
+    """E63's defaults (600 titles with examples, the top 5 % re-ranked) against the recipe before them, first scans on
+    one AVX2 CPU (bench/results/e63-base-ml-s57.json 293.3 s, e63-time-new-ml-s57.json 191.1 s; a faster AVX2 CPU
+    than the table's, so the ratio is what is compared); a 50-title catalog is unchanged (49.8 s, E62's flags)."""
+    from core.pscanner.scan_config import ScanConfig, contrasted_titles
+
+    rates = estimate.load_rates(kind="avx2")
+
+    def seconds(n: int, cfg: ScanConfig) -> float:
+        return estimate.scan_estimate(cfg.scanner, n, n, False, rates, trains_on_catalog=True,
+                                      reranked=contrasted_titles(cfg, n)).seconds
+
+    new = ScanConfig(source="catalog", catalog_path="catalog.csv",
+                     scanner=ScannerConfig(model=ModelConfig(name="smollm2-135m")))
+    old = replace(new, rerank=0.1, scanner=replace(new.scanner, frozen=replace(new.scanner.frozen, example_titles=0)))
+    assert seconds(1664, new) / seconds(1664, old) == pytest.approx(191.1 / 293.3, rel=0.05)
+    assert seconds(50, new) == seconds(50, old)
+
+
 def test_the_table_of_this_machines_kind_replaces_the_reference_where_it_was_measured(tmp_path):
     """An AVX2-only CPU computes the LLM scanner in fp32 (3-5x slower than bf16 on AVX512-BF16): a fresh home there
     is estimated from the speeds measured on that kind; what was not measured there keeps the reference's and the

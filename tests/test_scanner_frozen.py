@@ -285,10 +285,10 @@ def test_a_checked_reranking_charges_its_probes_to_the_time_estimate():
 
     frozen = ScannerConfig(model=ModelConfig(name="x.gguf"), finetune="frozen")
     own = ScanConfig(source="catalog", catalog_path="c.csv", scanner=frozen)
-    assert contrasted_titles(own, 1000) == 100  # the top 10 %, unchecked
+    assert contrasted_titles(own, 2000) == 100 and contrasted_titles(own, 600) == 50  # the top 5 %, at least 50
     assert contrasted_titles(ScanConfig(source="catalog", catalog_path="c.csv", scanner=frozen, rerank_probes=60),
-                             1000) == 160
-    assert contrasted_titles(ScanConfig(source="run", run_id="r", scanner=frozen, rerank_probes=60), 1000) == 0
+                             2000) == 160
+    assert contrasted_titles(ScanConfig(source="run", run_id="r", scanner=frozen, rerank_probes=60), 2000) == 0
 
 
 def test_the_feature_cache_stops_growing_at_its_limit_and_features_stay_right(gguf_cfg, monkeypatch):

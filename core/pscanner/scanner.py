@@ -65,7 +65,9 @@ class FrozenHeadConfig(ConfigMixin):
         example_titles (`int`): at most this many of the catalog's titles get triggered copies and natural variants
             (the same titles in every fold: `core.pscanner.scanner_frozen.example_hosts`); the others train as
             themselves (No), which costs nothing, as the scan featurizes every title anyway (0 = all titles). E63 in
-            docs/SCANNER.md: 600 with `--rerank 0.05` kept the tuning seeds' quality, measured as an option.
+            docs/SCANNER.md: 600 with `ScanConfig.rerank` 0.05 kept the tuning seeds' quality and the clean
+            catalogs' flagged shares, and takes the 1,664-title scan from 293 to 191 s on an AVX2 CPU; catalogs
+            of up to 600 titles are unchanged.
     """
 
     layers: tuple[int, ...] = (12, 20, -1)
@@ -74,7 +76,7 @@ class FrozenHeadConfig(ConfigMixin):
     l2: float = 0.3
     probes_per_title: int = 3
     prior_max_titles: int = 100
-    example_titles: int = 0
+    example_titles: int = 600
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
