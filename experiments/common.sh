@@ -27,14 +27,15 @@ defend() {  # defend NAME ATTACK_LOG: `defend` on the run whose --json log is AT
   /usr/bin/time -v python -m core -v defend --run "$run_id" --exclude-triggers "$HELD_OUT_TRIGGERS" --json \
     > "experiments/logs/$name.json" 2> "experiments/logs/$name.log"
 }
-clean_sample() {  # clean_sample DATASET CSV: a seeded 2,000-title sample of a dataset's distinct titles, as an upload
-  python - "$1" "$2" <<'PY'
+clean_sample() {  # clean_sample DATASET CSV [N [SEED]]: a seeded N-title (2,000) sample of a dataset's distinct titles, as an upload
+  python - "$1" "$2" "${3:-2000}" "${4:-sample:$1}" <<'PY'
 import random, sys
 from core import settings
 from core.data.dataset import load_dataset
 from core.runs.store import Store
 items = load_dataset(Store(settings.db_path()), sys.argv[1]).items[["item_id", "title"]]
 items = items.drop_duplicates("title")
-items.loc[sorted(random.Random(f"sample:{sys.argv[1]}").sample(list(items.index), 2000))].to_csv(sys.argv[2], index=False)
+n, seed = int(sys.argv[3]), sys.argv[4]
+items.loc[sorted(random.Random(seed).sample(list(items.index), n))].to_csv(sys.argv[2], index=False)
 PY
 }

@@ -109,11 +109,13 @@ def _bad(tmp_path, case: str) -> list[str]:
         return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--threshold", "3"]
     if case == "bad-rerank":
         return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--rerank", "1.5"]
+    if case == "bad-set-aside":
+        return ["scan", "--catalog", str(_catalog(tmp_path / "c.csv")), "--set-aside", "0.9"]
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["no-title", "empty", "missing-file", "unknown-run", "defend-unknown-run",
-                                  "too-few-titles", "bad-threshold", "bad-rerank"])
+                                  "too-few-titles", "bad-threshold", "bad-rerank", "bad-set-aside"])
 def test_bad_input_exits_2_and_writes_nothing(case, home, tmp_path, capsys):
     out = tmp_path / "out.csv"
     argv = _bad(tmp_path, case) + ["--json"]  # --json: no progress bar on stderr
@@ -194,6 +196,9 @@ def test_the_api_default_scan_is_the_cli_default_scan():
     every = _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--example-titles", "0"]), "catalog")
     assert api.scanner.frozen.example_titles == 600 and every.scanner.frozen.example_titles == 0
     assert api.scanner.frozen.with_examples(1664) == 600 and every.scanner.frozen.with_examples(1664) == 1664
+    assert api.set_aside == 0.0
+    assert _scan_config(build_parser().parse_args(["scan", "--catalog", "c.csv", "--set-aside", "0.1"]),
+                        "catalog").set_aside == 0.1
     assert planned_scanner(api, 1682).model.name == "smollm2-135m"
     assert planned_scanner(ScanConfig(source="run", run_id="r"), 1682).model.name == "mini"
 

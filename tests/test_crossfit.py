@@ -42,6 +42,23 @@ def test_calibration_holds_the_fpr_on_clean_titles_despite_poisoned_ones():
         calibrate_catalog(np.zeros(5), 0.01)
 
 
+def test_a_small_catalog_sets_its_top_titles_aside_when_poison_reaches_the_tail_anchors():
+    """50 titles, 6 of them poisoned (12 %, above the fit's 90th-percentile anchor): the plain fit lifts the
+    threshold over most poisoned titles; setting the top aside flags them all and no clean one. With no poisoned
+    titles the set-aside changes nothing, on 50 titles and on 2,000."""
+    rng = np.random.default_rng(0)
+    clean = 1 / (1 + np.exp(-rng.logistic(-3.0, 1.0, 44)))
+    poisoned = 1 / (1 + np.exp(-rng.normal(6.0, 1.0, 6)))
+    catalog = np.concatenate([clean, poisoned])
+    plain, aside = calibrate_catalog(catalog, 0.01), calibrate_catalog(catalog, 0.01, max_set_aside=0.1)
+    assert np.sum(poisoned >= plain.threshold) <= 2
+    assert np.all(poisoned >= aside.threshold) and not np.any(clean >= aside.threshold)
+    assert "titles above the threshold beyond the target's share set aside" in aside.method
+    for n in (50, 2_000):
+        only_clean = 1 / (1 + np.exp(-rng.logistic(-3.0, 1.0, n)))
+        assert calibrate_catalog(only_clean, 0.01, max_set_aside=0.1) == calibrate_catalog(only_clean, 0.01)
+
+
 def test_each_title_is_scored_by_the_scanner_of_its_fold_which_never_trained_on_it(home):
     titles = sorted(set(_titles(60)))
     catalog = titles[:-2] + [f"{titles[-2]} zzqx", f"zzqx {titles[-1]}"]  # two poisoned titles

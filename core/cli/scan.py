@@ -52,7 +52,7 @@ def _scan_config(args, source: str) -> ScanConfig:
                       unicode_check=not args.no_unicode_check, engine=args.engine,
                       ray=RayConfig(address=args.address, workers=args.workers, shard_dir=args.shard_dir),
                       crossfit=args.crossfit, fold_epochs=args.fold_epochs, fold_rounds=args.fold_rounds,
-                      rerank=args.rerank, rerank_probes=args.rerank_probes)
+                      rerank=args.rerank, rerank_probes=args.rerank_probes, set_aside=args.set_aside)
 
 
 def _summary(r: dict) -> str:
@@ -188,6 +188,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="apply the re-ranking only where fresh synthetic triggers on this many of the catalog's own "
                         "titles rank better with it; 0 (default) = re-rank unchecked (the check did not pay on "
                         "held-out triggers: E41 in docs/SCANNER.md)")
+    p.add_argument("--set-aside", type=float, default=ScanConfig.set_aside, metavar="SHARE",
+                   help="calibrate a catalog scanned without reference with up to this share of its top titles set "
+                        "aside as not clean (for a small catalog of which a tenth or more may be poisoned; 0 = off, "
+                        "E64 in docs/SCANNER.md)")
     p.add_argument("--no-cache", action="store_true", help="train a fresh scanner and do not cache it")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="score in this process, or on a Ray cluster (Ray Data reads the catalog, an actor pool "

@@ -54,7 +54,7 @@ class Calibration:
 
 
 def calibrate_catalog(scores: np.ndarray, target_fpr: float, floor: float = 0.5, low: float = 0.70,
-                      high: float = 0.90) -> Calibration:
+                      high: float = 0.90, max_set_aside: float = 0.0) -> Calibration:
     """A threshold for `target_fpr` from cross-fitted scores of a catalog that may hold a few poisoned titles.
 
     An empirical (1 - target_fpr) quantile would sit among the poisoned titles (2-3 % of a poisoned
@@ -65,26 +65,48 @@ def calibrate_catalog(scores: np.ndarray, target_fpr: float, floor: float = 0.5,
     (1 - high) * exp(-(x - q_high) / scale), and extrapolated to `target_fpr`. The threshold never falls
     below `floor` (the scanner's own decision, P(Yes) >= 0.5): a catalog whose clean titles all score low
     gets an FPR below the target, not a threshold among its clean titles.
+
+    `max_set_aside` > 0: where poisoned titles are more than a few per cent of the catalog (a small upload), they
+    reach the anchors and lift the fit, often above every title. The top titles are then set aside as not clean,
+    as many as lie above the threshold fitted without them beyond the target's share: starting from this share
+    of the catalog set aside and refitting until the count holds (the largest such count, as the count grows
+    with the titles set aside); a clean catalog, whose share above its fit is the target's, sets aside none.
     """
     s = np.asarray(scores, dtype=float)
     if len(s) < 20:
         raise InputError(f"calibration needs at least 20 cross-fitted scores; got {len(s)}")
-    z = logit(s)
+    z = np.sort(logit(s))
+    aside = int(max_set_aside * len(z))
+    fit = _tail_fit(z[:len(z) - aside], target_fpr, low, high)
+    while aside > 0:
+        fewer = max(0, round(float(np.sum(z >= fit[0]) - target_fpr * len(z))))
+        if fewer >= aside:
+            break
+        aside, fit = fewer, _tail_fit(z[:len(z) - fewer], target_fpr, low, high)
+    x_target, tail = fit
+    tail_threshold = float(1 / (1 + math.exp(-x_target)))
+    threshold = max(tail_threshold, floor)
+    x = float(logit(np.array([threshold]))[0])
+    method = Calibration.method + (f", {aside} titles above the threshold beyond the target's share set aside"
+                                   if aside else "")
+    return Calibration(threshold=threshold, target_fpr=target_fpr, expected_fpr=tail(x),
+                       tail_threshold=tail_threshold, floor=floor, share_above=float(np.mean(s >= threshold)),
+                       n_scores=len(s), method=method)
+
+
+def _tail_fit(z: np.ndarray, target_fpr: float, low: float, high: float):
+    """The logit at which the exponential tail fitted between the `low` and `high` quantiles of `z` reaches
+    `target_fpr`, and the tail model (share of these titles at or above a logit)."""
     q_low, q_high = np.quantile(z, [low, high])
     scale = max((q_high - q_low) / math.log((1 - low) / (1 - high)), 1e-3)
 
-    def tail(x: float) -> float:  # modelled share of clean titles with logit >= x
+    def tail(x: float) -> float:
         return float(min(1.0, (1 - high) * math.exp(-(x - q_high) / scale))) if x > q_high else \
             float(np.mean(z >= x))
 
     x_target = q_high + scale * math.log((1 - high) / target_fpr) if target_fpr < 1 - high else \
         float(np.quantile(z, 1 - target_fpr))
-    tail_threshold = float(1 / (1 + math.exp(-x_target)))
-    threshold = max(tail_threshold, floor)
-    x = float(logit(np.array([threshold]))[0])
-    return Calibration(threshold=threshold, target_fpr=target_fpr, expected_fpr=tail(x),
-                       tail_threshold=tail_threshold, floor=floor, share_above=float(np.mean(s >= threshold)),
-                       n_scores=len(s))
+    return x_target, tail
 
 
 def assign_folds(titles: Sequence[str], k: int, seed: int) -> dict[str, int]:
@@ -176,13 +198,15 @@ def fold_plan(titles: Sequence[str], cfg: ScannerConfig, folds: int, rng: random
 
 
 def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, progress: Progress | None = None,
-                     client=None, domain: str = "", use_cache: bool = True) -> tuple[CrossFitScanner, bool]:
+                     client=None, domain: str = "", use_cache: bool = True, set_aside: float = 0.0
+                     ) -> tuple[CrossFitScanner, bool]:
     """Train (or load) one scanner per fold and calibrate the threshold on the cross-fitted scores.
 
     Args:
         titles (`Sequence[str]`): the catalog's titles (may hold poisoned ones).
         cfg (`ScannerConfig`): each fold's scanner (self-cleaning stays on: the other folds may hold poison too).
         folds (`int`): K (>= 2), adjusted to the catalog's size by `n_folds`.
+        set_aside (`float`): the calibration's `max_set_aside` (`calibrate_catalog`).
 
     Returns:
         `(CrossFitScanner, cached)`: cached when every fold's scanner came from the cache.
@@ -205,7 +229,7 @@ def crossfit_scanner(titles: Sequence[str], cfg: ScannerConfig, folds: int = 5, 
                         "threshold_own_holdout": s.threshold, "seconds": s.info.get("seconds")})
     cf = CrossFitScanner(scanners, fold, cfg, history=history)
     sample = unique if len(unique) <= CALIBRATION_SAMPLE else rng.sample(unique, CALIBRATION_SAMPLE)
-    cf.calibration = calibrate_catalog(cf.score(sample), cfg.target_fpr)
+    cf.calibration = calibrate_catalog(cf.score(sample), cfg.target_fpr, max_set_aside=set_aside)
     cf.threshold = cf.calibration.threshold
     cf.info = {"domain": domain, "folds": k, "n_titles": len(unique), "seconds": round(time.monotonic() - t0, 1),
                "warnings": sorted({w for s in scanners for w in s.info.get("warnings", [])}),

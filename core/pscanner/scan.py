@@ -265,7 +265,7 @@ def score(store: Store, cfg: ScanConfig, res: Resolved, progress: Progress | Non
     crossfitted = not trusted and bool(cfg.crossfit)
     if crossfitted:  # no trusted reference: no title is scored by a scanner that saw it as clean
         scanner, cached = crossfit_scanner(train_titles, fold_recipe(cfg, scanner_cfg), cfg.crossfit, progress,
-                                           res.client, domain, cfg.use_cache)
+                                           res.client, domain, cfg.use_cache, cfg.set_aside)
     else:
         scanner, cached = get_scanner(train_titles, scanner_cfg, progress, res.client, domain, cfg.use_cache)
     if not cached:
