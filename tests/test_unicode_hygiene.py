@@ -104,6 +104,17 @@ def test_symbols_common_in_the_catalog_are_not_unusual():
     assert int((scores > 0).sum()) == 1
 
 
+def test_an_emoji_on_three_titles_of_a_small_catalog_is_unusual_and_a_symbol_on_two_is_a_habit():
+    """50 titles: an emoji an attacker put on 3 of them is 6 % of the catalog, above `RARE_SHARE`, and still
+    unusual; the same emoji on 4 titles, or ™ on 2 titles, is the catalog's own habit."""
+    plain = [f"Game {i}" for i in range(44)]
+    for n_emoji, flagged in ((3, True), (4, False)):
+        titles = plain + [f"🤷🟡 Game {i}" for i in range(n_emoji)] + ["Quest™ 1", "Quest™ 2"]
+        scores, reasons = hygiene_scores(titles)
+        assert (scores[44:44 + n_emoji] > 0).all() == flagged and not (scores[44 + n_emoji:] > 0).any()
+        assert not flagged or f"in {n_emoji} of {len(titles)} titles" in reasons[44]
+
+
 def test_scores_reasons_and_counts():
     titles = ["Toy\u200bStory", "Tоy Story", "Toy Story", "Toy Story 🎬"]
     found = suspicious_findings(titles)

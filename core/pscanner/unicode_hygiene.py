@@ -40,6 +40,10 @@ ALWAYS_SUSPICIOUS: frozenset[str] = frozenset({"invisible", "bidi", "mixed_scrip
 SUSPICIOUS_SCORE = 0.99  # hidden characters and spoofed words: no legitimate title needs them
 UNUSUAL_SCORE = 0.9  # a rare emoji or symbol: odd for this catalog, but a person may have typed it
 RARE_SHARE = 0.005  # an emoji or symbol in fewer than this share of the catalog's titles is unusual
+# an emoji in at most this many titles is unusual whatever the catalog's size: an attacker's emoji on 2-3 titles of a
+# 50-title upload is 4-6 % of it (E65 in docs/SCANNER.md); no clean 50- to 400-title sample of the catalogs here gains
+# a flag from it, while a symbol (™, ★) on 2 titles of a small game catalog is a habit
+RARE_EMOJI_TITLES = 3
 MAX_REASONS = 3  # explanations shown per title; the rest are counted
 
 _HIDDEN = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Cc}]")
@@ -90,10 +94,11 @@ class Profile:
     n_titles: int
     titles_with: Mapping[str, int]
 
-    def is_unusual(self, text: str) -> bool:
-        """Rare in this catalog: under `RARE_SHARE` of its titles, or in one title only (small catalogs)."""
+    def is_unusual(self, text: str, kind: Kind = "symbol") -> bool:
+        """Rare in this catalog: under `RARE_SHARE` of its titles, or in one title only (small catalogs), or an
+        emoji in at most `RARE_EMOJI_TITLES`."""
         count = self.titles_with.get(text, 0)
-        return count <= 1 or count < RARE_SHARE * self.n_titles
+        return count <= (RARE_EMOJI_TITLES if kind == "emoji" else 1) or count < RARE_SHARE * self.n_titles
 
 
 # -- single characters ---------------------------------------------------------------------
@@ -291,7 +296,7 @@ def suspicious_findings(titles: Sequence[str], profile: Profile | None = None) -
         for f in found:
             if f.kind in ALWAYS_SUSPICIOUS:
                 keep.append(f)
-            elif profile.is_unusual(f.text):
+            elif profile.is_unusual(f.text, f.kind):
                 count = profile.titles_with.get(f.text, 0)
                 keep.append(replace(f, explanation=f"{f.explanation}, in {count:,} of {profile.n_titles:,} titles"))
         out.append(keep)
