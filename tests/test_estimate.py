@@ -23,6 +23,14 @@ RATES = estimate.Rates({"tiny:small": estimate.ModelRates(1000.0, 10.0, 100.0, 2
                        {"mini": 50.0, "smollm2-135m": 20.0}, {"mini": 1000.0, "smollm2-135m": 20.0}, "test table")
 
 
+def upload_seconds(cfg, n: int, rates: estimate.Rates) -> float:
+    """The estimated first scan of an `n`-title upload with the scan settings `cfg`, as the dashboard asks it."""
+    from core.pscanner.scan_config import contrasted_titles
+
+    return estimate.scan_estimate(cfg.scanner, n, n, False, rates, trains_on_catalog=True,
+                                  reranked=contrasted_titles(cfg, n)).seconds
+
+
 def demo(**kw) -> AttackConfig:
     base = dict(tiny=SIZES["small"], poison_ratio=0.3, windows_per_user=1, eval_users=20, generate=False,
                 protocol=ProtocolConfig(history_len=5, n_candidates=10), train=TrainConfig(epochs=2))
@@ -58,7 +66,7 @@ def test_scan_stages_and_the_min_steps_floor():
     # E62's (bench/results/e62-avx2-ml100k50-s1.json; 1,664 titles: the cap does not bind)
     ("avx2", 3, {50: 99.4, 1664: 554.0})])
 def test_the_reference_table_covers_the_dashboards_choices(kind, probes, measured):
-    from core.pscanner.scan_config import ScanConfig, contrasted_titles
+    from core.pscanner.scan_config import ScanConfig
 
     rates = estimate.load_rates(kind=kind)
     assert {"tiny:small", "tiny:smoke", "tiny:standard", "smollm2-135m"} <= set(rates.models)
@@ -69,28 +77,22 @@ def test_the_reference_table_covers_the_dashboards_choices(kind, probes, measure
     scanner = ScannerConfig(model=ModelConfig(name="smollm2-135m"), frozen=frozen)
     cfg = ScanConfig(source="catalog", catalog_path="catalog.csv", scanner=scanner, rerank=0.1)
     for n, seconds in measured.items():
-        est = estimate.scan_estimate(scanner, n, n, False, rates, trains_on_catalog=True,
-                                     reranked=contrasted_titles(cfg, n))
-        assert est.seconds == pytest.approx(seconds, rel=0.1), n
+        assert upload_seconds(cfg, n, rates) == pytest.approx(seconds, rel=0.1), n
 
 
 def test_the_estimate_scales_with_the_texts_the_default_recipe_saves():
     """E63's defaults (600 titles with examples, the top 5 % re-ranked) against the recipe before them, first scans on
     one AVX2 CPU (bench/results/e63-base-ml-s57.json 293.3 s, e63-time-new-ml-s57.json 191.1 s; a faster AVX2 CPU
     than the table's, so the ratio is what is compared); a 50-title catalog is unchanged (49.8 s, E62's flags)."""
-    from core.pscanner.scan_config import ScanConfig, contrasted_titles
+    from core.pscanner.scan_config import ScanConfig
 
     rates = estimate.load_rates(kind="avx2")
-
-    def seconds(n: int, cfg: ScanConfig) -> float:
-        return estimate.scan_estimate(cfg.scanner, n, n, False, rates, trains_on_catalog=True,
-                                      reranked=contrasted_titles(cfg, n)).seconds
-
     new = ScanConfig(source="catalog", catalog_path="catalog.csv",
                      scanner=ScannerConfig(model=ModelConfig(name="smollm2-135m")))
     old = replace(new, rerank=0.1, scanner=replace(new.scanner, frozen=replace(new.scanner.frozen, example_titles=0)))
-    assert seconds(1664, new) / seconds(1664, old) == pytest.approx(191.1 / 293.3, rel=0.05)
-    assert seconds(50, new) == seconds(50, old)
+    assert upload_seconds(new, 1664, rates) / upload_seconds(old, 1664, rates) == pytest.approx(191.1 / 293.3,
+                                                                                               rel=0.05)
+    assert upload_seconds(new, 50, rates) == upload_seconds(old, 50, rates)
 
 
 def test_the_table_of_this_machines_kind_replaces_the_reference_where_it_was_measured(tmp_path):

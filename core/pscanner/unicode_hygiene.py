@@ -94,7 +94,7 @@ class Profile:
     n_titles: int
     titles_with: Mapping[str, int]
 
-    def is_unusual(self, text: str, kind: Kind = "symbol") -> bool:
+    def is_unusual(self, text: str, kind: Kind) -> bool:
         """Rare in this catalog: under `RARE_SHARE` of its titles, or in one title only (small catalogs), or an
         emoji in at most `RARE_EMOJI_TITLES`."""
         count = self.titles_with.get(text, 0)
