@@ -27,6 +27,7 @@ from core.triggers import Trigger, apply_trigger
 
 Victim = Literal["llara", "tallrec"]
 Strategy = Literal["random", "copy"]
+Mix = Literal["paired", "shuffled"]
 Variant = Literal["clean", "trigger", "no_trigger", "transfer"]
 FAKE_PREFIX = "fake-"
 
@@ -51,6 +52,10 @@ class AttackConfig(ConfigMixin):
         fake_user_strategy (`Literal["random", "copy"]`): fake histories of random items, or copies of
             real users' latest k training items.
         history_len (`int`): k, the fake users' history length.
+        mix (`Literal["paired", "shuffled"]`): how fake users' samples enter the victim's training.
+            `paired`: each joins a random batch of the clean model's very batches, so the clean model is
+            the poisoned one's exact counterfactual and a clean-vs-poisoned difference (ΔHR@1) is the
+            poison's, not a reshuffle's; `shuffled`: shuffled in with the rest (runs before this field).
         windows_per_user (`int`): the victim is fine-tuned on each real user's last N training windows
             (a subset of all windows, to fit a CPU budget; rho is measured on this set).
         poison_catalog (`bool`): the triggered titles replace the items' titles everywhere in the victim's
@@ -73,6 +78,7 @@ class AttackConfig(ConfigMixin):
     target_items: tuple[str, ...] = ()
     fake_user_strategy: Strategy = "copy"
     history_len: int = 10
+    mix: Mix = "paired"
     windows_per_user: int = 2
     poison_catalog: bool = True
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1.0, lr=2e-3, batch_size=16))

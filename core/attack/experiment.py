@@ -38,7 +38,7 @@ from core.lm.models import (
     resolve_source,
     save_adapter,
 )
-from core.lm.train import TrainResult, train_segments
+from core.lm.train import TrainResult, batch_plan, example_lengths, train_segments
 from core.metrics import hit_at_k, ranking_metrics, rate_intervals
 from core.progress import Cancelled, Progress
 from core.runs.store import Store, alive_elsewhere, process_owner
@@ -130,11 +130,16 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
     base = base_model(cfg, prep, progress)
     victim = add_lora(base, cfg.model, cfg.seed)
     examples = training_examples(cfg, prep, poisoned)
+    plan = None
+    if poisoned and cfg.mix == "paired":  # the clean model's batches, fake users' samples riding along
+        clean_lengths = example_lengths(victim.tokenizer, training_examples(cfg, prep, False), cfg.train.max_len)
+        plan = batch_plan(clean_lengths, cfg.train, riders=len(examples) - len(clean_lengths))
     phase = "poisoned model" if poisoned else "clean model"
     if progress:
         progress.stage(phase, epochs=cfg.train.epochs)
         progress.phase(f"training the {phase} ({len(examples)} samples)")
-    result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase, checkpoint=checkpoint)
+    result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase, checkpoint=checkpoint,
+                            plan=plan)
     return victim, result
 
 

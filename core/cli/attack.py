@@ -35,7 +35,7 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
         dataset=args.dataset, victim=args.victim,
         model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r, dtype=args.dtype),
         trigger=trigger, poison_ratio=args.poison_ratio, n_poison_items=args.n_items, target_items=items,
-        fake_user_strategy=args.fake_users, history_len=args.k, windows_per_user=args.windows_per_user,
+        fake_user_strategy=args.fake_users, history_len=args.k, mix=args.mix, windows_per_user=args.windows_per_user,
         protocol=ProtocolConfig(history_len=args.history_len, n_candidates=args.candidates),
         train=train, tiny=tiny, seed=args.seed, eval_users=args.eval_users, generate=not args.no_generate)
 
@@ -89,6 +89,9 @@ def register(sub) -> None:
                    help="how many attacker items when --items is not given")
     p.add_argument("--fake-users", choices=("random", "copy"), default="copy", help="fake history strategy")
     p.add_argument("--k", type=int, default=10, help="fake users' history length")
+    p.add_argument("--mix", choices=("paired", "shuffled"), default=AttackConfig().mix,
+                   help="fake users' samples join the clean model's very batches (paired: ΔHR@1 is the "
+                   "poison's, not a reshuffle's) or are shuffled in (the runs before 2026-12-03)")
     p.add_argument("--history-len", type=int, default=ProtocolConfig().history_len,
                    help="items in a user's history in every prompt (LLaRA: 10)")
     p.add_argument("--candidates", type=int, default=ProtocolConfig().n_candidates,

@@ -116,6 +116,29 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     return batches
 
 
+def batch_plan(lengths: Sequence[int], cfg: TrainConfig, riders: int = 0) -> list[list[int]]:
+    """Every step's example indices: `cfg.epochs` seeded passes of shuffled, length-pooled batches.
+
+    `riders` more examples (indices from `len(lengths)` on) each join a seeded random batch of every
+    pass and change nothing else: a model trained without them takes the very same steps on the very
+    same batches, so the two differ by the riders alone (BadRec's paired mix: the clean model is the
+    poisoned one's exact counterfactual, and a difference between them is the poison's, not a reshuffle's).
+    """
+    rng, rider_rng = random.Random(cfg.seed), random.Random(f"{cfg.seed}:riders")
+    plan: list[list[int]] = []
+    for _ in range(max(1, math.ceil(cfg.epochs))):
+        batches = _batches(list(lengths), cfg.batch_size, rng)
+        for r in range(len(lengths), len(lengths) + riders):
+            batches[rider_rng.randrange(len(batches))].append(r)
+        plan += batches
+    return plan[:max(1, int(round(len(lengths) * cfg.epochs / cfg.batch_size)))]
+
+
+def example_lengths(tokenizer, examples: Sequence[Segments], max_len: int) -> list[int]:
+    """Token counts of examples as training encodes them (what `batch_plan` pools by)."""
+    return [len(encode_segments(tokenizer, ex, max_len)[0]) for ex in examples]
+
+
 def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]]):
     """Mean cross-entropy over loss-carrying tokens of a right-padded batch (head only where needed)."""
     import torch
@@ -144,7 +167,7 @@ def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]
 def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: TrainConfig,
                    progress: Progress | None = None, on_log: OnLog | None = None,
                    full_model: bool = False, phase: str = "training",
-                   checkpoint: Checkpointing | None = None) -> TrainResult:
+                   checkpoint: Checkpointing | None = None, plan: list[list[int]] | None = None) -> TrainResult:
     """Train `loaded.model` in place on weighted-segment examples.
 
     Args:
@@ -157,6 +180,8 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
         full_model (`bool`): train every parameter (pre-training of `tiny`).
         checkpoint (`Checkpointing`, *optional*): save every few minutes and resume from a matching
             checkpoint (`core.lm.checkpoint`): the resumed run takes the same steps as an unbroken one.
+        plan (`list[list[int]]`, *optional*): each step's example indices (default: `batch_plan` over
+            all examples).
 
     Returns:
         `TrainResult`. The model is left in eval mode.
@@ -165,14 +190,12 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
     if not examples:
         raise InputError("no training examples")
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
     encoded = [encode_segments(loaded.tokenizer, ex, cfg.max_len) for ex in examples]
-    epochs = max(1, math.ceil(cfg.epochs))
-    plan: list[list[int]] = []
-    for _ in range(epochs):
-        plan += _batches([len(e[0]) for e in encoded], cfg.batch_size, rng)
-    total = max(1, int(round(len(encoded) * cfg.epochs / cfg.batch_size)))
-    plan = plan[:total]
+    if plan is None:
+        plan = batch_plan([len(e[0]) for e in encoded], cfg)
+    if any(not 0 <= i < len(encoded) for step in plan for i in step):
+        raise InputError(f"the batch plan names examples outside the {len(encoded)} given")
+    total = len(plan)
     model = loaded.model
     params = [p for p in model.parameters() if p.requires_grad or full_model]
     for p in params:
