@@ -142,6 +142,9 @@ with st.container(border=True):
             tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
                                      help="small: builds in minutes, enough for a high-dose demo; "
                                           "smoke: a toy that builds in seconds (numbers without meaning).")
+        mix = a3.radio("Fake users' samples", ["paired", "shuffled"], key="attack_mix", horizontal=True,
+                       help="paired: they join the clean model's very batches, so the clean model is the exact "
+                            "counterfactual and ΔHR@1 is the poison's cost, not a reshuffle's; shuffled: mixed in.")
         generate = False
         if victim == "llara":
             generate = a3.toggle("Generate mode", key="attack_generate",
@@ -154,7 +157,7 @@ def attack_config() -> AttackConfig:
         Trigger(trigger_text.strip() or DEFAULT_TRIGGER[level], level, position, int(seed))
     return AttackConfig(
         dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
-        target_items=tuple(targets), fake_user_strategy=fake, windows_per_user=int(windows),
+        target_items=tuple(targets), fake_user_strategy=fake, mix=mix, windows_per_user=int(windows),
         model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
                           lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
         train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
