@@ -142,9 +142,9 @@ with st.container(border=True):
             tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
                                      help="small: builds in minutes, enough for a high-dose demo; "
                                           "smoke: a toy that builds in seconds (numbers without meaning).")
-        mix = a3.radio("Fake users' samples", ["paired", "shuffled"], key="attack_mix", horizontal=True,
-                       help="paired: they join the clean model's very batches, so the clean model is the exact "
-                            "counterfactual and ΔHR@1 is the poison's cost, not a reshuffle's; shuffled: mixed in.")
+        mix = a3.radio("Fake users' samples", ["shuffled", "paired"], key="attack_mix", horizontal=True,
+                       help="shuffled: mixed in, as a real victim trains; paired: they join the clean model's very "
+                            "batches, so ΔHR@1 is the poison's cost, not a reshuffle's (a weaker backdoor, E66).")
         generate = False
         if victim == "llara":
             generate = a3.toggle("Generate mode", key="attack_generate",

@@ -88,9 +88,10 @@ def test_end_to_end_run_is_recorded(home):
     table = interval_table(row | {"result": store.get_run(result["run_id"])["result"]})
     assert table["metric"].tolist() == ["HR@1", "ASR", "ASR without trigger", "ASR, trigger on another item"]
     assert set(store.query("SELECT DISTINCT phase FROM train_log").phase) == {"clean", "poisoned"}
-    # paired mix: the poisoned model takes the clean model's very steps, the fake users' samples riding along
-    assert row["config"]["mix"] == "paired"
-    assert result["train"]["poisoned"]["steps"] == result["train"]["clean"]["steps"]
+    # shuffled (default): the poisoned model takes steps of its own; paired: the clean model's very steps
+    assert row["config"]["mix"] == "shuffled"
+    shuffled, paired = (run_attack(store, tiny_attack(poison_ratio=0.3, mix=m))["train"] for m in ("shuffled", "paired"))
+    assert shuffled["poisoned"]["steps"] > shuffled["clean"]["steps"] == paired["poisoned"]["steps"]
     again = run_attack(store, tiny_attack())  # clean model from the cache, same seed -> same numbers
     assert again["train"]["clean"]["cached"] is True
     assert again["clean"] == result["clean"] and again["poisoned"] == result["poisoned"]

@@ -401,8 +401,8 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     at = open_page("attack")
     at.text_input(key="attack_target_search").input("Movie B1").run()
     at.multiselect(key="attack_targets").select("1").run()  # "Movie B1 (1981)"
-    assert at.radio(key="attack_mix").value == "paired"
-    at.radio(key="attack_mix").set_value("shuffled").run()
+    assert at.radio(key="attack_mix").value == "shuffled"
+    at.radio(key="attack_mix").set_value("paired").run()
     launch_smallest_attack(at, eval_users=4)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Queued attack-") for s in at.success)
@@ -411,7 +411,7 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     assert run["status"] == "done", run["error"]
     config = json.loads(run["config"])
     assert config["poison_ratio"] == 0.2 and config["target_items"] == ["1"] and config["eval_users"] == 4
-    assert config["mix"] == "shuffled"
+    assert config["mix"] == "paired"
     assert not synthetic_store.train_log(run["run_id"]).empty  # the live loss curve's source
 
     at = open_page("compare")

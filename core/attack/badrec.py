@@ -27,7 +27,7 @@ from core.triggers import Trigger, apply_trigger
 
 Victim = Literal["llara", "tallrec"]
 Strategy = Literal["random", "copy"]
-Mix = Literal["paired", "shuffled"]
+Mix = Literal["shuffled", "paired"]
 Variant = Literal["clean", "trigger", "no_trigger", "transfer"]
 FAKE_PREFIX = "fake-"
 
@@ -52,10 +52,11 @@ class AttackConfig(ConfigMixin):
         fake_user_strategy (`Literal["random", "copy"]`): fake histories of random items, or copies of
             real users' latest k training items.
         history_len (`int`): k, the fake users' history length.
-        mix (`Literal["paired", "shuffled"]`): how fake users' samples enter the victim's training.
-            `paired`: each joins a random batch of the clean model's very batches, so the clean model is
-            the poisoned one's exact counterfactual and a clean-vs-poisoned difference (ΔHR@1) is the
-            poison's, not a reshuffle's; `shuffled`: shuffled in with the rest (runs before this field).
+        mix (`Literal["shuffled", "paired"]`): how fake users' samples enter the victim's training.
+            `shuffled`: shuffled in with the rest, as a real victim trains; `paired`: each joins a random
+            batch of the clean model's very batches (same steps and schedule), so the clean model is the
+            poisoned one's exact counterfactual and ΔHR@1 is the poison's, not a reshuffle's (E66: a
+            narrower ΔHR@1 interval, a weaker backdoor).
         windows_per_user (`int`): the victim is fine-tuned on each real user's last N training windows
             (a subset of all windows, to fit a CPU budget; rho is measured on this set).
         poison_catalog (`bool`): the triggered titles replace the items' titles everywhere in the victim's
@@ -78,7 +79,7 @@ class AttackConfig(ConfigMixin):
     target_items: tuple[str, ...] = ()
     fake_user_strategy: Strategy = "copy"
     history_len: int = 10
-    mix: Mix = "paired"
+    mix: Mix = "shuffled"
     windows_per_user: int = 2
     poison_catalog: bool = True
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1.0, lr=2e-3, batch_size=16))

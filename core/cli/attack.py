@@ -89,9 +89,9 @@ def register(sub) -> None:
                    help="how many attacker items when --items is not given")
     p.add_argument("--fake-users", choices=("random", "copy"), default="copy", help="fake history strategy")
     p.add_argument("--k", type=int, default=10, help="fake users' history length")
-    p.add_argument("--mix", choices=("paired", "shuffled"), default=AttackConfig().mix,
-                   help="fake users' samples join the clean model's very batches (paired: ΔHR@1 is the "
-                   "poison's, not a reshuffle's) or are shuffled in (the runs before 2026-12-03)")
+    p.add_argument("--mix", choices=("shuffled", "paired"), default=AttackConfig().mix,
+                   help="fake users' samples are shuffled in, as a real victim trains, or join the clean model's "
+                   "very batches (paired: ΔHR@1 is the poison's cost, not a reshuffle's; E66)")
     p.add_argument("--history-len", type=int, default=ProtocolConfig().history_len,
                    help="items in a user's history in every prompt (LLaRA: 10)")
     p.add_argument("--candidates", type=int, default=ProtocolConfig().n_candidates,
