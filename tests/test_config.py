@@ -51,7 +51,7 @@ def test_every_config_dataclass_outside_the_scanner_uses_the_mixin():
 # The JSON `AttackConfig().to_dict()` recorded in DuckDB before the mixin (runs rows, cache keys): unchanged.
 RECORDED = (
     '{"dataset": "ml-100k", "eval_users": null, "fake_user_strategy": "copy", "generate": true, "history_len": 10, '
-    '"model": {"dtype": "auto", "lora_alpha": 32, "lora_dropout": 0.0, "lora_r": 16, "lora_targets": ["q_proj", '
+    '"mix": "shuffled", "model": {"dtype": "auto", "lora_alpha": 32, "lora_dropout": 0.0, "lora_r": 16, "lora_targets": ["q_proj", '
     '"k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], "name": "tiny", "quant": "none"}, '
     '"n_poison_items": 5, "poison_catalog": true, "poison_ratio": 0.01, "protocol": {"history_len": 10, '
     '"min_interactions": 5, "n_candidates": 20, "seed": 0}, "seed": 0, "target_items": [], "tiny": {"batch_size": 16, '
@@ -71,9 +71,10 @@ def test_a_run_records_the_same_config_json_as_before():
 
 def test_a_config_recorded_before_a_field_existed_loads_with_its_default():
     old = json.loads(RECORDED)
-    del old["poison_catalog"], old["model"]["dtype"], old["tiny"]
+    del old["poison_catalog"], old["model"]["dtype"], old["tiny"], old["mix"]
     cfg = AttackConfig.from_dict(old)
     assert cfg.poison_catalog is True and cfg.model.dtype == "auto" and cfg.tiny == TinyConfig()
+    assert cfg.mix == "shuffled"  # how every run before the field trained
 
 
 def test_unknown_keys_are_named_nested_ones_too():
