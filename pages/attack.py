@@ -4,7 +4,7 @@ background job, follow it live, and browse the run history with its headline num
 import pandas as pd
 import streamlit as st
 
-from core.attack.badrec import AttackConfig
+from core.attack.badrec import MIXES, AttackConfig
 from core.attack.experiment import resumable_config, resumable_runs, run_attack
 from core.data.protocol import ProtocolConfig
 from core.errors import BadRecError
@@ -142,7 +142,7 @@ with st.container(border=True):
             tiny_size = a3.selectbox("Tiny model size", list(SIZES), key="attack_tiny_size",
                                      help="small: builds in minutes, enough for a high-dose demo; "
                                           "smoke: a toy that builds in seconds (numbers without meaning).")
-        mix = a3.radio("Fake users' samples", ["shuffled", "paired"], key="attack_mix", horizontal=True,
+        mix = a3.radio("Fake users' samples", MIXES, key="attack_mix", horizontal=True,
                        help="shuffled: mixed in, as a real victim trains; paired: they join the clean model's very "
                             "batches, so ΔHR@1 is the poison's cost, not a reshuffle's (a weaker backdoor, E66).")
         generate = False

@@ -68,6 +68,8 @@ def test_explicit_items_and_bad_input(split):
     for rho in (0.0, -0.1, 0.51):
         with pytest.raises(InputError, match="poison ratio"):
             AttackConfig(poison_ratio=rho)
+    with pytest.raises(InputError, match="mix must be shuffled or paired; got 'pairs'"):
+        AttackConfig(mix="pairs")
 
 
 def test_attack_variants(split):

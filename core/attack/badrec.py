@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from core.triggers import Trigger, apply_trigger
 Victim = Literal["llara", "tallrec"]
 Strategy = Literal["random", "copy"]
 Mix = Literal["shuffled", "paired"]
+MIXES: tuple[Mix, ...] = get_args(Mix)
 Variant = Literal["clean", "trigger", "no_trigger", "transfer"]
 FAKE_PREFIX = "fake-"
 
@@ -99,6 +100,8 @@ class AttackConfig(ConfigMixin):
             raise InputError("n_poison_items must be in 1..100")
         if self.fake_user_strategy not in ("random", "copy"):
             raise InputError("fake user strategy must be random or copy")
+        if self.mix not in MIXES:
+            raise InputError(f"mix must be {' or '.join(MIXES)}; got {self.mix!r}")
         if not 1 <= self.history_len <= 50:
             raise InputError("history length k must be in 1..50")
         if self.windows_per_user < 1:

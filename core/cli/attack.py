@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from core.attack.badrec import AttackConfig
+from core.attack.badrec import MIXES, AttackConfig
 from core.data.protocol import ProtocolConfig
 from core.hardware import DTYPES
 from core.lm.models import ModelConfig
@@ -89,7 +89,7 @@ def register(sub) -> None:
                    help="how many attacker items when --items is not given")
     p.add_argument("--fake-users", choices=("random", "copy"), default="copy", help="fake history strategy")
     p.add_argument("--k", type=int, default=10, help="fake users' history length")
-    p.add_argument("--mix", choices=("shuffled", "paired"), default=AttackConfig().mix,
+    p.add_argument("--mix", choices=MIXES, default=AttackConfig().mix,
                    help="fake users' samples are shuffled in, as a real victim trains, or join the clean model's "
                    "very batches (paired: ΔHR@1 is the poison's cost, not a reshuffle's; E66)")
     p.add_argument("--history-len", type=int, default=ProtocolConfig().history_len,
