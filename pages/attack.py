@@ -119,7 +119,9 @@ with st.container(border=True):
     n_items = p2.number_input("Poisoned items (when no target is chosen)", 1, 100, key="attack_n_items",
                               help="How many of the attacker's items carry the trigger.")
     seed = p2.number_input("Seed", 0, 1_000_000, 0, key="attack_seed",
-                           help="Seeds the split, the poison and training: same seed, same numbers.")
+                           help="Seeds the attacker's items, fake users, training candidates, LoRA init and test "
+                                "variants, as the CLI's --seed does; the test split stays fixed, so runs of every "
+                                "seed are scored on the same test cases. Same seed, same numbers.")
     lora_r = p3.number_input("LoRA rank", 1, 256, 16, key="attack_lora_r", help="Rank of the LoRA adapters.")
     lora_alpha = p3.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
     with st.expander("Advanced (size of the run)"):
@@ -160,9 +162,9 @@ def attack_config() -> AttackConfig:
         target_items=tuple(targets), fake_user_strategy=fake, mix=mix, windows_per_user=int(windows),
         model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
                           lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
-        train=TrainConfig(epochs=float(epochs), lr=float(lr), batch_size=16, seed=int(seed)),
+        train=TrainConfig(epochs=float(epochs), lr=float(lr)),
         tiny=SIZES[tiny_size],
-        protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates), seed=int(seed)),
+        protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates)),
         seed=int(seed), eval_users=int(eval_users) or None, generate=generate)
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.cli.attack import config_from_args
+from core.cli.main import build_parser
 from core.runs.store import Store
 from tests.conftest import make_synthetic
 
@@ -132,6 +134,7 @@ def launch_smallest_attack(at, eval_users: int) -> None:
     at.selectbox(key="attack_tiny_size").select("smoke")
     at.toggle(key="attack_generate").set_value(False)
     at.button[[b.label for b in at.button].index("Launch attack")].click().run()
+
 
 def test_home_says_what_to_do(home):
     at = open_page()
@@ -403,6 +406,7 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     at.multiselect(key="attack_targets").select("1").run()  # "Movie B1 (1981)"
     assert at.radio(key="attack_mix").value == "shuffled"
     at.radio(key="attack_mix").set_value("paired").run()
+    at.number_input(key="attack_seed").set_value(3)
     launch_smallest_attack(at, eval_users=4)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Queued attack-") for s in at.success)
@@ -413,6 +417,11 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     assert config["poison_ratio"] == 0.2 and config["target_items"] == ["1"] and config["eval_users"] == 4
     assert config["mix"] == "paired"
     assert not synthetic_store.train_log(run["run_id"]).empty  # the live loss curve's source
+    # the same choices on the command line describe the same run: a seed on either surface gives the same numbers
+    args = build_parser().parse_args(
+        "attack --dataset synthetic --poison-ratio 0.2 --items 1 --mix paired --epochs 0.1 --eval-users 4 "
+        "--windows-per-user 1 --candidates 5 --tiny-size smoke --no-generate --seed 3".split())
+    assert config == config_from_args(args).to_dict()
 
     at = open_page("compare")
     assert at.selectbox(key="compare_run").value == run["run_id"]
