@@ -1,5 +1,6 @@
 # Shared environment of the experiment scripts: paths from the environment, shared data, 2 passive OpenMP
-# threads (on this shared 2-core machine spinning OpenMP threads lost ~40% to preemption).
+# threads unless OMP_NUM_THREADS is given (on this shared 2-core machine spinning OpenMP threads lost ~40% to
+# preemption; two runs side by side take one each).
 #   BADREC_HOME       the store and model cache (default: a home under BADREC_SCRATCH)
 #   BADREC_DATA_DIRS  where datasets are read from (default: ../shared/data)
 #   BADREC_SCRATCH    homes and files the experiments write (default: experiments/out, git-ignored)
@@ -10,7 +11,7 @@ export BADREC_HOME=${given_home:-$BADREC_SCRATCH/home}
 use_home() {  # use_home NAME: the home of earlier runs and cached models to reuse; BADREC_HOME, if given, wins
   export BADREC_HOME=${given_home:-$BADREC_SCRATCH/$1}
 }
-export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
 mkdir -p experiments/logs
 run() {  # run NAME ARGS...: the attack CLI with --json, result in experiments/logs/NAME.json, progress in .log
   local name=$1; shift
