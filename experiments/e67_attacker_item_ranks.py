@@ -3,7 +3,9 @@
 asr_no_trigger counts only first places, so one item the clean model already likes can decide it; the mean rank
 of the untriggered item over every case is the finer reading of an item-keyed backdoor (poisoned against clean,
 on the same cases). The cases are rebuilt from the run's config as in E38, so only the inserted item counts.
-One JSON line per run and attacker item, then one per run over all of them.
+One JSON line per run and attacker item, then one per run over all of them, then a control: the same shift for
+the clean lists' other negatives from the pool the attacker items are drawn from (the less popular half), which
+moves only if the poisoned model favours obscure items in general rather than the attacker's own.
 
     BADREC_HOME=H python experiments/e67_attacker_item_ranks.py RUN_ID [RUN_ID ...]
 """
@@ -14,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,17 +27,28 @@ from core.attack.experiment import eval_variants, prepare  # noqa: E402
 from core.runs.store import Store  # noqa: E402
 
 
-def inserted_ranks(store: Store, run_id: str) -> pd.DataFrame:
-    """One row per no-trigger case: the inserted attacker item, its title and its rank under each model."""
+def ranks(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per no-trigger case (the inserted attacker item, its title, its rank under each model), and one per
+    clean case and negative of the attacker's pool (the case's user, its rank under each model)."""
     cfg = AttackConfig.from_dict(store.get_run(run_id)["config"])
     prep = prepare(store, cfg)
-    cases = eval_variants(cfg, prep, ("no_trigger",))["no_trigger"]
-    ranks = store.query("SELECT model, user_id, item_id, rank FROM recommendations WHERE run_id = ? "
-                        "AND variant = 'no_trigger'", [run_id]).set_index(["model", "user_id", "item_id"])["rank"]
-    rows = [{"item_id": prep.split.item_ids[e.inserted_item], "title": prep.split.titles[e.inserted_item],
-             **{model: ranks[(model, e.case.user, prep.split.item_ids[e.inserted_item])]
-                for model in ("clean", "poisoned")}} for e in cases]
-    return pd.DataFrame(rows)
+    variants = eval_variants(cfg, prep, ("clean", "no_trigger"))
+    stored = store.query("SELECT model, variant, user_id, item_id, rank FROM recommendations WHERE run_id = ?",
+                         [run_id]).set_index(["variant", "model", "user_id", "item_id"])["rank"]
+    ids = prep.split.item_ids
+
+    def both(variant: str, user, item: int) -> dict:
+        return {m: stored[(variant, m, user, ids[item])] for m in ("clean", "poisoned")}
+
+    attacked = pd.DataFrame([{"item_id": ids[e.inserted_item], "title": prep.split.titles[e.inserted_item],
+                              **both("no_trigger", e.case.user, e.inserted_item)} for e in variants["no_trigger"]])
+    counts = prep.split.train_counts
+    present = np.flatnonzero(counts > 0)
+    pool = set(present[np.argsort(counts[present], kind="mergesort")][: len(present) // 2].tolist())
+    pool -= set(prep.data.items)
+    control = pd.DataFrame([{"user": e.case.user, **both("clean", e.case.user, c)} for e in variants["clean"]
+                            for p, c in enumerate(e.candidates) if p != e.target_pos and c in pool])
+    return attacked, control
 
 
 def summary(df: pd.DataFrame) -> dict:
@@ -51,10 +65,14 @@ def summary(df: pd.DataFrame) -> dict:
 def main(run_ids: list[str]) -> None:
     store = Store(settings.db_path())
     for run_id in run_ids:
-        df = inserted_ranks(store, run_id)
-        for (item, title), g in df.groupby(["item_id", "title"]):
+        attacked, control = ranks(store, run_id)
+        for (item, title), g in attacked.groupby(["item_id", "title"]):
             print(json.dumps({"run_id": run_id, "item_id": item, "title": title, **summary(g)}))
-        print(json.dumps({"run_id": run_id, "item_id": "all", **summary(df)}))
+        print(json.dumps({"run_id": run_id, "item_id": "all", **summary(attacked)}))
+        per_case = control.groupby("user")[["clean", "poisoned"]].mean()  # one value per case: lists are the unit
+        print(json.dumps({"run_id": run_id, "item_id": "control: other less popular negatives, clean lists",
+                          "negatives": len(control),
+                          **{k: v for k, v in summary(per_case).items() if not k.endswith("top1")}}))
 
 
 if __name__ == "__main__":
