@@ -30,6 +30,12 @@ def hit_at_k(scores: Sequence[float], target: int, k: int) -> float:
     return float(min(max((k - greater) / (ties + 1), 0.0), 1.0))
 
 
+def expected_rank(scores: Sequence[float], target: int) -> float:
+    """The target's rank (1 = first) averaged over the orders of its tied group, as `hit_at_k` breaks ties."""
+    greater, ties = _rank_range(scores, target)
+    return greater + 1 + ties / 2
+
+
 def ndcg_at_k(scores: Sequence[float], target: int, k: int) -> float:
     """NDCG@k of the target, averaged over the ranks it could take among tied scores (ties are not luck)."""
     greater, ties = _rank_range(scores, target)
@@ -147,9 +153,20 @@ def paired_difference_interval(before: Sequence[float], after: Sequence[float],
     return float(d.mean()) - half, float(d.mean()) + half
 
 
-def rate_intervals(clean: dict[str, Sequence[float]], poisoned: dict[str, Sequence[float]]) -> dict[str, dict]:
+def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """95 % interval of a mean over test cases (normal approximation): for a mean rank, which is not a rate."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = z * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
+def rate_intervals(clean: dict[str, Sequence[float]], poisoned: dict[str, Sequence[float]],
+                   interval=wilson_interval) -> dict[str, dict]:
     """95 % intervals of each rate of both models (HR@1, ASR ...: per-case hits keyed by metric), and of
     poisoned − clean on the same cases: what "ASR ≥ 0.90" or "|ΔHR@1| ≤ 0.03" is read against.
+    `interval=mean_interval` does the same for per-case values that are not hits (mean ranks).
 
     Returns:
         `dict`: {"clean": {metric: [low, high]}, "poisoned": {...}, "poisoned_minus_clean": {...}}, rounded to 4.
@@ -157,7 +174,7 @@ def rate_intervals(clean: dict[str, Sequence[float]], poisoned: dict[str, Sequen
     def r(interval: tuple[float, float]) -> list[float]:
         return [round(interval[0], 4), round(interval[1], 4)]
 
-    return {"clean": {k: r(wilson_interval(v)) for k, v in clean.items()},
-            "poisoned": {k: r(wilson_interval(v)) for k, v in poisoned.items()},
+    return {"clean": {k: r(interval(v)) for k, v in clean.items()},
+            "poisoned": {k: r(interval(v)) for k, v in poisoned.items()},
             "poisoned_minus_clean": {k: r(paired_difference_interval(clean[k], v))
                                      for k, v in poisoned.items() if k in clean}}

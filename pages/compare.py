@@ -140,9 +140,11 @@ if len(metrics):
     st.subheader("Run metrics")
     intervals = reports.interval_table(run)
     if len(intervals):
-        st.caption("95 % intervals over the run's test users (Wilson for a rate; for poisoned − clean, over the "
-                   "differences of the same users' answers): a difference whose interval holds 0 is not resolved "
-                   "by this many users.")
+        st.caption("95 % intervals over the run's test users (Wilson for a rate, normal for a mean rank; for "
+                   "poisoned − clean, over the differences of the same users' answers): a difference whose interval "
+                   "holds 0 is not resolved by this many users. A mean rank is the inserted item's place among the "
+                   "candidates (1 = first): the untriggered attacker's item climbing under the poisoned model is a "
+                   "backdoor keyed on the item as well as on the trigger.")
         st.dataframe(intervals, hide_index=True, key="compare_intervals")
     st.dataframe(metrics.pivot_table(index="name", columns="model", values="value").reset_index(), hide_index=True)
     figure(plots.metrics_bars(metrics), f"{run_id}-metrics", "compare_metrics")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -81,12 +82,17 @@ def test_end_to_end_run_is_recorded(home):
     ci = result["intervals"]  # each rate with its 95 % interval, and poisoned - clean over the same users
     for model in ("clean", "poisoned"):
         for key, (low, high) in ci[model].items():
-            assert low <= result[model][key] <= high and high - low > 0
+            assert low - 1e-4 <= result[model][key] <= high + 1e-4
+            assert high - low > 0 or key.startswith("mean_rank")  # a rate's Wilson interval always has a width
+        for key in ("mean_rank", "mean_rank_no_trigger", "mean_rank_transfer"):  # the inserted item's place
+            assert 1 <= result[model][key] <= tiny_attack().protocol.n_candidates
     low, high = ci["poisoned_minus_clean"]["hr@1"]
     assert low - 1e-4 <= result["delta_hr@1"] <= high + 1e-4
     from core.views.reports import interval_table
     table = interval_table(row | {"result": store.get_run(result["run_id"])["result"]})
-    assert table["metric"].tolist() == ["HR@1", "ASR", "ASR without trigger", "ASR, trigger on another item"]
+    assert table["metric"].tolist() == ["HR@1", "ASR", "ASR without trigger", "ASR, trigger on another item",
+                                        "Mean rank, triggered item", "Mean rank, attacker's item without trigger",
+                                        "Mean rank, trigger on another item"]
     assert set(store.query("SELECT DISTINCT phase FROM train_log").phase) == {"clean", "poisoned"}
     # shuffled (default): the poisoned model takes steps of its own; paired: the clean model's very steps
     assert row["config"]["mix"] == "shuffled"
@@ -116,6 +122,9 @@ def test_text_output_gives_the_rates_with_their_intervals(cli_home, capsys):
     assert out.startswith("run attack-") and "4 test users" in out
     line = next(x for x in out.splitlines() if "95% intervals" in x)
     assert [part.split("=")[0] for part in line.split()[2:]] == ["asr", "asr_no_trigger", "delta_hr@1"]
+    ranks = next(x for x in out.splitlines() if "mean rank" in x)
+    assert re.fullmatch(r"  untriggered attacker item's mean rank clean=\d+\.\d\d poisoned=\d+\.\d\d "
+                        r"\(shift 95% -?\d+\.\d\d\.\.-?\d+\.\d\d\)", ranks), ranks
 
 
 @pytest.mark.parametrize("victim", ["llara", "tallrec"])

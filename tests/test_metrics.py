@@ -7,7 +7,9 @@ import pytest
 
 from core.metrics import (
     detection_metrics,
+    expected_rank,
     hit_at_k,
+    mean_interval,
     ndcg_at_k,
     paired_difference_interval,
     ranking_metrics,
@@ -22,6 +24,14 @@ def test_hits_with_expected_tie_breaking():
     assert hit_at_k([3, 1, 2], 1, 1) == 0.0
     assert hit_at_k([1, 1, 1, 1], 2, 1) == pytest.approx(0.25)
     assert hit_at_k([5, 1, 1, 1], 1, 2) == pytest.approx(1 / 3)
+
+
+def test_expected_rank_breaks_ties_as_hits_do():
+    assert expected_rank([3, 1, 2], 0) == 1 and expected_rank([3, 1, 2], 1) == 3
+    assert expected_rank([1, 1, 1, 1], 2) == 2.5  # a random place among four tied: the mean of 1..4
+    assert expected_rank([5, 1, 1, 1], 1) == 3  # behind one, tied with two: places 2, 3, 4
+    scores = [0.2, 0.9, 0.9, 0.1]
+    assert expected_rank(scores, 1) == 1.5 and hit_at_k(scores, 1, 1) == 0.5
 
 
 def test_ndcg():
@@ -81,6 +91,17 @@ def test_rate_intervals_pair_the_models_on_the_same_cases():
     assert out["poisoned"]["asr"][0] < 0.75 < out["poisoned"]["asr"][1]
     low, high = out["poisoned_minus_clean"]["hr@1"]
     assert low < -0.25 < high and out["clean"]["asr"][0] == 0
+
+
+def test_mean_interval_and_rank_intervals():
+    low, high = mean_interval([1, 3, 5, 7])
+    assert (low + high) / 2 == 4 and high - low == pytest.approx(2 * 1.96 * math.sqrt(20 / 3) / 2, abs=1e-3)
+    assert math.isnan(mean_interval([2])[0])
+    # ranks are not rates: a Wilson interval would not hold a mean rank of 6 at all
+    out = rate_intervals({"mean_rank": [6, 5, 7, 6]}, {"mean_rank": [4, 5, 5, 4]}, interval=mean_interval)
+    assert out["clean"]["mean_rank"][0] < 6 < out["clean"]["mean_rank"][1]
+    low, high = out["poisoned_minus_clean"]["mean_rank"]
+    assert low < -1.5 < high < 0  # the same cases, each moved up: the shift is resolved on four
 
 
 def test_auc_interval_matches_delong_by_pairs_and_covers_the_true_auc():

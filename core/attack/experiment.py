@@ -39,7 +39,7 @@ from core.lm.models import (
     save_adapter,
 )
 from core.lm.train import TrainResult, batch_plan, example_lengths, train_segments
-from core.metrics import hit_at_k, ranking_metrics, rate_intervals
+from core.metrics import expected_rank, hit_at_k, mean_interval, ranking_metrics, rate_intervals
 from core.progress import Cancelled, Progress
 from core.runs.store import Store, alive_elsewhere, process_owner
 from core.versions import versions
@@ -222,6 +222,7 @@ def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: d
     attacks = {v: e for v, e in variants.items() if v != "clean"}
     for k, suffix in ((1, ""), (5, "@5")):
         out.update({key + suffix: float(np.mean(h)) for key, h in case_hits(attacks, scores, k).items()})
+    out.update({key: float(np.mean(r)) for key, r in case_ranks(attacks, scores).items()})
     return out, {v: scores[v] for v in variants}
 
 
@@ -235,6 +236,16 @@ def case_hits(variants: dict[str, list[EvalCase]], scores: dict[str, list[list[f
         pos = [e.target_pos if variant == "clean" else e.inserted_pos for e in evs]
         out[key] = [hit_at_k(s, p, k) for s, p in zip(scores[variant], pos)]
     return out
+
+
+def case_ranks(variants: dict[str, list[EvalCase]], scores: dict[str, list[list[float]]]) -> dict[str, list[float]]:
+    """Per attack case, the inserted item's rank (`mean_rank`, `mean_rank_no_trigger`, `mean_rank_transfer`).
+
+    A rank moves where a first-place rate does not: the untriggered attacker item climbing under the poisoned
+    model is an item-keyed backdoor even while `asr_no_trigger` stays near its base rate (E67)."""
+    return {"mean_rank" if v == "trigger" else f"mean_rank_{v}":
+            [expected_rank(s, e.inserted_pos) for s, e in zip(scores[v], evs)]
+            for v, evs in variants.items() if v != "clean"}
 
 
 def _clean_cache(cfg: AttackConfig, cases: list[Case], cache: Path | None) -> Path | None:
@@ -280,6 +291,14 @@ def _start_run(store: Store, cfg: AttackConfig, run_id: str | None) -> str:
     run_id = run_id or new_run_id("attack")
     store.create_run(run_id, "attack", cfg.dataset, cfg.to_dict(), cfg.seed, versions(), status="running")
     return run_id
+
+
+def _intervals(variants: dict[str, list[EvalCase]], s_clean: dict, s_pois: dict) -> dict[str, dict]:
+    """Each rate's 95 % interval (`rate_intervals`) and each attack item's mean rank's, per model and paired."""
+    attacks = {v: e for v, e in variants.items() if v != "clean"}
+    out = rate_intervals(case_hits(variants, s_clean), case_hits(variants, s_pois))
+    ranks = rate_intervals(case_ranks(attacks, s_clean), case_ranks(attacks, s_pois), interval=mean_interval)
+    return {part: {**out[part], **ranks[part]} for part in out}
 
 
 def _rounded(metrics: dict) -> dict:
@@ -347,7 +366,7 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
             "model": cfg.model.name, "quant": cfg.model.quant, "trigger": cfg.trigger.to_dict(),
             "clean": _rounded(m_clean), "poisoned": _rounded(m_pois),
             "delta_hr@1": round(m_pois["hr@1"] - m_clean["hr@1"], 4),
-            "intervals": rate_intervals(case_hits(variants, s_clean), case_hits(variants, s_pois)),
+            "intervals": _intervals(variants, s_clean, s_pois),
             "baselines": {k: _rounded(v) for k, v in base.items()},
             "poisoning": {**prep.data.summary(), "poisoned_item_ids": [prep.split.item_ids[i]
                                                                        for i in prep.data.items],

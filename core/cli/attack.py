@@ -57,6 +57,9 @@ def cmd_attack(args: argparse.Namespace, store) -> None:
             f"  clean    hr@1={c['hr@1']:.4f} hr@5={c['hr@5']:.4f} ndcg@10={c['ndcg@10']:.4f}",
             f"  poisoned hr@1={p['hr@1']:.4f} asr={p['asr']:.4f} asr_no_trigger={p['asr_no_trigger']:.4f} "
             f"asr_transfer={p['asr_transfer']:.4f}",
+            f"  untriggered attacker item's mean rank clean={c['mean_rank_no_trigger']:.2f} "
+            f"poisoned={p['mean_rank_no_trigger']:.2f} (shift 95% "
+            "{:.2f}..{:.2f})".format(*r["intervals"]["poisoned_minus_clean"]["mean_rank_no_trigger"]),
             f"  baselines random hr@1={r['baselines']['random']['hr@1']:.4f} "
             f"popularity hr@1={r['baselines']['popularity']['hr@1']:.4f}",
             "  95% intervals " + " ".join(f"{k}={lo:.3f}..{hi:.3f}" for k, (lo, hi) in (

@@ -142,7 +142,9 @@ def run_caveats(run: dict) -> list[str]:
 
 
 INTERVAL_METRICS = {"hr@1": "HR@1", "asr": "ASR", "asr_no_trigger": "ASR without trigger",
-                    "asr_transfer": "ASR, trigger on another item"}
+                    "asr_transfer": "ASR, trigger on another item", "mean_rank": "Mean rank, triggered item",
+                    "mean_rank_no_trigger": "Mean rank, attacker's item without trigger",
+                    "mean_rank_transfer": "Mean rank, trigger on another item"}
 
 
 def interval_table(run: dict) -> pd.DataFrame:
