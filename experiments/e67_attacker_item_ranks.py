@@ -16,14 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import settings  # noqa: E402
-from core.attack.badrec import AttackConfig  # noqa: E402
+from core.attack.badrec import AttackConfig, less_popular  # noqa: E402
 from core.attack.experiment import eval_variants, prepare  # noqa: E402
+from core.metrics import paired_difference_interval  # noqa: E402
 from core.runs.store import Store  # noqa: E402
 
 
@@ -42,10 +42,7 @@ def ranks(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     attacked = pd.DataFrame([{"item_id": ids[e.inserted_item], "title": prep.split.titles[e.inserted_item],
                               **both("no_trigger", e.case.user, e.inserted_item)} for e in variants["no_trigger"]])
-    counts = prep.split.train_counts
-    present = np.flatnonzero(counts > 0)
-    pool = set(present[np.argsort(counts[present], kind="mergesort")][: len(present) // 2].tolist())
-    pool -= set(prep.data.items)
+    pool = set(less_popular(prep.split).tolist()) - set(prep.data.items)
     control = pd.DataFrame([{"user": e.case.user, **both("clean", e.case.user, c)} for e in variants["clean"]
                             for p, c in enumerate(e.candidates) if p != e.target_pos and c in pool])
     return attacked, control
@@ -55,11 +52,11 @@ def summary(df: pd.DataFrame) -> dict:
     """First-place rates and mean ranks of both models; the rank shift (poisoned - clean, the same cases) with a
     normal 95 % interval: below 0 = the poisoned model ranks the untriggered attacker items higher."""
     shift = df["poisoned"] - df["clean"]
-    half = 1.96 * float(shift.std(ddof=1)) / len(shift) ** 0.5 if len(shift) > 1 else float("nan")
+    low, high = paired_difference_interval(df["clean"], df["poisoned"])
     return {"cases": len(df), **{f"{m}_top1": round(float((df[m] == 1).mean()), 4) for m in ("clean", "poisoned")},
             **{f"{m}_mean_rank": round(float(df[m].mean()), 3) for m in ("clean", "poisoned")},
             "rank_shift": round(float(shift.mean()), 3),
-            "rank_shift_95": [round(float(shift.mean()) - half, 3), round(float(shift.mean()) + half, 3)]}
+            "rank_shift_95": [round(low, 3), round(high, 3)]}
 
 
 def main(run_ids: list[str]) -> None:

@@ -188,12 +188,18 @@ def resolve_items(split: Split, item_ids: tuple[str, ...]) -> list[int]:
     return [index[i] for i in item_ids]
 
 
-def choose_items(split: Split, n: int, seed: int) -> list[int]:
-    """`n` items from the less popular half of the items that have training interactions."""
+def less_popular(split: Split, at_least: int = 0) -> np.ndarray:
+    """The less popular half (at least `at_least`) of the items that have training interactions, least first:
+    the pool attacker items are drawn from."""
     counts = split.train_counts
     present = np.flatnonzero(counts > 0)
     order = present[np.argsort(counts[present], kind="mergesort")]
-    low = order[: max(n, len(order) // 2)]
+    return order[: max(at_least, len(order) // 2)]
+
+
+def choose_items(split: Split, n: int, seed: int) -> list[int]:
+    """`n` items from the less popular half of the items that have training interactions."""
+    low = less_popular(split, n)
     rng = np.random.default_rng([seed, 7])
     return sorted(int(i) for i in rng.choice(low, size=min(n, len(low)), replace=False))
 

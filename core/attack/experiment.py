@@ -295,9 +295,8 @@ def _start_run(store: Store, cfg: AttackConfig, run_id: str | None) -> str:
 
 def _intervals(variants: dict[str, list[EvalCase]], s_clean: dict, s_pois: dict) -> dict[str, dict]:
     """Each rate's 95 % interval (`rate_intervals`) and each attack item's mean rank's, per model and paired."""
-    attacks = {v: e for v, e in variants.items() if v != "clean"}
     out = rate_intervals(case_hits(variants, s_clean), case_hits(variants, s_pois))
-    ranks = rate_intervals(case_ranks(attacks, s_clean), case_ranks(attacks, s_pois), interval=mean_interval)
+    ranks = rate_intervals(case_ranks(variants, s_clean), case_ranks(variants, s_pois), interval=mean_interval)
     return {part: {**out[part], **ranks[part]} for part in out}
 
 
