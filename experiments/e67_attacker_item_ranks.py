@@ -31,6 +31,9 @@ def ranks(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per no-trigger case (the inserted attacker item, its title, its rank under each model), and one per
     clean case and negative of the attacker's pool (the case's user, its rank under each model)."""
     cfg = AttackConfig.from_dict(store.get_run(run_id)["config"])
+    if cfg.top_k < cfg.protocol.n_candidates:  # E68: 20 candidates, top 10 stored
+        sys.exit(f"{run_id}: stored lists hold the top {cfg.top_k} of {cfg.protocol.n_candidates} candidates, "
+                 "not every rank; read the run's own mean_rank_no_trigger")
     prep = prepare(store, cfg)
     variants = eval_variants(cfg, prep, ("clean", "no_trigger"))
     stored = store.query("SELECT model, variant, user_id, item_id, rank FROM recommendations WHERE run_id = ?",
