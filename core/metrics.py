@@ -139,20 +139,6 @@ def wilson_interval(hits: Sequence[float], z: float = Z95) -> tuple[float, float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_difference_interval(before: Sequence[float], after: Sequence[float],
-                               z: float = Z95) -> tuple[float, float]:
-    """95 % interval of mean(after − before) over the same cases (normal approximation on the differences).
-
-    The clean and the poisoned model answer the same test users, so their difference (ΔHR@1, or an attack rate
-    over its base rate) is far less noisy than two independent rates would make it look.
-    """
-    d = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    half = z * float(d.std(ddof=1)) / math.sqrt(len(d))
-    return float(d.mean()) - half, float(d.mean()) + half
-
-
 def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float]:
     """95 % interval of a mean over test cases (normal approximation): for a mean rank, which is not a rate."""
     v = np.asarray(values, dtype=float)
@@ -160,6 +146,16 @@ def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float
         return float("nan"), float("nan")
     half = z * float(v.std(ddof=1)) / math.sqrt(len(v))
     return float(v.mean()) - half, float(v.mean()) + half
+
+
+def paired_difference_interval(before: Sequence[float], after: Sequence[float],
+                               z: float = Z95) -> tuple[float, float]:
+    """95 % interval of mean(after − before) over the same cases (normal approximation on the differences).
+
+    The clean and the poisoned model answer the same test users, so their difference (ΔHR@1, or an attack rate
+    over its base rate) is far less noisy than two independent rates would make it look.
+    """
+    return mean_interval(np.asarray(after, dtype=float) - np.asarray(before, dtype=float), z)
 
 
 def rate_intervals(clean: dict[str, Sequence[float]], poisoned: dict[str, Sequence[float]],
