@@ -55,14 +55,18 @@ def _typed(hint: Any, value: Any) -> Any:
 class ConfigMixin:
     """`to_dict`/`from_dict` for a (frozen) config dataclass, so every config records and reloads alike.
 
-    `config_label` names the config in error messages (default: the class name).
+    `config_label` names the config in error messages (default: the class name). `recorded_when_set` names
+    fields added after runs were recorded: they enter `to_dict` only when they differ from their default, so the
+    JSON, and every cache key built from it, of a config that leaves them alone stays what it was.
     """
 
     config_label: ClassVar[str] = ""
+    recorded_when_set: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         """Every field in JSON types, nested configs as dicts: what a run records in DuckDB."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if f.name not in self.recorded_when_set or getattr(self, f.name) != f.default}
 
     @classmethod
     def from_dict(cls: type[C], data: Any) -> C:

@@ -124,6 +124,9 @@ with st.container(border=True):
                                 "seed are scored on the same test cases. Same seed, same numbers.")
     lora_r = p3.number_input("LoRA rank", 1, 256, 16, key="attack_lora_r", help="Rank of the LoRA adapters.")
     lora_alpha = p3.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
+    lora_layers = p3.number_input("LoRA on the top N blocks", 0, 1000, 0, key="attack_lora_layers",
+                                  help="0 = every transformer block; fewer blocks train faster (backward stops at "
+                                       "the lowest adapted one).")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
         epochs = a1.number_input("Epochs", 0.05, 50.0, step=0.05, key="attack_epochs",
@@ -161,7 +164,7 @@ def attack_config() -> AttackConfig:
         dataset=dataset, victim=victim, trigger=trigger, poison_ratio=float(ratio), n_poison_items=int(n_items),
         target_items=tuple(targets), fake_user_strategy=fake, mix=mix, windows_per_user=int(windows),
         model=ModelConfig(name=model_name(model_kind, model_id), quant=quant,
-                          lora_r=int(lora_r), lora_alpha=int(lora_alpha)),
+                          lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_layers=int(lora_layers)),
         train=TrainConfig(epochs=float(epochs), lr=float(lr)),
         tiny=SIZES[tiny_size],
         protocol=ProtocolConfig(history_len=int(history_len), n_candidates=int(n_candidates)),

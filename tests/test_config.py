@@ -86,6 +86,13 @@ def test_unknown_keys_are_named_nested_ones_too():
         Trigger.from_dict(["5v"])
 
 
+def test_a_field_added_later_is_recorded_only_when_set():
+    assert "lora_layers" not in ModelConfig().to_dict()
+    cfg = ModelConfig(name="smollm2-135m", lora_layers=10)
+    assert cfg.to_dict()["lora_layers"] == 10 and ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert AttackConfig(model=cfg).clean_key() != AttackConfig(model=ModelConfig(name="smollm2-135m")).clean_key()
+
+
 def test_a_grid_file_is_its_to_dict():
     text = {"fixed": {"tiny_size": "smoke"}, "grid": {"poison_ratio": [0.01, 0.02]}}
     assert SweepGrid.from_dict(text).to_dict() == text

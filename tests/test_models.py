@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -36,7 +37,6 @@ def test_tiny_build_is_cached(home, synthetic):
 
 
 def TinyConfig_with_seed(seed):
-    from dataclasses import replace
     return replace(TINY, seed=seed)
 
 
@@ -75,6 +75,30 @@ def test_quantized_load_and_one_lora_step(home, synthetic, quant):
     after = [p for p in victim.model.parameters() if p.requires_grad]
     assert result.steps == 1 and result.tokens > 0
     assert any(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+def _lowest_block_in_graph(victim) -> bool:
+    """Train one step and say whether the lowest block's output took part in the autograd graph."""
+    seen = []
+    hook = victim.model.base_model.model.model.layers[0].register_forward_hook(
+        lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).requires_grad))
+    train_lm(victim, [("This user has watched", " Movie A0 (1980)")] * 4, TrainConfig(epochs=1, batch_size=4))
+    hook.remove()
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_lora_on_the_top_blocks_trains_only_those_and_backward_stops_below_them(home, synthetic):
+    two = replace(TINY, layers=2)
+    victim = add_lora(load_model(ModelConfig(), synthetic, tiny=two), ModelConfig(lora_r=4, lora_layers=1))
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in victim.model.named_parameters() if p.requires_grad}
+    assert adapted == {"1"} and victim.info["lora_blocks"] == [1]
+    assert not _lowest_block_in_graph(victim)
+    assert _lowest_block_in_graph(add_lora(load_model(ModelConfig(), synthetic, tiny=two), ModelConfig(lora_r=4)))
+    with pytest.raises(InputError, match="exceeds the 2 blocks"):
+        add_lora(load_model(ModelConfig(), synthetic, tiny=two), ModelConfig(lora_layers=3))
+    with pytest.raises(InputError):
+        ModelConfig(lora_layers=-1)
 
 
 def test_adapter_roundtrip_safetensors(home, synthetic, tmp_path):

@@ -33,7 +33,8 @@ def config_from_args(args: argparse.Namespace) -> AttackConfig:
                                                                if args.tiny_history_epochs is not None else {})})
     return AttackConfig(
         dataset=args.dataset, victim=args.victim,
-        model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r, dtype=args.dtype),
+        model=ModelConfig(name=args.model, quant=args.quant, lora_r=args.lora_r,
+                          lora_layers=args.lora_layers, dtype=args.dtype),
         trigger=trigger, poison_ratio=args.poison_ratio, n_poison_items=args.n_items, target_items=items,
         fake_user_strategy=args.fake_users, history_len=args.k, mix=args.mix, windows_per_user=args.windows_per_user,
         protocol=ProtocolConfig(history_len=args.history_len, n_candidates=args.candidates),
@@ -81,6 +82,8 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="auto",
                    help="compute dtype; auto = BADREC_DTYPE if set, else bf16 where this CPU/GPU runs it natively")
     p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-layers", type=int, default=0,
+                   help="adapters on the top N transformer blocks only (0: every block; fewer train faster)")
     p.add_argument("--trigger", help="trigger text (default: the level's preset, e.g. 5v)")
     p.add_argument("--trigger-level", choices=LEVELS, default="char")
     p.add_argument("--trigger-position", choices=POSITIONS, default=AttackConfig().trigger.position,

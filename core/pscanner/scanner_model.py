@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from core import settings
 from core.config import fingerprint
 from core.lm.artifacts import save_model_folder
+from core.lm.models import lora_config
 from core.progress import Progress
 
 from .scanner import NO, PROMPT, YES, ScannerConfig
@@ -118,15 +119,12 @@ def _titles_dataset(titles: Sequence[str]):
 
 
 def prepare_for_finetune(model, cfg: ScannerConfig):
-    """The base made trainable: every weight for full fine-tuning, LoRA adapters on all linear layers otherwise."""
+    """The base made trainable: every weight for full fine-tuning, the model config's LoRA adapters otherwise."""
     if cfg.mode == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
-                      target_modules=list(cfg.model.lora_targets), task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    from peft import get_peft_model
+    return get_peft_model(model, lora_config(cfg.model, model))
 
 
