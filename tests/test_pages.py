@@ -407,6 +407,7 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     assert at.radio(key="attack_mix").value == "shuffled"
     at.radio(key="attack_mix").set_value("paired").run()
     at.number_input(key="attack_seed").set_value(3)
+    at.number_input(key="attack_lora_layers").set_value(1)
     launch_smallest_attack(at, eval_users=4)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Queued attack-") for s in at.success)
@@ -415,12 +416,12 @@ def test_attack_launches_a_tiny_run_and_compare_shows_it(synthetic_store):
     assert run["status"] == "done", run["error"]
     config = json.loads(run["config"])
     assert config["poison_ratio"] == 0.2 and config["target_items"] == ["1"] and config["eval_users"] == 4
-    assert config["mix"] == "paired"
+    assert config["mix"] == "paired" and config["model"]["lora_layers"] == 1
     assert not synthetic_store.train_log(run["run_id"]).empty  # the live loss curve's source
     # the same choices on the command line describe the same run: a seed on either surface gives the same numbers
     args = build_parser().parse_args(
         "attack --dataset synthetic --poison-ratio 0.2 --items 1 --mix paired --epochs 0.1 --eval-users 4 "
-        "--windows-per-user 1 --candidates 5 --tiny-size smoke --no-generate --seed 3".split())
+        "--windows-per-user 1 --candidates 5 --tiny-size smoke --no-generate --seed 3 --lora-layers 1".split())
     assert config == config_from_args(args).to_dict()
 
     at = open_page("compare")
