@@ -13,6 +13,7 @@ from core.errors import InputError, ResourceError
 from core.lm.lmscore import answer_logprobs
 from core.lm.models import (
     ModelConfig,
+    adapters_merged,
     add_lora,
     check_memory,
     load_adapter,
@@ -110,6 +111,25 @@ def test_adapter_roundtrip_safetensors(home, synthetic, tmp_path):
     again = load_adapter(load_model(cfg, synthetic, tiny=TINY), folder)
     args = (["hello"], [[" Movie B1 (1981)", " Movie C2 (1982)"]])
     assert answer_logprobs(victim, *args)[0] == pytest.approx(answer_logprobs(again, *args)[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("quant", ["none", "4bit"])
+def test_scoring_with_adapters_merged_gives_the_same_scores_and_restores_the_model(home, synthetic, quant):
+    cfg = ModelConfig(quant=quant, lora_r=4)
+    victim = add_lora(load_model(cfg, synthetic, tiny=TINY), cfg)
+    train_lm(victim, [("hello", " Movie B1 (1981)")] * 8, TrainConfig(epochs=1, batch_size=4, lr=1e-2))
+    weights = {n: p.detach().clone() for n, p in victim.model.named_parameters()}
+    args = (["hello", "This user has watched"], [[" Movie B1 (1981)", " Movie C2 (1982)"], [" Movie A0 (1980)"]])
+    adapted = answer_logprobs(victim, *args)
+    with adapters_merged(victim):
+        folded = {n for n, m in victim.model.named_modules() if getattr(m, "merged", False)}
+        merged = answer_logprobs(victim, *args)
+    assert bool(folded) == (quant == "none")  # a quantized base is scored through its adapters as it is
+    for a, b in zip(adapted, merged):
+        assert a == pytest.approx(b, abs=1e-4)
+    assert not any(getattr(m, "merged", False) for m in victim.model.modules())
+    for n, p in victim.model.named_parameters():
+        assert torch.allclose(p, weights[n], atol=1e-6), n
 
 
 def test_local_folder_from_save_pretrained(home, synthetic, tmp_path):

@@ -29,6 +29,7 @@ from core.lm.artifacts import save_atomic
 from core.lm.checkpoint import Checkpointing, clear, saved
 from core.lm.models import (
     LoadedModel,
+    adapters_merged,
     add_lora,
     check_memory,
     compute_dtype,
@@ -187,7 +188,8 @@ def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: d
     """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores).
 
     All variants are scored in one pass (`score_variants`: a user's variants share their prompt prefix),
-    with LLaRA's generate mode on the clean variant read from the same prompt encoding. With `cache` (the
+    with LLaRA's generate mode on the clean variant read from the same prompt encoding, the LoRA adapters
+    folded into the weights meanwhile (`adapters_merged`). With `cache` (the
     cached clean model's folder), the clean variant's scores and metrics are kept there per candidate-set
     hash: a second attack on the same clean model reuses them unchanged.
     """
@@ -205,8 +207,9 @@ def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: d
         if progress:
             users = max(len(c) for c in todo.values())
             progress.phase(f"{name}: scoring {', '.join(todo)}{' + generating' if generate else ''} ({users} users)")
-        fresh, answers = score_variants(loaded, cfg.victim, todo, generate=generate, progress=progress,
-                                        message=f"{name} {'/'.join(todo)}")
+        with adapters_merged(loaded):
+            fresh, answers = score_variants(loaded, cfg.victim, todo, generate=generate, progress=progress,
+                                            message=f"{name} {'/'.join(todo)}")
         scores.update(fresh)
     if "clean" in todo:
         metrics = ranking_metrics(scores["clean"], [c.target_pos for c in cases["clean"]])
