@@ -308,8 +308,9 @@ def adapters_merged(loaded: LoadedModel) -> Iterator[LoadedModel]:
     """Score with the LoRA update folded into the frozen weights, then unfold it.
 
     On CPU the adapters' skinny matmuls add up to ~15 % to scoring time with every block adapted (SmolLM2,
-    bench `real_llm`); the merged model gives the same scores up to float rounding. Quantized bases stay as they are: folding an update into
-    4/8-bit weights re-quantizes them, which changes scores by more than rounding.
+    bench `real_llm`); the merged model gives the same scores up to float rounding. Quantized bases stay as
+    they are: folding an update into 4/8-bit weights re-quantizes them, which changes scores by more than
+    rounding.
     """
     model = loaded.model
     fold = hasattr(model, "merge_adapter") and loaded.info.get("quant", "none") == "none"
