@@ -46,6 +46,12 @@ def _trained(cfg: ModelConfig, pairs: list[tuple[str, str]], tokens: int):
     return victim, tokens / (time.perf_counter() - t0)
 
 
+def _scoring_s(victim, cases: list[Case]) -> float:
+    t0 = time.perf_counter()
+    llara_scores(victim, cases)
+    return time.perf_counter() - t0
+
+
 def run(quick: bool = False) -> dict:
     fixtures.set_threads()
     reset_peak_rss()
@@ -59,14 +65,10 @@ def run(quick: bool = False) -> dict:
     tokens = sum(len(tok(p + a, add_special_tokens=False)["input_ids"]) + 2 for p, a in pairs)
     for dtype in ("fp32", "bf16") if native_bf16() else ("fp32",):
         victim, train_tps = _trained(ModelConfig(name=MODEL, dtype=dtype), pairs, tokens)
-        llara_scores(victim, cases[:2])  # warm-up: the first pass is slower whichever way it scores
-        t0 = time.perf_counter()
-        llara_scores(victim, cases)
-        score_s = time.perf_counter() - t0
+        _scoring_s(victim, cases[:2])  # warm-up: the first pass is slower whichever way it scores
+        score_s = _scoring_s(victim, cases)
         with adapters_merged(victim):  # how attacks evaluate: the adapters folded into the weights
-            t0 = time.perf_counter()
-            llara_scores(victim, cases)
-            merged_s = time.perf_counter() - t0
+            merged_s = _scoring_s(victim, cases)
         # backward stops at the lowest adapted block: fewer FLOPs per token, a speed-up to measure
         _, top_tps = _trained(ModelConfig(name=MODEL, dtype=dtype, lora_layers=TOP_BLOCKS), pairs, tokens)
         peak = matmul_peak_gflops(dtype)

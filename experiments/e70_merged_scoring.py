@@ -2,7 +2,8 @@
 
 SmolLM2-135M with fresh adapters (their B set non-zero, so the fold changes weights), 4 users x 4 variants of
 20 made-up candidates, the attack's `score_variants`; each way timed twice, alternately; the first pass (through
-the adapters) carries the warm-up, so the second pair is the one to compare. Prints seconds per pass and the largest score difference, for every block and the top 10.
+the adapters) carries the warm-up, so the second pair is the one to compare. Prints seconds per pass and the
+largest score difference, for every block and the top 10.
 
     BADREC_HOME=H python experiments/e70_merged_scoring.py
 """
@@ -45,15 +46,15 @@ def main() -> None:
                 torch.nn.init.normal_(p, std=0.01)
 
         times: dict[str, list[float]] = {"adapters": [], "merged": []}
+        scores: dict[str, dict] = {}
         for _ in range(2):
             for way in times:
                 t0 = time.perf_counter()
                 with adapters_merged(victim) if way == "merged" else nullcontext():
-                    scores = score_variants(victim, "llara", cases, batch_size=4)[0]
+                    scores[way] = score_variants(victim, "llara", cases, batch_size=4)[0]
                 times[way].append(round(time.perf_counter() - t0, 1))
-                if way == "adapters":
-                    plain = scores
-        diff = max(abs(a - b) for v in plain for ra, rb in zip(plain[v], scores[v]) for a, b in zip(ra, rb))
+        plain, merged = scores["adapters"], scores["merged"]
+        diff = max(abs(a - b) for v in plain for ra, rb in zip(plain[v], merged[v]) for a, b in zip(ra, rb))
         print({"lora_layers": layers, "seconds": times, "max_score_diff": diff}, flush=True)
 
 
