@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from tiny_helpers import TINY
 
@@ -80,9 +82,12 @@ def test_a_checkpoint_of_other_training_is_ignored(home, synthetic, tmp_path):
     assert other.steps == 12 and len(other.losses) == 12
 
 
-def test_a_cancelled_attack_resumes_to_the_unbroken_numbers(store, monkeypatch):
+@pytest.mark.parametrize("lora_layers", [0, 1])
+def test_a_cancelled_attack_resumes_to_the_unbroken_numbers(store, monkeypatch, lora_layers):
     """`attack --resume RUN_ID`: the poisoned model continues from its checkpoint and the run's numbers
-    equal an unbroken run's (same seed, same clean model from the cache)."""
+    equal an unbroken run's (same seed, same clean model from the cache). With adapters on the top block of
+    three, the unbroken run's poisoned model reused the clean training's frozen-block features and the
+    resumed one computes its own: the same numbers either way."""
     from tiny_helpers import synthetic_store, tiny_attack
 
     from core.attack.experiment import resumable_config, run_attack
@@ -90,7 +95,8 @@ def test_a_cancelled_attack_resumes_to_the_unbroken_numbers(store, monkeypatch):
     from core.progress import CallbackProgress, Cancelled
     monkeypatch.setenv("BADREC_CHECKPOINT_S", "0")
     synthetic_store(store)
-    cfg = tiny_attack(train=TrainConfig(epochs=1, batch_size=4, max_len=256))
+    cfg = tiny_attack(train=TrainConfig(epochs=1, batch_size=4, max_len=256), tiny=replace(TINY, layers=3),
+                      model=ModelConfig(lora_layers=lora_layers))
     unbroken = run_attack(store, cfg)
 
     cancel = CallbackProgress(lambda *a: None)

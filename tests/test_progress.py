@@ -102,9 +102,9 @@ def test_json_mode_writes_no_progress_bars_unless_verbose(tmp_path):
     assert loud.returncode == 0, loud.stderr[-2000:]
     assert json.loads(loud.stdout)["run_id"].startswith("attack-")
     bar = loud.stderr  # (text mode reads the bar's carriage returns as new lines)
-    # the clean model is cached now: base, poisoned model and the two evaluations
-    assert re.search(r"\] stage 2/4: poisoned model, epoch 1/1, step \d+/\d+, ETA .+ overall", bar), bar[-3000:]
-    assert re.search(r"\] stage 4/4: evaluating the poisoned model, \d+/\d+, ETA .+ overall", bar), bar[-3000:]
+    # the clean model is cached now: base, poisoned model and the evaluation
+    assert re.search(r"\] stage 2/3: poisoned model, epoch 1/1, step \d+/\d+, ETA .+ overall", bar), bar[-3000:]
+    assert re.search(r"\] stage 3/3: evaluating the models, \d+/\d+, ETA .+ overall", bar), bar[-3000:]
     assert not re.search(r"epoch [2-9]", bar)
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,9 @@ from core.lm.models import (
     save_adapter,
 )
 from core.lm.train import TrainResult, batch_plan, example_lengths, train_segments
+from core.lm.trunk import TrunkFeatures, shared_blocks
 from core.metrics import expected_rank, hit_at_k, mean_interval, ranking_metrics, rate_intervals
-from core.progress import Cancelled, Progress
+from core.progress import CallbackProgress, Cancelled, Progress
 from core.runs.store import Store, alive_elsewhere, process_owner
 from core.versions import versions
 
@@ -55,12 +57,19 @@ from .badrec import (
     poison_records,
     training_candidates,
 )
-from .recommend import Case, generate_metrics, llara_example, score_variants, tallrec_auc, tallrec_example
+from .recommend import (
+    Case,
+    generate_metrics,
+    llara_example,
+    score_variants,
+    score_variants_together,
+    tallrec_auc,
+    tallrec_example,
+)
 
 log = logging.getLogger(__name__)
 ATTACK_VARIANTS: tuple[Variant, ...] = ("trigger", "no_trigger", "transfer")
-ATTACK_STAGES = ("base model", "clean model", "poisoned model", "evaluating the clean model",
-                 "evaluating the poisoned model")
+ATTACK_STAGES = ("base model", "clean model", "poisoned model", "evaluating the models")
 CHECKPOINT_EVERY_S = 300.0  # a killed real-LLM run loses at most ~5 minutes of training
 
 
@@ -127,7 +136,8 @@ def base_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None) -> 
 
 
 def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: Progress | None,
-                  on_log, checkpoint: Checkpointing | None = None) -> tuple[LoadedModel, TrainResult]:
+                  on_log, checkpoint: Checkpointing | None = None,
+                  features: TrunkFeatures | None = None) -> tuple[LoadedModel, TrainResult]:
     base = base_model(cfg, prep, progress)
     victim = add_lora(base, cfg.model, cfg.seed)
     examples = training_examples(cfg, prep, poisoned)
@@ -140,7 +150,7 @@ def _train_victim(cfg: AttackConfig, prep: Prepared, poisoned: bool, progress: P
         progress.stage(phase, epochs=cfg.train.epochs)
         progress.phase(f"training the {phase} ({len(examples)} samples)")
     result = train_segments(victim, examples, cfg.train, progress, on_log, phase=phase, checkpoint=checkpoint,
-                            plan=plan)
+                            plan=plan, features=features)
     return victim, result
 
 
@@ -158,14 +168,15 @@ def _checkpointing(folder: Path, key: dict) -> Checkpointing:
     return Checkpointing(folder, fingerprint(key), float(os.environ.get("BADREC_CHECKPOINT_S", CHECKPOINT_EVERY_S)))
 
 
-def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log) -> tuple[LoadedModel, dict]:
+def clean_model(cfg: AttackConfig, prep: Prepared, progress: Progress | None, on_log,
+                features: TrunkFeatures | None = None) -> tuple[LoadedModel, dict]:
     """The clean victim, from the adapter cache when the same settings were trained before."""
     folder = clean_model_folder(cfg)
     if (folder / "adapter_model.safetensors").exists():
         meta = json.loads((folder / "badrec_train.json").read_text())
         return load_adapter(base_model(cfg, prep, progress), folder), {**meta, "cached": True}
     checkpoint = _checkpointing(folder.with_name(folder.name + ".ckpt"), cfg.clean_key())
-    victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint)
+    victim, result = _train_victim(cfg, prep, False, progress, on_log, checkpoint, features)
     meta = result.to_dict()
     save_atomic(folder, lambda staging: save_adapter(victim, staging), "badrec_train.json", meta)
     clear(checkpoint)
@@ -182,51 +193,75 @@ def to_case(prep: Prepared, ev: EvalCase) -> Case:
                 liked, None if label is None else label > 3)
 
 
-def evaluate(cfg: AttackConfig, prep: Prepared, loaded: LoadedModel, variants: dict[str, list[EvalCase]],
-             progress: Progress | None, name: str,
-             cache: Path | None = None) -> tuple[dict, dict[str, list[list[float]]]]:
-    """Metrics of one model on the clean cases and the attack variants; returns (metrics, scores).
+def evaluate(cfg: AttackConfig, prep: Prepared, models: dict[str, LoadedModel], variants: dict[str, list[EvalCase]],
+             progress: Progress | None, caches: dict[str, Path] | None = None) -> dict[str, tuple[dict, dict]]:
+    """Metrics of each model on the clean cases and the attack variants; returns {name: (metrics, scores)}.
 
-    All variants are scored in one pass (`score_variants`: a user's variants share their prompt prefix),
-    with LLaRA's generate mode on the clean variant read from the same prompt encoding, the LoRA adapters
-    folded into the weights meanwhile (`adapters_merged`). With `cache` (the
-    cached clean model's folder), the clean variant's scores and metrics are kept there per candidate-set
-    hash: a second attack on the same clean model reuses them unchanged.
+    A model scores all variants in one pass (`score_variants`: a user's variants share their prompt prefix),
+    with its LoRA adapters folded into the weights meanwhile (`adapters_merged`). Models that share their
+    bottom blocks (adapters on the top blocks only: `ModelConfig.lora_layers`) are scored together, those
+    blocks run once (`score_variants_together`); LLaRA's generate mode, read from each model's own prompt
+    encoding, scores them one after another instead. With `caches` (the cached clean model's folder per
+    model name), the clean variant's scores and metrics are kept there per candidate-set hash: a second
+    attack on the same clean model reuses them unchanged.
     """
     cases = {v: [to_case(prep, e) for e in evs] for v, evs in variants.items()}
-    out: dict[str, float] = {}
-    scores: dict[str, list[list[float]]] = {}
-    path = _clean_cache(cfg, cases["clean"], cache) if "clean" in cases else None
-    if path is not None and path.exists():
-        saved = json.loads(path.read_text())
-        scores["clean"] = saved["scores"]
-        out.update(saved["metrics"])
-    todo = {v: c for v, c in cases.items() if v not in scores}
-    generate = "clean" if "clean" in todo and cfg.victim == "llara" and cfg.generate else None
-    if todo:
+    paths = {name: _clean_cache(cfg, cases["clean"], (caches or {}).get(name)) if "clean" in cases else None
+             for name in models}
+    scores: dict[str, dict[str, list[list[float]]]] = {name: {} for name in models}
+    out: dict[str, dict] = {name: {} for name in models}
+    for name, path in paths.items():
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            scores[name]["clean"] = saved["scores"]
+            out[name].update(saved["metrics"])
+    generate = "clean" in cases and cfg.victim == "llara" and cfg.generate
+    answers: dict[str, list[str] | None] = {}
+    fresh_clean = [name for name in models if "clean" in cases and "clean" not in scores[name]]
+    with ExitStack() as folded:
+        for loaded in models.values():
+            folded.enter_context(adapters_merged(loaded))
         if progress:
-            users = max(len(c) for c in todo.values())
-            progress.phase(f"{name}: scoring {', '.join(todo)}{' + generating' if generate else ''} ({users} users)")
-        with adapters_merged(loaded):
-            fresh, answers = score_variants(loaded, cfg.victim, todo, generate=generate, progress=progress,
-                                            message=f"{name} {'/'.join(todo)}")
-        scores.update(fresh)
-    if "clean" in todo:
-        metrics = ranking_metrics(scores["clean"], [c.target_pos for c in cases["clean"]])
-        if cfg.victim == "tallrec":
-            metrics["auc"] = tallrec_auc(scores["clean"], cases["clean"])
-        elif generate:
-            metrics.update(generate_metrics(answers, cases["clean"]))
-        out.update(metrics)
-        if path is not None:
-            tmp = path.with_name(path.name + ".part")
-            tmp.write_text(json.dumps({"scores": scores["clean"], "metrics": metrics}))
-            tmp.rename(path)
+            progress.phase(f"scoring {', '.join(cases)} for the {' and the '.join(models)} "
+                           f"({len(cases[next(iter(cases))])} users)")
+        if not generate and shared_blocks(list(models.values())):
+            together = score_variants_together(list(models.values()), cfg.victim, cases, progress=progress,
+                                               message=" and ".join(models))
+            for name, fresh in zip(models, together):
+                scores[name] = {**fresh, **scores[name]}  # a cached clean variant stays as it was stored
+        else:
+            for k, (name, loaded) in enumerate(models.items()):
+                todo = {v: c for v, c in cases.items() if v not in scores[name]}
+                if todo:
+                    fresh, answers[name] = score_variants(
+                        loaded, cfg.victim, todo, generate="clean" if generate and "clean" in todo else None,
+                        progress=_part(progress, k, len(models)), message=f"{name} {'/'.join(todo)}")
+                    scores[name].update(fresh)
     attacks = {v: e for v, e in variants.items() if v != "clean"}
-    for k, suffix in ((1, ""), (5, "@5")):
-        out.update({key + suffix: float(np.mean(h)) for key, h in case_hits(attacks, scores, k).items()})
-    out.update({key: float(np.mean(r)) for key, r in case_ranks(attacks, scores).items()})
-    return out, {v: scores[v] for v in variants}
+    for name in models:
+        if name in fresh_clean:
+            metrics = ranking_metrics(scores[name]["clean"], [c.target_pos for c in cases["clean"]])
+            if cfg.victim == "tallrec":
+                metrics["auc"] = tallrec_auc(scores[name]["clean"], cases["clean"])
+            elif generate:
+                metrics.update(generate_metrics(answers[name], cases["clean"]))
+            out[name].update(metrics)
+            if paths[name] is not None:
+                tmp = paths[name].with_name(paths[name].name + ".part")
+                tmp.write_text(json.dumps({"scores": scores[name]["clean"], "metrics": metrics}))
+                tmp.rename(paths[name])
+        for k, suffix in ((1, ""), (5, "@5")):
+            out[name].update({key + suffix: float(np.mean(h)) for key, h in case_hits(attacks, scores[name], k).items()})
+        out[name].update({key: float(np.mean(r)) for key, r in case_ranks(attacks, scores[name]).items()})
+    return {name: (out[name], {v: scores[name][v] for v in variants}) for name in models}
+
+
+def _part(progress: Progress | None, k: int, parts: int) -> Progress | None:
+    """Progress of part `k` of `parts` equal parts of the current phase (models scored one after another)."""
+    if progress is None:
+        return None
+    return CallbackProgress(lambda done, total, message, eta: progress.update(k * total + done, parts * total, message)
+                            if total else None, progress.cancel)
 
 
 def case_hits(variants: dict[str, list[EvalCase]], scores: dict[str, list[list[float]]],
@@ -333,27 +368,29 @@ def run_attack(store: Store, cfg: AttackConfig, progress: Progress | None = None
         if progress:  # one bar over the whole job; stage weights: training samples and scored lists
             n_train, n_users = len(prep.data.samples) * cfg.train.epochs, len(prep.split.test[: cfg.eval_users])
             lists = len(("clean", *ATTACK_VARIANTS)) + cfg.generate
-            progress.stages(ATTACK_STAGES, [n_train, n_train, n_train, n_users * lists, n_users * lists])
+            progress.stages(ATTACK_STAGES, [n_train, n_train, n_train, 2 * n_users * lists])
 
         def logger(phase):
             return lambda step, total, loss, tps: store.log_train(run_id, phase, step, total, loss, tps)
 
+        # with adapters on the top blocks, the blocks below run once per training sequence for both victims
+        features = TrunkFeatures()
         t = time.monotonic()
-        clean, clean_train = clean_model(cfg, prep, progress, logger("clean"))
+        clean, clean_train = clean_model(cfg, prep, progress, logger("clean"), features)
         timings["clean_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
         poison_ck = _checkpointing(_poison_checkpoint_folder(run_id), {"run": run_id, **cfg.to_dict()})
-        poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"), poison_ck)
+        poisoned, poison_train = _train_victim(cfg, prep, True, progress, logger("poisoned"), poison_ck, features)
+        del features
         timings["poisoned_model_s"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
         variants = eval_variants(cfg, prep, ("clean", *ATTACK_VARIANTS))
         if progress:
-            progress.stage("evaluating the clean model")
+            progress.stage("evaluating the models")
         # every variant on the clean model too: each attack rate of the poisoned model beside its base rate
-        m_clean, s_clean = evaluate(cfg, prep, clean, variants, progress, "clean model", cache=clean_model_folder(cfg))
-        if progress:
-            progress.stage("evaluating the poisoned model")
-        m_pois, s_pois = evaluate(cfg, prep, poisoned, variants, progress, "poisoned model")
+        evaluated = evaluate(cfg, prep, {"clean model": clean, "poisoned model": poisoned}, variants, progress,
+                             caches={"clean model": clean_model_folder(cfg)})
+        (m_clean, s_clean), (m_pois, s_pois) = evaluated["clean model"], evaluated["poisoned model"]
         timings["evaluation_s"] = round(time.monotonic() - t, 2)
         cases = [e.case for e in variants["clean"]]
         base = baselines(prep.split, cases)
@@ -485,7 +522,7 @@ def retrain_without(store: Store, run_id: str, drop_item_ids: list[str], progres
     data = prep.data
     victim, result = _train_victim(cfg, without_items(prep, dropped), True, progress, None)
     variants = eval_variants(cfg, prep, ("clean", "trigger", "transfer"))
-    after, _ = evaluate(cfg, prep, victim, variants, progress, "retrained model")
+    after, _ = evaluate(cfg, prep, {"retrained model": victim}, variants, progress)["retrained model"]
     before = (row.get("result") or {}).get("poisoned", {})
     keys = ("hr@1", "hr@5", "asr", "asr_transfer")
     return {"before": {k: before.get(k) for k in keys}, "after": {k: round(after.get(k, 0.0), 4) for k in keys},

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.data.prompts import llara_prompt, tallrec_prompt
-from core.lm.lmscore import Row, encode, run_rows
+from core.lm.lmscore import Row, encode, run_rows, score_together
 from core.lm.models import LoadedModel
 from core.metrics import roc_auc
 from core.progress import Progress
@@ -101,23 +101,46 @@ def score_variants(loaded: LoadedModel, victim: str, variants: dict[str, Sequenc
     Returns:
         `(scores per variant, answers of the generate variant or None)`.
     """
-    names = list(variants)
     llara = victim == "llara"
-    rows = [_llara_row(c, noun, name == generate) if llara else _tallrec_row(c, noun)
-            for name in names for c in variants[name]]
+    rows = _variant_rows(victim, variants, noun, generate)
     raw, answers = run_rows(loaded, rows, add_eos=llara, next_ids=None if llara else yes_no_ids(loaded.tokenizer),
-                            max_new_tokens=max_new_tokens if llara else 0, batch_size=batch_size * len(names),
+                            max_new_tokens=max_new_tokens if llara else 0, batch_size=batch_size * len(variants),
                             progress=progress, message=message)
-    if not llara:
-        raw = _p_yes(raw)
-    out, picked, at = {}, None, 0
-    for name in names:
-        span = slice(at, at + len(variants[name]))
-        out[name] = raw[span]
-        if llara and name == generate:
-            picked = [a or "" for a in answers[span]]
-        at = span.stop
-    return out, picked
+    picked = [a or "" for a in _split(variants, answers)[generate]] if llara and generate else None
+    return _split(variants, raw if llara else _p_yes(raw)), picked
+
+
+def score_variants_together(models: Sequence[LoadedModel], victim: str, variants: dict[str, Sequence[Case]],
+                            noun: str = "movie", batch_size: int = 16, progress: Progress | None = None,
+                            message: str = "scoring") -> list[dict[str, list[list[float]]]]:
+    """`score_variants` for several models at once (the clean and the poisoned victim): the blocks they
+    share run once (`core.lm.lmscore.score_together`); each model's scores are what `score_variants` gives
+    it alone. No generate mode: greedy answers differ per model, so they cannot share a pass.
+
+    Returns:
+        `list[dict]`: per model, the scores per variant.
+    """
+    llara = victim == "llara"
+    raw = score_together(models, _variant_rows(victim, variants, noun), add_eos=llara,
+                         next_ids=None if llara else yes_no_ids(models[0].tokenizer),
+                         batch_size=batch_size * len(variants), progress=progress, message=message)
+    return [_split(variants, r if llara else _p_yes(r)) for r in raw]
+
+
+def _variant_rows(victim: str, variants: dict[str, Sequence[Case]], noun: str, generate: str | None = None) -> list[Row]:
+    """Every variant's cases as rows, variant after variant; a user's rows form one group (shared prefix)."""
+    if victim == "llara":
+        return [_llara_row(c, noun, name == generate) for name, cases in variants.items() for c in cases]
+    return [_tallrec_row(c, noun) for cases in variants.values() for c in cases]
+
+
+def _split(variants: dict[str, Sequence[Case]], values: list) -> dict[str, list]:
+    """Per-row values (in `_variant_rows` order) split back per variant."""
+    out, at = {}, 0
+    for name, cases in variants.items():
+        out[name] = values[at:at + len(cases)]
+        at += len(cases)
+    return out
 
 
 def validity(answer: str, candidates: Sequence[str]) -> int | None:

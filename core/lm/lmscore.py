@@ -2,13 +2,15 @@
 
 Every victim metric comes from here (`core.attack.recommend` builds the prompts), so
 clean, triggered and transferred candidate lists are scored by the same code.
-Three savings, none of which changes a score beyond float rounding:
+Four savings, none of which changes a score beyond float rounding:
 
 * all continuations of a batch go through one forward pass, packed side by
   side after their prompt's KV cache with a 4-D mask (`_pack`);
 * prompts of one group (the variants of one user's test case) encode their
   common token prefix once (`_encode_rows`);
-* greedy answers are decoded from the same prompt cache as the scores.
+* greedy answers are decoded from the same prompt cache as the scores;
+* models that share their bottom blocks (two victims with adapters on the top blocks only) are scored
+  together, those blocks run once (`score_together`, `core.lm.trunk`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from os.path import commonprefix
 from core.progress import Progress
 
 from .loaded import LoadedModel, autocast_to, left_pad, model_parts, prompt_prefix_ids
+from .trunk import Tape, shared_blocks, sharing
 
 _LOGIT_BYTES = 256 * 2**20  # logits held at once while scoring continuations: bounds memory, not results
 
@@ -157,7 +160,7 @@ def _continuation_scores(loaded: LoadedModel, cache, mask, last, seqs: Sequence[
     # feed a continuation's tokens when we need the distribution after them, else all but the last
     fed = [[s if next_ids is not None else s[:-1] for s in row] for row in seqs]
     results: list[list] = [[None] * len(row) for row in seqs]
-    dtype = cache.layers[0].keys.dtype
+    dtype = cache.layers[-1].keys.dtype  # a real block's (the bottom ones may be replayed, `core.lm.trunk`)
     feed, fpos, bias = _pack(fed, mask, loaded.tokenizer.pad_token_id, dtype)
     h = decoder(input_ids=feed.to(dev), attention_mask=bias.to(dev), position_ids=fpos.to(dev),
                 cache=cache, use_cache=True).last_hidden_state
@@ -269,6 +272,16 @@ def _batches(rows: Sequence[Row], batch_size: int) -> list[list[int]]:
     return [b for b in batches if b]
 
 
+def _each_batch(rows: Sequence[Row], batch_size: int, progress: Progress | None, message: str, run) -> None:
+    """`run(row indices)` on batches of about `batch_size` rows (`_batches`), reporting rows done."""
+    done = 0
+    for idx in _batches(rows, batch_size):
+        run(idx)
+        done += len(idx)
+        if progress:
+            progress.update(done, len(rows), message)
+
+
 def run_rows(loaded: LoadedModel, rows: Sequence[Row], add_eos: bool = True, next_ids: Sequence[int] | None = None,
              max_new_tokens: int = 0, batch_size: int = 16, progress: Progress | None = None,
              message: str = "scoring") -> tuple[list[list], list[str | None]]:
@@ -285,18 +298,41 @@ def run_rows(loaded: LoadedModel, rows: Sequence[Row], add_eos: bool = True, nex
     """
     scores: list[list] = [[] for _ in rows]
     answers: list[str | None] = [None] * len(rows)
-    batches = _batches(rows, batch_size)
-    done = 0
-    for idx in batches:
+
+    def run(idx):
         s, a = _run_batch(loaded, [rows[k] for k in idx], add_eos, next_ids, max_new_tokens)
         for k, sk in zip(idx, s):
             scores[k] = sk
         for local, text in a.items():
             answers[idx[local]] = text
-        done += len(idx)
-        if progress:
-            progress.update(done, len(rows), message)
+
+    _each_batch(rows, batch_size, progress, message, run)
     return scores, answers
+
+
+def score_together(models: Sequence[LoadedModel], rows: Sequence[Row], add_eos: bool = True,
+                   next_ids: Sequence[int] | None = None, batch_size: int = 16, progress: Progress | None = None,
+                   message: str = "scoring") -> list[list[list]]:
+    """Every row's continuation scores under each of `models` (the clean and the poisoned victim), batch by
+    batch: blocks the models share (`core.lm.trunk.shared_blocks`) run once, for the first model, and the
+    others replay them. Each model's scores are what `run_rows` gives it alone (no greedy answers here).
+
+    Returns:
+        `list[list[list]]`: per model, per row, its continuations' scores in order.
+    """
+    n = shared_blocks(models)
+    scores: list[list[list]] = [[[] for _ in rows] for _ in models]
+
+    def run(idx):
+        batch, tape = [rows[k] for k in idx], Tape()
+        for m, loaded in enumerate(models):
+            with sharing(loaded, m, n, tape):
+                s, _ = _run_batch(loaded, batch, add_eos, next_ids, 0)
+            for k, sk in zip(idx, s):
+                scores[m][k] = sk
+
+    _each_batch(rows, batch_size, progress, message, run)
+    return scores
 
 
 def answer_logprobs(loaded: LoadedModel, prompts: Sequence[str], answers_per_prompt: Sequence[Sequence[str]],

@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from core.config import ConfigMixin
@@ -23,6 +24,7 @@ from core.progress import Progress
 from . import checkpoint as checkpoints
 from .checkpoint import Checkpointing
 from .loaded import LoadedModel, Segments, autocast_to, model_parts, prompt_prefix_ids
+from .trunk import TrunkFeatures, feeding
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +141,12 @@ def example_lengths(tokenizer, examples: Sequence[Segments], max_len: int) -> li
     return [len(encode_segments(tokenizer, ex, max_len)[0]) for ex in examples]
 
 
-def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]]):
-    """Mean cross-entropy over loss-carrying tokens of a right-padded batch (head only where needed)."""
+def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]],
+                  features: TrunkFeatures | None = None):
+    """Mean cross-entropy over loss-carrying tokens of a right-padded batch (head only where needed).
+
+    With `features`, the blocks below the adapters are not run on the batch: each sequence's output of
+    them comes from `features` (computed once per sequence, shared with another training of the base)."""
     import torch
     import torch.nn.functional as F
     pad = loaded.tokenizer.pad_token_id
@@ -155,7 +161,15 @@ def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]
     dev = loaded.device
     input_ids, mask, weights = input_ids.to(dev), mask.to(dev), weights.to(dev)
     decoder, head = model_parts(loaded.model)
-    hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    n = features.blocks(loaded) if features is not None else 0
+    given = None
+    if n:
+        rows = [features.of(loaded, n, ids) for ids, _ in batch]
+        given = rows[0].new_zeros((len(batch), width, rows[0].shape[-1]))
+        for b, r in enumerate(rows):
+            given[b, :len(r)] = r
+    with feeding(loaded, n, given) if n else nullcontext():
+        hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
     # position t-1 predicts token t; only tokens with weight > 0 are scored
     rows, cols = torch.nonzero(weights[:, 1:] > 0, as_tuple=True)
     logits = head(hidden[rows, cols]).float()
@@ -167,7 +181,8 @@ def weighted_loss(loaded: LoadedModel, batch: list[tuple[list[int], list[float]]
 def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: TrainConfig,
                    progress: Progress | None = None, on_log: OnLog | None = None,
                    full_model: bool = False, phase: str = "training",
-                   checkpoint: Checkpointing | None = None, plan: list[list[int]] | None = None) -> TrainResult:
+                   checkpoint: Checkpointing | None = None, plan: list[list[int]] | None = None,
+                   features: TrunkFeatures | None = None) -> TrainResult:
     """Train `loaded.model` in place on weighted-segment examples.
 
     Args:
@@ -182,6 +197,8 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
             checkpoint (`core.lm.checkpoint`): the resumed run takes the same steps as an unbroken one.
         plan (`list[list[int]]`, *optional*): each step's example indices (default: `batch_plan` over
             all examples).
+        features (`TrunkFeatures`, *optional*): the frozen blocks' output per sequence, kept across
+            trainings of the same base (the clean and the poisoned victim): those blocks run once a sequence.
 
     Returns:
         `TrainResult`. The model is left in eval mode.
@@ -225,7 +242,7 @@ def train_segments(loaded: LoadedModel, examples: Sequence[Segments], cfg: Train
             if progress:
                 progress.check()
             with autocast_to(device, dtype):
-                loss, n_tok = weighted_loss(loaded, [encoded[i] for i in idx])
+                loss, n_tok = weighted_loss(loaded, [encoded[i] for i in idx], features)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
