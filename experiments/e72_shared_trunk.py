@@ -24,12 +24,7 @@ from core.attack.recommend import Case, llara_example, score_variants, score_var
 from core.lm.models import ModelConfig, adapters_merged, add_lora, load_model
 from core.lm.train import TrainConfig, train_segments
 from core.lm.trunk import TrunkFeatures, shared_blocks
-
-WORDS = "the of night love man day return city dark blue last story secret life war king star house".split()
-
-
-def title(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS).capitalize() for _ in range(rng.randint(2, 5))) + f" ({rng.randint(1950, 1998)})"
+from experiments.e70_merged_scoring import title  # E70's made-up titles
 
 
 def variants(rng: random.Random, users: int = 8, candidates: int = 20) -> dict[str, list[Case]]:

@@ -215,28 +215,9 @@ def evaluate(cfg: AttackConfig, prep: Prepared, models: dict[str, LoadedModel], 
             saved = json.loads(path.read_text())
             scores[name]["clean"] = saved["scores"]
             out[name].update(saved["metrics"])
-    generate = "clean" in cases and cfg.victim == "llara" and cfg.generate
-    answers: dict[str, list[str] | None] = {}
     fresh_clean = [name for name in models if "clean" in cases and "clean" not in scores[name]]
-    with ExitStack() as folded:
-        for loaded in models.values():
-            folded.enter_context(adapters_merged(loaded))
-        if progress:
-            progress.phase(f"scoring {', '.join(cases)} for the {' and the '.join(models)} "
-                           f"({len(cases[next(iter(cases))])} users)")
-        if not generate and shared_blocks(list(models.values())):
-            together = score_variants_together(list(models.values()), cfg.victim, cases, progress=progress,
-                                               message=" and ".join(models))
-            for name, fresh in zip(models, together):
-                scores[name] = {**fresh, **scores[name]}  # a cached clean variant stays as it was stored
-        else:
-            for k, (name, loaded) in enumerate(models.items()):
-                todo = {v: c for v, c in cases.items() if v not in scores[name]}
-                if todo:
-                    fresh, answers[name] = score_variants(
-                        loaded, cfg.victim, todo, generate="clean" if generate and "clean" in todo else None,
-                        progress=_part(progress, k, len(models)), message=f"{name} {'/'.join(todo)}")
-                    scores[name].update(fresh)
+    generate = "clean" in cases and cfg.victim == "llara" and cfg.generate
+    answers = _score(cfg, models, cases, scores, generate, progress)
     attacks = {v: e for v, e in variants.items() if v != "clean"}
     for name in models:
         if name in fresh_clean:
@@ -254,6 +235,33 @@ def evaluate(cfg: AttackConfig, prep: Prepared, models: dict[str, LoadedModel], 
             out[name].update({key + suffix: float(np.mean(h)) for key, h in case_hits(attacks, scores[name], k).items()})
         out[name].update({key: float(np.mean(r)) for key, r in case_ranks(attacks, scores[name]).items()})
     return {name: (out[name], {v: scores[name][v] for v in variants}) for name in models}
+
+
+def _score(cfg: AttackConfig, models: dict[str, LoadedModel], cases: dict[str, list[Case]],
+           scores: dict[str, dict[str, list[list[float]]]], generate: bool,
+           progress: Progress | None) -> dict[str, list[str] | None]:
+    """Fill `scores` (per model, the variants not there yet); returns each model's generate-mode answers."""
+    answers: dict[str, list[str] | None] = {}
+    with ExitStack() as folded:
+        for loaded in models.values():
+            folded.enter_context(adapters_merged(loaded))
+        if progress:
+            progress.phase(f"scoring {', '.join(cases)} for the {' and the '.join(models)} "
+                           f"({len(next(iter(cases.values())))} users)")
+        if not generate and shared_blocks(list(models.values())):
+            together = score_variants_together(list(models.values()), cfg.victim, cases, progress=progress,
+                                               message=" and ".join(models))
+            for name, fresh in zip(models, together):
+                scores[name] = {**fresh, **scores[name]}  # a cached clean variant stays as it was stored
+            return answers
+        for k, (name, loaded) in enumerate(models.items()):
+            todo = {v: c for v, c in cases.items() if v not in scores[name]}
+            if todo:
+                fresh, answers[name] = score_variants(
+                    loaded, cfg.victim, todo, generate="clean" if generate and "clean" in todo else None,
+                    progress=_part(progress, k, len(models)), message=f"{name} {'/'.join(todo)}")
+                scores[name].update(fresh)
+    return answers
 
 
 def _part(progress: Progress | None, k: int, parts: int) -> Progress | None:
