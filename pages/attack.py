@@ -54,7 +54,9 @@ model_kind = c2.selectbox("Model", [TINY, REAL_LLM, HUB], key="attack_model_kind
                                "for a real LLM that trains on a CPU in minutes. smollm2-135m: a real "
                                "pretrained LLM (SmolLM2-135M-Instruct, fetched once from a PyPI wheel), "
                                "~170 tokens/s LoRA training on 2 CPU cores: ~20 min per 1,000 samples of "
-                               "history 5 / 10 candidates (docs/RESULTS.md E23).")
+                               "history 5 / 10 candidates (docs/RESULTS.md E23). With LoRA on the top 10 "
+                               "blocks, the real-LLM demo (ρ 0.1, 20 candidates, 200 test users) takes ~48 min "
+                               "as a first run on a 2-core AVX2 CPU (E72).")
 model_id = ""
 if model_kind == HUB:
     model_id = c2.text_input("Model id or path", key="attack_model_id", placeholder="Qwen/Qwen2.5-0.5B",
@@ -126,7 +128,9 @@ with st.container(border=True):
     lora_alpha = p3.number_input("LoRA alpha", 1, 512, 32, key="attack_lora_alpha", help="LoRA scaling factor.")
     lora_layers = p3.number_input("LoRA on the top N blocks", 0, 1000, 0, key="attack_lora_layers",
                                   help="0 = every transformer block; fewer blocks train faster (backward stops at "
-                                       "the lowest adapted one).")
+                                       "the lowest adapted one), and the clean and the poisoned victim then share "
+                                       "the blocks below: those run once for both, in training and in evaluation "
+                                       "(SmolLM2 with the top 10 of 30: first run 83 → 48 min, E72).")
     with st.expander("Advanced (size of the run)"):
         a1, a2, a3 = st.columns(3)
         epochs = a1.number_input("Epochs", 0.05, 50.0, step=0.05, key="attack_epochs",

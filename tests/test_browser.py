@@ -187,9 +187,9 @@ def test_new_user_path(server, browser_page):
         .to_be_visible()
     page.get_by_role("button", name="Launch attack").click()
     page.get_by_text(re.compile(r"Queued attack-\S+: trigger “5v” \(char, prefix\)")).wait_for()
-    # one bar over the run's stages: "stage 3/5: poisoned model, epoch 1/1, step 4/10, ETA 1 min overall · loss";
+    # one bar over the run's stages: "stage 3/4: poisoned model, epoch 1/1, step 4/10, ETA 1 min overall · loss";
     # past the base model's stage the bar is well on its way, not restarted at 0
-    label = page.get_by_text(re.compile(r"stage [23]/5: (clean|poisoned) model, epoch \d/\d, step \d+/\d+, "
+    label = page.get_by_text(re.compile(r"stage [23]/4: (clean|poisoned) model, epoch \d/\d, step \d+/\d+, "
                                         r"ETA .+ overall"))
     finished = page.get_by_text(re.compile(r"attack-\S+ finished"))
     label.or_(finished).first.wait_for(timeout=600_000)  # a label missed by the 2 s poll must fail, not hang

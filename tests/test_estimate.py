@@ -47,6 +47,12 @@ def test_attack_stages_follow_the_data_and_skip_what_is_cached():
     cached = estimate.attack_estimate(demo(), 943, 100_000, {"base model", "clean model"}, RATES)
     assert cached.seconds < est.seconds - stages["clean model"] and "base model cached (skipped)" in cached.text()
     assert estimate.attack_estimate(demo(model=demo().model.__class__(name="gpt2")), 943, 1, set(), RATES) is None
+    # adapters on the top block only: its own speeds where measured (`tiny:small@top1`), else the model's
+    top = demo(model=demo().model.__class__(lora_layers=1))
+    assert estimate.model_key(top) == "tiny:small@top1"
+    assert estimate.attack_estimate(top, 943, 100_000, set(), RATES).seconds == pytest.approx(est.seconds)
+    faster = replace(RATES, models={**RATES.models, "tiny:small@top1": estimate.ModelRates(2000.0, 10.0, 200.0, 200.0)})
+    assert estimate.attack_estimate(top, 943, 100_000, set(), faster).seconds < est.seconds
 
 
 def test_scan_stages_and_the_min_steps_floor():
@@ -124,8 +130,8 @@ def test_a_finished_run_here_replaces_the_reference_and_its_cache_is_seen(store)
     rates = estimate.rates_from_runs(store.list_runs("attack"), reference)
     mine = rates.models["tiny:custom"]
     run = store.get_run(store.list_runs("attack").iloc[0]["run_id"])
-    trained = run["result"]["train"]["poisoned"]
-    assert mine.train_tokens_per_s == pytest.approx(trained["tokens"] / trained["seconds"])
+    trained = run["result"]["train"]["clean"]  # trained in this run: the poisoned one may reuse its features (E72)
+    assert not trained["cached"] and mine.train_tokens_per_s == pytest.approx(trained["tokens"] / trained["seconds"])
     assert mine.base_build_s == 9.0 and "from the newest runs here for tiny:custom" in rates.source
     # the same settings are estimated to evaluate in the time this run's evaluation took (its lists counted)
     est = estimate.attack_estimate(cfg, run["result"]["n_test_users"], 1, {"base model", "clean model"}, rates)

@@ -113,14 +113,16 @@ def load_rates(path: Path = THROUGHPUT_FILE, kind: str | None = None) -> Rates:
                  table("scan_titles_per_s"), source, ref, table("scanner_fixed_s"))
 
 
-def model_key(cfg: AttackConfig) -> str:
-    """`tiny:<size>` for the embedded model (sizes of `core.lm.tinylm.SIZES`), else the model's name."""
+def model_key(cfg: AttackConfig, blocks: bool = True) -> str:
+    """`tiny:<size>` for the embedded model (sizes of `core.lm.tinylm.SIZES`), else the model's name; with
+    adapters on the top N blocks only, `@topN` after it (such runs train faster and share the blocks below,
+    E72), unless `blocks` is False."""
     from core.lm.tinylm import SIZES
 
+    key = cfg.model.name
     if cfg.model.is_tiny:
-        size = next((name for name, t in SIZES.items() if t == cfg.tiny), "custom")
-        return f"tiny:{size}"
-    return cfg.model.name
+        key = f"tiny:{next((name for name, t in SIZES.items() if t == cfg.tiny), 'custom')}"
+    return f"{key}@top{cfg.model.lora_layers}" if blocks and cfg.model.lora_layers else key
 
 
 def _slots(protocol: dict) -> tuple[int, int]:
@@ -153,11 +155,14 @@ def rates_from_runs(runs: pd.DataFrame, fallback: Rates, newest: int = 5) -> Rat
         if row.status != "done" or not isinstance(row.result, str):
             continue
         cfg, res = json.loads(row.config), json.loads(row.result)
-        train = res.get("train", {}).get("poisoned", {})
         poisoning = res.get("poisoning", {})
+        n_clean = poisoning.get("n_clean_samples", 0)
+        # the clean model's training when this run trained it: the poisoned one may have reused its features
+        train, n_samples = res.get("train", {}).get("clean", {}), n_clean
+        if train.get("cached", True) or not train.get("seconds"):
+            train, n_samples = res.get("train", {}).get("poisoned", {}), n_clean + poisoning.get("n_poison_samples", 0)
         seconds, tokens = train.get("seconds"), train.get("tokens")
         eval_s = res.get("timings", {}).get("evaluation_s")
-        n_samples = poisoning.get("n_poison_samples", 0) + poisoning.get("n_clean_samples", 0)
         if not (seconds and tokens and eval_s and n_samples and res.get("n_test_users")):
             continue
         history, candidates = _slots(cfg.get("protocol", {}))
@@ -198,7 +203,7 @@ def attack_estimate(cfg: AttackConfig, n_users: int, n_interactions: int, cached
     Returns:
         `Estimate`, or None when no speed was ever measured for this model.
     """
-    r = rates.models.get(model_key(cfg))
+    r = rates.models.get(model_key(cfg)) or rates.models.get(model_key(cfg, blocks=False))
     if r is None:
         return None
     history, candidates = cfg.protocol.history_len, cfg.protocol.n_candidates
